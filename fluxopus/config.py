@@ -1,0 +1,56 @@
+"""Settings from the environment (FLUXOPUS_* and DATABASE_URL) or a .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("fluxopus", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLUXOPUS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # No DATABASE_URL → an embedded PostgreSQL is started in data_dir/pgdata.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "FLUXOPUS_DATABASE_URL")
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Supabase's legacy shared secret (HS256).
+    jwt_secret: str | None = None
+    # Asymmetric keys (ES256/RS256) published as a JWKS, e.g. https://<project>.supabase.co/auth/v1/.well-known/jwks.json
+    jwks_url: str | None = None
+    jwks_cache_seconds: int = Field(default=600, ge=0)
+    jwt_audience: str = "authenticated"
+
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+    log_level: str = "info"
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError("FLUXOPUS_JWT_SECRET must be at least 32 characters (HS256 needs a long secret)")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def dev_signing_key_path(self) -> Path:
+        return self.data_dir / "jwt-signing-key.pem"
+
+    @property
+    def uses_dev_signing_key(self) -> bool:
+        """Without an external secret or JWKS the service verifies tokens minted by `fluxopus token`."""
+        return self.jwt_secret is None and self.jwks_url is None

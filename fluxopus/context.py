@@ -1,0 +1,36 @@
+"""The typed request context shared by GraphQL resolvers and REST routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from fluxopus.db.session import RlsTransaction
+from fluxopus.errors import Unauthorized
+
+if TYPE_CHECKING:
+    from fluxopus.resolvers.loaders import Loaders
+
+
+@dataclass
+class Context:
+    """One per REST request or GraphQL operation: the caller's claims and their transaction."""
+
+    db: RlsTransaction
+    claims: dict[str, Any] | None
+    auth_error: Unauthorized | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def user_id(self) -> UUID:
+        if self.claims is None:
+            raise self.auth_error or Unauthorized("Authentication required")
+        return UUID(self.claims["sub"])
+
+    @cached_property
+    def loaders(self) -> Loaders:
+        from fluxopus.resolvers.loaders import Loaders
+
+        return Loaders(self)

@@ -1,0 +1,51 @@
+"""Apply the SQL files in migrations/ in order, once each, under an advisory lock.
+
+Plain SQL so the same files run on Supabase (`psql -f`) and here; the lock lets
+several replicas start at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import asyncpg
+
+from fluxopus.db.engine import asyncpg_dsn
+
+log = logging.getLogger(__name__)
+
+_LOCK_KEY = 0x466C75786F707573  # "Fluxopus"
+
+
+def migration_files() -> list[tuple[str, str]]:
+    folder = resources.files("fluxopus.db") / "migrations"
+    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
+
+
+async def migrate(database_url: str) -> list[str]:
+    """Returns the names of the migrations applied now."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    applied_now: list[str] = []
+    try:
+        await conn.execute("select pg_advisory_lock($1)", _LOCK_KEY)
+        await conn.execute(
+            "create table if not exists fluxopus_migrations ("
+            " name text primary key, applied_at timestamptz not null default now())"
+        )
+        done = {r["name"] for r in await conn.fetch("select name from fluxopus_migrations")}
+        for name, sql in migration_files():
+            if name in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("insert into fluxopus_migrations (name) values ($1)", name)
+            log.info("applied migration %s", name)
+            applied_now.append(name)
+    finally:
+        try:
+            await conn.execute("select pg_advisory_unlock($1)", _LOCK_KEY)
+        finally:
+            await conn.close()
+    return applied_now

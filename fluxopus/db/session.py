@@ -1,0 +1,107 @@
+"""The one place a database session is opened: a transaction per request with RLS claims.
+
+`role` and `request.jwt.claims` are set with set_config(..., true), i.e. transaction-local,
+so nothing leaks to the next user of a pooled connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Result
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy.sql import Executable
+
+from fluxopus.errors import Conflict, Forbidden, Invalid, Unauthorized
+
+_SET_CLAIMS = text(
+    "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', :claims, true)"
+)
+
+
+class RlsTransaction:
+    """Opens lazily (introspection-only GraphQL requests need no connection) and serialises
+    statements: GraphQL resolves sibling fields concurrently, a connection runs one at a time."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        claims: Mapping[str, Any] | None,
+        auth_error: Unauthorized | None = None,
+    ) -> None:
+        self.engine = engine
+        self.claims = claims
+        self.auth_error = auth_error
+        self._conn: AsyncConnection | None = None
+        self._tx: AsyncTransaction | None = None
+        self._lock = asyncio.Lock()
+
+    async def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
+        async with self._lock:
+            if self._conn is None:
+                await self._begin()
+            assert self._conn is not None
+            try:
+                return await self._conn.execute(statement, params)
+            except DBAPIError as exc:
+                raise translate_db_error(exc) from exc
+
+    async def _begin(self) -> None:
+        if self.claims is None:
+            raise self.auth_error or Unauthorized("Missing Authorization header: send 'Authorization: Bearer <jwt>'")
+        conn = await self.engine.connect()
+        try:
+            self._tx = await conn.begin()
+            await conn.execute(_SET_CLAIMS, {"claims": json.dumps(self.claims)})
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+
+    async def finish(self, *, commit: bool) -> None:
+        async with self._lock:
+            conn, tx = self._conn, self._tx
+            self._conn = self._tx = None
+            if conn is None or tx is None:
+                return
+            try:
+                if commit:
+                    try:
+                        await tx.commit()
+                    except DBAPIError as exc:
+                        raise translate_db_error(exc) from exc
+                else:
+                    await tx.rollback()
+            finally:
+                await conn.close()
+
+
+def translate_db_error(exc: DBAPIError) -> Exception:
+    """Constraint and RLS violations become domain errors; anything else stays unexpected."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
+    if sqlstate == "42501":  # insufficient_privilege: an RLS `with check` refused the row
+        return Forbidden("You do not have permission to do that")
+    if isinstance(exc, IntegrityError) or (sqlstate or "").startswith("23"):
+        if sqlstate == "23505":
+            return Conflict("That already exists")
+        if sqlstate == "23503":
+            return Invalid("A referenced record does not exist")
+        return Invalid("The data violates a constraint")
+    if sqlstate in ("22P02", "22001", "22003", "22007", "22008"):
+        return Invalid("Invalid value")
+    return exc
+
+
+async def ping(engine: AsyncEngine, timeout: float = 2.0) -> bool:
+    try:
+        async with asyncio.timeout(timeout):
+            async with engine.connect() as conn:
+                await conn.execute(text("select 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure to answer means "not healthy"
+        return False

@@ -1,0 +1,49 @@
+"""Domain errors: raised once in resolvers/auth, mapped once per API layer.
+
+REST turns them into a status code and `{"error": message}` (rest_compat/errors.py);
+GraphQL into an error with `extensions.code` (schema/extension.py).
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    status: int = 400
+    code: str = "BAD_USER_INPUT"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Invalid(DomainError):
+    status = 400
+    code = "BAD_USER_INPUT"
+
+
+class Unauthorized(DomainError):
+    status = 401
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "FORBIDDEN"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "NOT_FOUND"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "CONFLICT"
+
+
+class BudgetExceeded(DomainError):
+    status = 429
+    code = "BUDGET_EXCEEDED"
+
+    def __init__(self, message: str = "Token budget exceeded") -> None:
+        super().__init__(message)

@@ -1,0 +1,1 @@
+"""Pydantic models shared by resolvers, GraphQL and REST: what comes in and what goes out."""

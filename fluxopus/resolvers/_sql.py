@@ -1,0 +1,32 @@
+"""Small SQL helpers shared by resolver modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, select
+
+from fluxopus.context import Context
+from fluxopus.models.common import Page
+
+
+def contains(column: Any, q: str) -> ColumnElement[bool]:
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    result: ColumnElement[bool] = column.ilike(f"%{escaped}%", escape="\\")
+    return result
+
+
+async def fetch_page(ctx: Context, stmt: Select[Any], *, limit: int, offset: int) -> Page[dict[str, Any]]:
+    """Rows and the total in one round trip (a window count); a second only past the end."""
+    counted = stmt.add_columns(func.count().over().label("_total")).limit(limit).offset(offset)
+    rows = [dict(r) for r in (await ctx.db.execute(counted)).mappings()]
+    if rows:
+        total = rows[0]["_total"]
+    elif offset == 0:
+        total = 0
+    else:
+        total_stmt = select(func.count()).select_from(stmt.order_by(None).subquery())
+        total = (await ctx.db.execute(total_stmt)).scalar_one()
+    for row in rows:
+        del row["_total"]
+    return Page(items=rows, total=total)

@@ -1,0 +1,109 @@
+"""Company tags and their assignment to tasks (skills and knowledge join when they exist)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from fluxopus.context import Context
+from fluxopus.errors import Conflict, Forbidden, Invalid, NotFound
+from fluxopus.models.common import Deleted, Page, PageQuery
+from fluxopus.models.tags import AssignTags, EntityRef, EntityTagRow, EntityType, Tag, TagCreate, TagRow, TagUpdate
+from fluxopus.resolvers._sql import fetch_page
+from fluxopus.resolvers.accounts import require_membership
+from fluxopus.resolvers.tasks import tasks
+
+tags = TagRow.__table__
+entity_tags = EntityTagRow.__table__
+
+# Entity types that can carry tags, with the table RLS checks visibility on.
+TAGGABLE: dict[EntityType, Table] = {EntityType.task: tasks}
+
+
+async def list_tags(ctx: Context, *, query: PageQuery) -> Page[Tag]:
+    stmt = select(*tags.c).order_by(tags.c.name, tags.c.id)
+    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
+    return Page([Tag.model_validate(r) for r in page.items], page.total)
+
+
+async def get_tag(ctx: Context, *, id: UUID) -> Tag:
+    row = (await ctx.db.execute(select(*tags.c).where(tags.c.id == id))).mappings().first()
+    if row is None:
+        raise NotFound("Tag not found")
+    return Tag.model_validate(row)
+
+
+async def create_tag(ctx: Context, *, data: TagCreate) -> Tag:
+    await require_membership(ctx)
+    try:
+        row = (await ctx.db.execute(insert(tags).values(**data.model_dump()).returning(*tags.c))).mappings().one()
+    except Conflict:
+        raise Conflict(f"A tag named {data.name!r} already exists") from None
+    return Tag.model_validate(row)
+
+
+async def update_tag(ctx: Context, *, id: UUID, data: TagUpdate) -> Tag:
+    changes = data.model_dump(exclude_unset=True)
+    if not changes:
+        return await get_tag(ctx, id=id)
+    try:
+        stmt = update(tags).where(tags.c.id == id).values(**changes).returning(*tags.c)
+        row = (await ctx.db.execute(stmt)).mappings().first()
+    except Conflict:
+        raise Conflict(f"A tag named {data.name!r} already exists") from None
+    if row is None:
+        await get_tag(ctx, id=id)
+        raise Forbidden("Only the tag's creator or an admin can change it")
+    return Tag.model_validate(row)
+
+
+async def delete_tag(ctx: Context, *, id: UUID) -> Deleted:
+    row = (await ctx.db.execute(delete(tags).where(tags.c.id == id).returning(tags.c.id))).first()
+    if row is None:
+        await get_tag(ctx, id=id)
+        raise Forbidden("Only the tag's creator or an admin can delete it")
+    return Deleted(id=id)
+
+
+async def _ensure_entity(ctx: Context, entity_type: EntityType, entity_id: UUID) -> None:
+    table = TAGGABLE.get(entity_type)
+    if table is None:
+        supported = ", ".join(TAGGABLE)
+        raise Invalid(f"entityType {entity_type.value!r} cannot be tagged yet; supported: {supported}")
+    found = await ctx.db.execute(select(table.c.id).where(table.c.id == entity_id))
+    if found.first() is None:
+        raise NotFound(f"{entity_type.value.capitalize()} not found")
+
+
+async def _entity_tags(ctx: Context, entity_type: EntityType, entity_id: UUID) -> list[Tag]:
+    stmt = (
+        select(*tags.c)
+        .join(entity_tags, entity_tags.c.tag_id == tags.c.id)
+        .where(entity_tags.c.entity_type == entity_type.value, entity_tags.c.entity_id == entity_id)
+        .order_by(tags.c.name, tags.c.id)
+    )
+    return [Tag.model_validate(r) for r in (await ctx.db.execute(stmt)).mappings()]
+
+
+async def entity_tags_of(ctx: Context, *, query: EntityRef) -> list[Tag]:
+    await _ensure_entity(ctx, query.entity_type, query.entity_id)
+    return await _entity_tags(ctx, query.entity_type, query.entity_id)
+
+
+async def assign_tags(ctx: Context, *, data: AssignTags) -> list[Tag]:
+    await _ensure_entity(ctx, data.entity_type, data.entity_id)
+    wanted = list(dict.fromkeys(data.tag_ids))
+    if wanted:
+        found = {r[0] for r in await ctx.db.execute(select(tags.c.id).where(tags.c.id.in_(wanted)))}
+        missing = [str(t) for t in wanted if t not in found]
+        if missing:
+            raise NotFound(f"Tag not found: {', '.join(missing)}")
+    of_entity = (entity_tags.c.entity_type == data.entity_type.value) & (entity_tags.c.entity_id == data.entity_id)
+    if data.replace:
+        await ctx.db.execute(delete(entity_tags).where(of_entity & entity_tags.c.tag_id.not_in(wanted)))
+    if wanted:
+        rows = [{"tag_id": t, "entity_type": data.entity_type.value, "entity_id": data.entity_id} for t in wanted]
+        await ctx.db.execute(pg_insert(entity_tags).values(rows).on_conflict_do_nothing())
+    return await _entity_tags(ctx, data.entity_type, data.entity_id)

@@ -1,0 +1,98 @@
+"""Tasks and their time logs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import delete, func, insert, or_, select, update
+
+from fluxopus.context import Context
+from fluxopus.errors import Forbidden, NotFound
+from fluxopus.models.common import Deleted, Page, PageQuery
+from fluxopus.models.tasks import Task, TaskCreate, TaskFilter, TaskRow, TaskUpdate, TimeLog, TimeLogCreate, TimeLogRow
+from fluxopus.resolvers._sql import contains, fetch_page
+from fluxopus.resolvers.accounts import ensure_colleague, require_membership
+
+tasks = TaskRow.__table__
+time_logs = TimeLogRow.__table__
+
+_total_minutes = (
+    select(func.coalesce(func.sum(time_logs.c.minutes), 0))
+    .where(time_logs.c.task_id == tasks.c.id)
+    .scalar_subquery()
+    .label("total_minutes")
+)
+_task_columns = [*tasks.c, _total_minutes]
+
+
+async def list_tasks(ctx: Context, *, query: TaskFilter) -> Page[Task]:
+    stmt = select(*_task_columns).order_by(tasks.c.created_at.desc(), tasks.c.id)
+    if query.status is not None:
+        stmt = stmt.where(tasks.c.status == query.status)
+    if query.assignee_id is not None:
+        stmt = stmt.where(tasks.c.assignee_id == query.assignee_id)
+    if query.q is not None:
+        stmt = stmt.where(or_(contains(tasks.c.title, query.q), contains(tasks.c.description, query.q)))
+    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
+    return Page([Task.model_validate(r) for r in page.items], page.total)
+
+
+async def get_task(ctx: Context, *, id: UUID) -> Task:
+    row = (await ctx.db.execute(select(*_task_columns).where(tasks.c.id == id))).mappings().first()
+    if row is None:
+        raise NotFound("Task not found")
+    return Task.model_validate(row)
+
+
+async def create_task(ctx: Context, *, data: TaskCreate) -> Task:
+    await require_membership(ctx)
+    if data.assignee_id is not None:
+        await ensure_colleague(ctx, data.assignee_id, "assignee_id")
+    stmt = insert(tasks).values(**data.model_dump()).returning(*tasks.c)
+    row = (await ctx.db.execute(stmt)).mappings().one()
+    return Task.model_validate({**row, "total_minutes": 0})
+
+
+async def update_task(ctx: Context, *, id: UUID, data: TaskUpdate) -> Task:
+    changes = data.model_dump(exclude_unset=True)
+    if not changes:
+        return await get_task(ctx, id=id)
+    if changes.get("assignee_id") is not None:
+        await get_task(ctx, id=id)  # 404 before revealing anything about the assignee
+        await ensure_colleague(ctx, changes["assignee_id"], "assignee_id")
+    stmt = update(tasks).where(tasks.c.id == id).values(**changes).returning(*_task_columns)
+    row = (await ctx.db.execute(stmt)).mappings().first()
+    if row is None:
+        await get_task(ctx, id=id)
+        raise Forbidden("Only the task's creator, its assignee or an admin can change it")
+    return Task.model_validate(row)
+
+
+async def delete_task(ctx: Context, *, id: UUID) -> Deleted:
+    row = (await ctx.db.execute(delete(tasks).where(tasks.c.id == id).returning(tasks.c.id))).first()
+    if row is None:
+        await get_task(ctx, id=id)
+        raise Forbidden("Only the task's creator or an admin can delete it")
+    return Deleted(id=id)
+
+
+async def list_time_logs(ctx: Context, *, task_id: UUID, query: PageQuery) -> Page[TimeLog]:
+    await get_task(ctx, id=task_id)
+    stmt = (
+        select(*time_logs.c)
+        .where(time_logs.c.task_id == task_id)
+        .order_by(time_logs.c.created_at.desc(), time_logs.c.id)
+    )
+    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
+    return Page([TimeLog.model_validate(r) for r in page.items], page.total)
+
+
+async def add_time_log(ctx: Context, *, task_id: UUID, data: TimeLogCreate) -> TimeLog:
+    await get_task(ctx, id=task_id)
+    values: dict[str, Any] = data.model_dump()
+    values["spent_on"] = data.spent_on or dt.datetime.now(dt.UTC).date()
+    stmt = insert(time_logs).values(task_id=task_id, **values).returning(*time_logs.c)
+    row = (await ctx.db.execute(stmt)).mappings().one()
+    return TimeLog.model_validate(row)

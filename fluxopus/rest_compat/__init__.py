@@ -1,0 +1,1 @@
+"""REST under /api, generated from one route table onto the resolvers GraphQL uses."""

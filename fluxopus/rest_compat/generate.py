@@ -1,0 +1,64 @@
+"""One loop turns the route table into FastAPI routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import TypeAdapter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fluxopus.errors import DomainError
+from fluxopus.models.common import Page, parse, parse_json, parse_uuid
+from fluxopus.rest_compat.errors import domain_error_response, error_response
+from fluxopus.rest_compat.table import ROUTES, Route
+from fluxopus.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
+    adapter: TypeAdapter[Any] = TypeAdapter(route.response)
+
+    async def endpoint(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        try:
+            claims = await runtime.verifier.verify_header(request.headers.get("authorization"))
+            kwargs: dict[str, Any] = {
+                name: parse_uuid(request.path_params[name], name) for name in route.path_params
+            }
+            if route.query is not None:
+                kwargs["query"] = parse(route.query, request.query_params)
+            if route.body is not None:
+                kwargs["data"] = parse_json(route.body, await request.body())
+            ctx = runtime.context(claims)
+            try:
+                result = await route.resolver(ctx, **kwargs)
+            except BaseException:
+                await ctx.db.finish(commit=False)
+                raise
+            await ctx.db.finish(commit=True)
+        except DomainError as exc:
+            return domain_error_response(exc)
+        except Exception:
+            log.exception("%s %s failed", route.method, route.path)
+            return error_response(500, "Internal server error")
+        headers = {}
+        if isinstance(result, Page):
+            headers["X-Total-Count"] = str(result.total)
+            result = result.items
+        return Response(adapter.dump_json(result), status_code=route.status, headers=headers,
+                        media_type="application/json")
+
+    endpoint.__name__ = route.operation_id
+    return endpoint
+
+
+def rest_router(routes: list[Route] = ROUTES) -> APIRouter:
+    router = APIRouter()
+    for route in routes:
+        router.add_api_route(route.path, make_endpoint(route), methods=[route.method], include_in_schema=False)
+    return router

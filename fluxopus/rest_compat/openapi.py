@@ -1,0 +1,154 @@
+"""The OpenAPI 3.0.3 document, generated from the same route table as the routes.
+
+Pydantic emits JSON Schema 2020-12; OpenAPI 3.0 wants its own dialect, so `anyOf [X, null]`
+becomes `nullable`, `const` becomes a one-value `enum`, and `$defs` move to components.
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from fluxopus.rest_compat.table import ROUTES, Route
+
+REF = "#/components/schemas/{model}"
+
+ERRORS = {
+    "400": "Bad input: validation failed, malformed JSON or a bad UUID",
+    "401": "Missing, malformed, expired or wrongly signed bearer token",
+    "403": "Visible, but the caller may not change it",
+    "404": "Not found, or not visible to the caller",
+    "409": "Conflicts with an existing record",
+    "500": "Unexpected server error",
+}
+
+
+def _model_of(response: Any) -> tuple[type[BaseModel], bool]:
+    if get_origin(response) is list:
+        return get_args(response)[0], True
+    return response, False
+
+
+def to_openapi30(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [to_openapi30(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: to_openapi30(v) for k, v in schema.items() if k not in ("anyOf", "const", "examples")}
+    if "const" in schema:
+        out["enum"] = [schema["const"]]
+    if "examples" in schema and schema["examples"]:
+        out["example"] = schema["examples"][0]
+    if "anyOf" in schema:
+        variants = [to_openapi30(s) for s in schema["anyOf"]]
+        non_null = [v for v in variants if v.get("type") != "null"]
+        if len(non_null) < len(variants):
+            out["nullable"] = True
+        if len(non_null) == 1:
+            only = non_null[0]
+            if "$ref" in only:
+                out["allOf"] = [only]
+            else:
+                out.update({k: v for k, v in only.items() if k not in out or k == "type"})
+        else:
+            out["anyOf"] = non_null
+    return out
+
+
+def _parameters(route: Route, schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+        for name in route.path_params
+    ]
+    if route.query is not None:
+        query_schema = to_openapi30(route.query.model_json_schema(ref_template=REF, by_alias=True))
+        for defname, definition in query_schema.pop("$defs", {}).items():
+            schemas[defname] = definition
+        required = set(query_schema.get("required", []))
+        for name, prop in query_schema["properties"].items():
+            param: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
+            if "description" in prop:
+                param["description"] = prop.pop("description")
+            prop.pop("title", None)
+            param["schema"] = prop
+            params.append(param)
+    return params
+
+
+def _operation(route: Route, schemas: dict[str, Any], refs: dict[Any, dict[str, str]]) -> dict[str, Any]:
+    model, is_list = _model_of(route.response)
+    ref = refs[(model, "serialization")]
+    content_schema = {"type": "array", "items": ref} if is_list else ref
+    success: dict[str, Any] = {
+        "description": "Success",
+        "content": {"application/json": {"schema": content_schema}},
+    }
+    if route.paginated:
+        success["headers"] = {
+            "X-Total-Count": {"description": "Rows matching, ignoring limit/offset", "schema": {"type": "integer"}}
+        }
+    responses: dict[str, Any] = {str(route.status): success}
+    for status, description in ERRORS.items():
+        responses[status] = {"$ref": f"#/components/responses/E{status}"}
+    op: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [route.tag],
+        "parameters": _parameters(route, schemas),
+        "responses": responses,
+    }
+    if not op["parameters"]:
+        del op["parameters"]
+    if route.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(route.body, "validation")]}},
+        }
+    return op
+
+
+def build_openapi(routes: list[Route] = ROUTES) -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], Any]] = []
+    for route in routes:
+        models.append((_model_of(route.response)[0], "serialization"))
+        if route.body is not None:
+            models.append((route.body, "validation"))
+    unique = list(dict.fromkeys(models))
+    refs, defs = models_json_schema(unique, ref_template=REF, by_alias=True)
+    schemas: dict[str, Any] = {name: to_openapi30(s) for name, s in sorted(defs.get("$defs", {}).items())}
+    schemas["Error"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string", "description": "Human-readable message"}},
+    }
+    paths: dict[str, Any] = {}
+    for route in routes:
+        paths.setdefault("/api" + route.path, {})[route.method.lower()] = _operation(route, schemas, refs)
+    error_responses = {
+        f"E{status}": {
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
+        }
+        for status, description in ERRORS.items()
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Fluxopus REST API",
+            "version": "0.1.0",
+            "description": "REST compatibility layer over the Fluxopus GraphQL domain. "
+            "Authenticate with `Authorization: Bearer <jwt>` (a Supabase session token). "
+            "Errors are `{\"error\": \"<message>\"}`; lists are bare arrays with the total in `X-Total-Count`.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}],
+        "tags": [{"name": t} for t in dict.fromkeys(r.tag for r in routes)],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": dict(sorted(schemas.items())),
+            "responses": error_responses,
+        },
+    }

@@ -1,0 +1,35 @@
+"""What a running app holds: settings, the database engine, the token verifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fluxopus.auth.jwt import JWKSCache, TokenVerifier
+from fluxopus.auth.keys import SigningKey
+from fluxopus.config import Settings
+from fluxopus.context import Context
+from fluxopus.db.session import RlsTransaction
+from fluxopus.errors import Unauthorized
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    return TokenVerifier(
+        audience=settings.jwt_audience,
+        secret=settings.jwt_secret,
+        jwks=JWKSCache(settings.jwks_url, settings.jwks_cache_seconds) if settings.jwks_url else None,
+        local_key=SigningKey.load_or_create(settings.dev_signing_key_path) if settings.uses_dev_signing_key else None,
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    verifier: TokenVerifier
+    engine: AsyncEngine | None = None
+
+    def context(self, claims: dict[str, object] | None, auth_error: Unauthorized | None = None) -> Context:
+        if self.engine is None:
+            raise RuntimeError("the database engine is not started")
+        return Context(db=RlsTransaction(self.engine, claims, auth_error), claims=claims, auth_error=auth_error)

@@ -1,0 +1,1 @@
+"""Strawberry types and root Query/Mutation: thin, every field calls fluxopus.resolvers."""

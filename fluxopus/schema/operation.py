@@ -1,0 +1,83 @@
+"""Each GraphQL operation runs in its own RLS transaction, and errors get `extensions.code`.
+
+A WebSocket carries many operations on one transport context, so the per-operation
+`Context` (claims + transaction + loaders) replaces it for the duration of execution.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.fastapi import BaseContext
+from strawberry.types import ExecutionContext
+
+from fluxopus.errors import DomainError, Unauthorized
+from fluxopus.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class TransportContext(BaseContext):
+    """Built once per HTTP request or WebSocket connection: who is calling."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.claims: dict[str, Any] | None = None
+        self.auth_error: Unauthorized | None = Unauthorized(
+            "Missing Authorization header: send 'Authorization: Bearer <jwt>'"
+        )
+
+    async def authenticate(self, token_or_header: str | None, *, header: bool = True) -> None:
+        try:
+            if header:
+                self.claims = await self.runtime.verifier.verify_header(token_or_header)
+            else:
+                self.claims = await self.runtime.verifier.verify(token_or_header or "")
+            self.auth_error = None
+        except Unauthorized as exc:
+            self.claims, self.auth_error = None, exc
+
+
+class RlsOperation(SchemaExtension):
+    async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
+        transport = self.execution_context.context
+        ctx = transport.runtime.context(transport.claims, transport.auth_error)
+        self.execution_context.context = ctx
+        try:
+            yield
+        except BaseException:
+            await ctx.db.finish(commit=False)
+            raise
+        finally:
+            self.execution_context.context = transport
+        result = self.execution_context.result
+        # A failed field rolls the whole operation back: bad input changes nothing.
+        ok = result is not None and not getattr(result, "errors", None)
+        await ctx.db.finish(commit=ok)
+
+
+def error_code(error: GraphQLError) -> str:
+    original = error.original_error
+    if isinstance(original, DomainError):
+        return original.code
+    if original is None or error.path is None:
+        return "BAD_USER_INPUT"  # syntax, validation and variable coercion: the client's document
+    return "INTERNAL_SERVER_ERROR"
+
+
+class FluxopusSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        for error in errors:
+            code = error_code(error)
+            if code == "INTERNAL_SERVER_ERROR":
+                log.error("GraphQL resolver failed", exc_info=error.original_error)
+                error.message = "Internal server error"
+            elif isinstance(error.original_error, DomainError):
+                error.message = error.original_error.message
+            error.extensions = {**(error.extensions or {}), "code": code}

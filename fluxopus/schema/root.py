@@ -1,0 +1,15 @@
+"""The schema: every group's Query and Mutation merged."""
+
+from __future__ import annotations
+
+from strawberry.tools import merge_types
+
+from fluxopus.schema.accounts import AccountsQuery
+from fluxopus.schema.operation import FluxopusSchema, RlsOperation
+from fluxopus.schema.tags import TagsMutation, TagsQuery
+from fluxopus.schema.tasks import TasksMutation, TasksQuery
+
+Query = merge_types("Query", (AccountsQuery, TasksQuery, TagsQuery))
+Mutation = merge_types("Mutation", (TasksMutation, TagsMutation))
+
+schema = FluxopusSchema(query=Query, mutation=Mutation, extensions=[RlsOperation])
