@@ -8,6 +8,7 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from sqlalchemy import FetchedValue
 from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
@@ -26,7 +27,7 @@ class EntityType(StrEnum):
 class TagRow(SQLModel, table=True):
     __tablename__ = "tags"
 
-    id: UUID | None = Column(default=None, primary_key=True)
+    id: UUID | None = Column(default=None, primary_key=True, sa_column_kwargs={"server_default": FetchedValue()})
     company_id: UUID | None = None
     name: str
     color: str | None = None

@@ -8,6 +8,7 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import Field, StringConstraints, field_validator
+from sqlalchemy import FetchedValue
 from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
@@ -36,7 +37,7 @@ Note = Annotated[str, StringConstraints(max_length=2000)]
 class TaskRow(SQLModel, table=True):
     __tablename__ = "tasks"
 
-    id: UUID | None = Column(default=None, primary_key=True)
+    id: UUID | None = Column(default=None, primary_key=True, sa_column_kwargs={"server_default": FetchedValue()})
     company_id: UUID | None = None
     title: str
     description: str | None = None
@@ -52,7 +53,7 @@ class TaskRow(SQLModel, table=True):
 class TimeLogRow(SQLModel, table=True):
     __tablename__ = "time_logs"
 
-    id: UUID | None = Column(default=None, primary_key=True)
+    id: UUID | None = Column(default=None, primary_key=True, sa_column_kwargs={"server_default": FetchedValue()})
     task_id: UUID
     company_id: UUID | None = None
     user_id: UUID | None = None

@@ -1,0 +1,96 @@
+"""Shared fixtures: one embedded PostgreSQL per test session, apps built with test settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fluxopus.app import create_app
+from fluxopus.config import Settings
+from fluxopus.db.embedded import EmbeddedPostgres
+from fluxopus.db.engine import create_engine
+from fluxopus.db.migrate import migrate
+from tests.utils.builders import SECRET, Company, make_company
+from tests.utils.fake_jwks import FakeJWKS
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fluxopus-data")
+
+
+@pytest.fixture(scope="session")
+async def database_url(data_dir: Path) -> AsyncIterator[str]:
+    pg = EmbeddedPostgres(data_dir)
+    url = pg.start()
+    try:
+        await migrate(url)
+        yield url
+    finally:
+        pg.close()
+
+
+@pytest.fixture(scope="session")
+def jwks() -> Iterator[FakeJWKS]:
+    fake = FakeJWKS()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path, database_url: str, jwks: FakeJWKS) -> Settings:
+    return Settings(data_dir=data_dir, database_url=database_url, jwt_secret=SECRET, jwks_url=jwks.url)
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str, settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, engine: AsyncEngine) -> FastAPI:
+    return create_app(settings, engine=engine)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        yield c
+
+
+@pytest.fixture
+async def acme(database_url: str) -> Company:
+    return await make_company(database_url)
+
+
+@pytest.fixture
+async def globex(database_url: str) -> Company:
+    return await make_company(database_url)
+
+
+class StatementCounter:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        self.statements.append(statement)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@pytest.fixture
+def sql_counter(engine: AsyncEngine) -> Iterator[StatementCounter]:
+    counter = StatementCounter()
+    event.listen(engine.sync_engine, "before_cursor_execute", counter)
+    yield counter
+    event.remove(engine.sync_engine, "before_cursor_execute", counter)

@@ -1,0 +1,1 @@
+"""Builders and fake external services for tests."""
