@@ -25,7 +25,9 @@ def migration_files() -> list[tuple[str, str]]:
 
 
 async def migrate(database_url: str) -> list[str]:
-    """Returns the names of the migrations applied now."""
+    """Apply pending migrations and refuse a schema with a table outside RLS.
+
+    Returns the names of the migrations applied now."""
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     applied_now: list[str] = []
     try:
@@ -43,6 +45,14 @@ async def migrate(database_url: str) -> list[str]:
                 await conn.execute("insert into fluxopus_migrations (name) values ($1)", name)
             log.info("applied migration %s", name)
             applied_now.append(name)
+        unprotected = await conn.fetch(
+            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+            " where n.nspname = 'public' and c.relkind = 'r' and not c.relrowsecurity"
+            " and c.relname <> 'fluxopus_migrations' order by 1"
+        )
+        if unprotected:
+            names = ", ".join(r["relname"] for r in unprotected)
+            raise RuntimeError(f"row-level security is not enabled on: {names}; add `enable row level security`")
     finally:
         try:
             await conn.execute("select pg_advisory_unlock($1)", _LOCK_KEY)

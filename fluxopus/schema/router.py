@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET
 
 from fluxopus.auth.jwt import token_from_params
 from fluxopus.errors import Unauthorized
@@ -24,6 +27,14 @@ async def get_context(connection: HTTPConnection) -> TransportContext:
 
 
 class FluxopusGraphQLRouter(GraphQLRouter[TransportContext, None]):
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """Transport errors (bad JSON, no query, GET mutation) answer JSON like the rest of the API."""
+        try:
+            return await super().run(request, context=context, root_value=root_value)
+        except HTTPException as exc:
+            error = {"message": exc.reason, "extensions": {"code": "BAD_USER_INPUT"}}
+            return JSONResponse({"error": exc.reason, "errors": [error]}, status_code=exc.status_code)
+
     async def on_ws_connect(self, context: TransportContext) -> dict[str, Any] | None:
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         try:
