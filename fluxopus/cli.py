@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -25,7 +25,7 @@ DataDir = Annotated[
 ]
 
 
-class RoleChoice(str, Enum):
+class RoleChoice(StrEnum):
     admin = "admin"
     member = "member"
 
@@ -105,7 +105,7 @@ def _banner(settings: Settings, applied: list[str]) -> None:
         f"  OpenAPI    {base}/openapi.json",
         f"  health     {base}/healthz",
         f"  token      {token_help}",
-        "  then       curl -H \"Authorization: Bearer $TOKEN\" " + base + "/api/tasks",
+        '  then       curl -H "Authorization: Bearer $TOKEN" ' + base + "/api/tasks",
         "",
     ]
     typer.echo("\n".join(lines))
@@ -151,9 +151,7 @@ def token(
     with database(settings) as url:
         asyncio.run(migrate(url))
         try:
-            member = asyncio.run(
-                ensure_member(url, email=email, company=company, role=role.value if role else None)
-            )
+            member = asyncio.run(ensure_member(url, email=email, company=company, role=role.value if role else None))
         except ValueError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from exc

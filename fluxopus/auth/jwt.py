@@ -87,9 +87,14 @@ class TokenVerifier:
         key: Any
         if alg == "HS256" and self.secret is not None:
             key = self.secret
-        elif alg in ASYMMETRIC_ALGORITHMS and self.local_key is not None and header.get("kid") in (
-            None,
-            self.local_key.kid,
+        elif (
+            alg in ASYMMETRIC_ALGORITHMS
+            and self.local_key is not None
+            and header.get("kid")
+            in (
+                None,
+                self.local_key.kid,
+            )
         ):
             key = self.local_key.public_key
         elif alg in ASYMMETRIC_ALGORITHMS and self.jwks is not None:

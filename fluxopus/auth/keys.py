@@ -14,9 +14,7 @@ class SigningKey:
     def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
         self.private_key = private_key
         self.public_key = private_key.public_key()
-        der = self.public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        der = self.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         self.kid = hashlib.sha256(der).hexdigest()[:16]
 
     @classmethod

@@ -40,12 +40,11 @@ async def ensure_member(database_url: str, *, email: str, company: str | None, r
             )
             if member is not None:
                 if company is not None and company.lower() != member["name"].lower():
-                    raise ValueError(
-                        f"{email} already belongs to company {member['name']!r}; a user has one company"
-                    )
+                    raise ValueError(f"{email} already belongs to company {member['name']!r}; a user has one company")
                 if role is not None and role != member["role"]:
                     await conn.execute("update members set role = $1 where user_id = $2", role, user["id"])
-                return Membership(user["id"], user["email"], member["company_id"], member["name"], role or member["role"])
+                role = role or member["role"]
+                return Membership(user["id"], user["email"], member["company_id"], member["name"], role)
             name = company or "Default company"
             existing = await conn.fetchrow("select id, name from companies where lower(name) = lower($1)", name)
             if existing is None:

@@ -7,6 +7,7 @@ several replicas start at once.
 from __future__ import annotations
 
 import logging
+import re
 from importlib import resources
 
 import asyncpg
@@ -16,6 +17,7 @@ from fluxopus.db.engine import asyncpg_dsn
 log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x466C75786F707573  # "Fluxopus"
+_CREATE_TABLE = re.compile(r"^create table (?:if not exists )?(\w+)", re.IGNORECASE | re.MULTILINE)
 
 
 def migration_files() -> list[tuple[str, str]]:
@@ -45,10 +47,13 @@ async def migrate(database_url: str) -> list[str]:
                 await conn.execute("insert into fluxopus_migrations (name) values ($1)", name)
             log.info("applied migration %s", name)
             applied_now.append(name)
+        # Only our own tables: a shared database (Supabase) may hold the operator's others.
+        ours = sorted({t for _, sql in migration_files() for t in _CREATE_TABLE.findall(sql)})
         unprotected = await conn.fetch(
             "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
             " where n.nspname = 'public' and c.relkind = 'r' and not c.relrowsecurity"
-            " and c.relname <> 'fluxopus_migrations' order by 1"
+            " and c.relname = any($1::text[]) order by 1",
+            ours,
         )
         if unprotected:
             names = ", ".join(r["relname"] for r in unprotected)

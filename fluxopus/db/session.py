@@ -19,9 +19,7 @@ from sqlalchemy.sql import Executable
 
 from fluxopus.errors import Conflict, Forbidden, Invalid, Unauthorized
 
-_SET_CLAIMS = text(
-    "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', :claims, true)"
-)
+_SET_CLAIMS = text("select set_config('role', 'authenticated', true), set_config('request.jwt.claims', :claims, true)")
 
 
 class RlsTransaction:

@@ -27,9 +27,7 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
         runtime: Runtime = request.app.state.runtime
         try:
             claims = await runtime.verifier.verify_header(request.headers.get("authorization"))
-            kwargs: dict[str, Any] = {
-                name: parse_uuid(request.path_params[name], name) for name in route.path_params
-            }
+            kwargs: dict[str, Any] = {name: parse_uuid(request.path_params[name], name) for name in route.path_params}
             if route.query is not None:
                 kwargs["query"] = parse(route.query, request.query_params)
             if route.body is not None:
@@ -50,8 +48,9 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
         if isinstance(result, Page):
             headers["X-Total-Count"] = str(result.total)
             result = result.items
-        return Response(adapter.dump_json(result), status_code=route.status, headers=headers,
-                        media_type="application/json")
+        return Response(
+            adapter.dump_json(result), status_code=route.status, headers=headers, media_type="application/json"
+        )
 
     endpoint.__name__ = route.operation_id
     return endpoint

@@ -90,7 +90,7 @@ def _operation(route: Route, schemas: dict[str, Any], refs: dict[Any, dict[str, 
             "X-Total-Count": {"description": "Rows matching, ignoring limit/offset", "schema": {"type": "integer"}}
         }
     responses: dict[str, Any] = {str(route.status): success}
-    for status, description in ERRORS.items():
+    for status in ERRORS:
         responses[status] = {"$ref": f"#/components/responses/E{status}"}
     op: dict[str, Any] = {
         "operationId": route.operation_id,
@@ -140,7 +140,7 @@ def build_openapi(routes: list[Route] = ROUTES) -> dict[str, Any]:
             "version": "0.1.0",
             "description": "REST compatibility layer over the Fluxopus GraphQL domain. "
             "Authenticate with `Authorization: Bearer <jwt>` (a Supabase session token). "
-            "Errors are `{\"error\": \"<message>\"}`; lists are bare arrays with the total in `X-Total-Count`.",
+            'Errors are `{"error": "<message>"}`; lists are bare arrays with the total in `X-Total-Count`.',
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
