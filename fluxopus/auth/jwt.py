@@ -10,11 +10,14 @@ from uuid import UUID
 
 import httpx
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from fluxopus.auth.keys import SigningKey
 from fluxopus.errors import Unauthorized
 
 ASYMMETRIC_ALGORITHMS = ("ES256", "RS256")
+# A kid may name a key of another type than the header's alg; PyJWT would raise TypeError.
+_PUBLIC_KEY_TYPES: dict[str, type] = {"ES256": ec.EllipticCurvePublicKey, "RS256": rsa.RSAPublicKey}
 
 Claims = dict[str, Any]
 
@@ -55,7 +58,10 @@ class JWKSCache:
             else:
                 response = await self._client.get(self.url)
             response.raise_for_status()
-            jwks = jwt.PyJWKSet.from_dict(response.json())
+            document = response.json()
+            if not isinstance(document, dict):
+                raise ValueError("the JWKS document is not a JSON object")
+            jwks = jwt.PyJWKSet.from_dict(document)
         except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
             if self._keys:  # keep serving the keys we have; the issuer may be briefly down
                 return
@@ -101,6 +107,8 @@ class TokenVerifier:
             key = (await self.jwks.get(header.get("kid"))).key
         else:
             raise Unauthorized(f"Token algorithm {alg!r} is not accepted")
+        if alg in _PUBLIC_KEY_TYPES and not isinstance(key, _PUBLIC_KEY_TYPES[alg]):
+            raise Unauthorized(f"Token algorithm {alg!r} does not match the key its kid names")
         try:
             claims: Claims = jwt.decode(
                 token,
