@@ -66,8 +66,6 @@ create function fluxopus.is_admin() returns boolean
 language sql stable security definer set search_path = pg_catalog, public
 as $$ select coalesce((select role = 'admin' from public.members where user_id = fluxopus.uid()), false) $$;
 
-grant execute on all functions in schema fluxopus to authenticated;
-
 create table tasks (
   id uuid primary key default gen_random_uuid(),
   company_id uuid not null default fluxopus.company_id() references companies (id) on delete cascade,
@@ -185,6 +183,23 @@ create policy tasks_delete on tasks for delete to authenticated
   using (company_id = (select fluxopus.company_id())
          and ((select fluxopus.is_admin()) or created_by = (select fluxopus.uid())));
 
+-- Handing a task to someone else hides it from an assignee who is not its creator, and
+-- RLS checks the updated row against the read policy too; so reassignment runs here, with
+-- the same rule as tasks_update and the new assignee checked to be a colleague.
+create function fluxopus.set_task_assignee(task uuid, assignee uuid) returns boolean
+language plpgsql security definer set search_path = pg_catalog, public
+as $$
+begin
+  update public.tasks t set assignee_id = assignee
+   where t.id = task
+     and t.company_id = fluxopus.company_id()
+     and (fluxopus.is_admin() or t.created_by = fluxopus.uid() or t.assignee_id = fluxopus.uid())
+     and (assignee is null
+          or exists (select 1 from public.members m where m.user_id = assignee and m.company_id = t.company_id));
+  return found;
+end
+$$;
+
 -- time logs: readable with their task (the subquery runs under the caller's tasks policy).
 create policy time_logs_read on time_logs for select to authenticated
   using (exists (select 1 from tasks t where t.id = task_id));
@@ -238,3 +253,5 @@ create policy entity_tags_insert on entity_tags for insert to authenticated
 
 create policy entity_tags_delete on entity_tags for delete to authenticated
   using (company_id = (select fluxopus.company_id()) and fluxopus.can_read_entity(entity_type, entity_id));
+
+grant execute on all functions in schema fluxopus to authenticated;
