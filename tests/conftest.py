@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+import shutil
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -21,8 +23,12 @@ from tests.utils.fake_jwks import FakeJWKS
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fluxopus-data")
+def data_dir() -> Iterator[Path]:
+    # Not under pytest's tmp root: a later pytest run resets that to 0700, and the embedded
+    # server runs as its own system user (when we are root), which then loses access.
+    path = Path(tempfile.mkdtemp(prefix="fluxopus-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,446 @@
+"""Platform guarantees: error shape, the generated OpenAPI document, the route table, layering,
+RLS in PostgreSQL itself, health and migrations."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import json
+import pkgutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from openapi_spec_validator import OpenAPIV30SpecValidator, validate
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from starlette.routing import Match
+
+import fluxopus
+import fluxopus.schema
+from fluxopus.app import create_app
+from fluxopus.config import Settings
+from fluxopus.context import Context
+from fluxopus.db.engine import sqlalchemy_url
+from fluxopus.db.migrate import migrate, migration_files
+from fluxopus.db.session import RlsTransaction
+from fluxopus.models.common import Deleted
+from fluxopus.rest_compat.generate import rest_router
+from fluxopus.rest_compat.openapi import build_openapi
+from fluxopus.rest_compat.table import ROUTES, Route
+from tests.utils.builders import Company, User, create_tag, create_task
+
+PACKAGE_DIR = Path(fluxopus.__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def assert_error_body(response: httpx.Response, status: int) -> str:
+    """The one error shape: exactly {"error": "<non-empty message>"}, JSON, no traceback."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    assert isinstance(body["error"], str) and body["error"].strip(), body
+    assert "Traceback" not in response.text
+    assert "detail" not in response.text
+    return body["error"]
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+async def test_unknown_route_is_404_error(client: httpx.AsyncClient, acme: Company) -> None:
+    assert_error_body(await client.get("/api/nope", headers=acme.alice.headers), 404)
+    assert_error_body(await client.get("/api/nope"), 404)
+    assert_error_body(await client.get("/nope/at/all"), 404)
+
+
+async def test_wrong_method_is_405_error(client: httpx.AsyncClient, acme: Company) -> None:
+    assert_error_body(await client.put("/api/tasks", json={"title": "x"}, headers=acme.alice.headers), 405)
+    task_path = "/api/tasks/00000000-0000-4000-8000-000000000000"
+    assert_error_body(await client.put(task_path, json={"title": "x"}, headers=acme.alice.headers), 405)
+
+
+async def test_malformed_json_is_400_error_and_changes_nothing(client: httpx.AsyncClient, acme: Company) -> None:
+    headers = {**acme.alice.headers, "Content-Type": "application/json"}
+    for body in (b'{"title": "half', b"not json at all", b'{"title": "x",}'):
+        assert_error_body(await client.post("/api/tasks", content=body, headers=headers), 400)
+    assert_error_body(await client.post("/api/tags", content=b"{", headers=headers), 400)
+    listed = await client.get("/api/tasks", headers=acme.alice.headers)
+    assert listed.status_code == 200
+    assert listed.json() == []
+    assert listed.headers["X-Total-Count"] == "0"
+
+
+async def test_bad_uuid_is_400_error(client: httpx.AsyncClient, acme: Company) -> None:
+    assert_error_body(await client.get("/api/tasks/not-a-uuid", headers=acme.alice.headers), 400)
+
+
+SECRET_TEXT = "kaboom: secret internals 0xDEADBEEF"
+
+
+async def _explode(ctx: Context) -> Deleted:
+    raise RuntimeError(SECRET_TEXT)
+
+
+async def test_unexpected_exception_in_generated_route_is_500_without_details(
+    settings: Settings, engine: AsyncEngine, acme: Company
+) -> None:
+    app = create_app(settings, engine=engine)
+    boom = Route("GET", "/explode", _explode, "Always fails", "Boom", Deleted)
+    app.include_router(rest_router([boom]), prefix="/boom")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/boom/explode", headers=acme.alice.headers)
+    message = assert_error_body(response, 500)
+    assert message == "Internal server error"
+    assert SECRET_TEXT not in response.text
+    assert "RuntimeError" not in response.text
+
+
+async def test_unexpected_exception_outside_the_route_table_is_500_without_details(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """The app-wide catch-all covers hand-added routes too."""
+    app = create_app(settings, engine=engine)
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError(SECRET_TEXT)
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/crash")
+    assert assert_error_body(response, 500) == "Internal server error"
+    assert SECRET_TEXT not in response.text
+
+
+# --- OpenAPI ------------------------------------------------------------------------------
+
+
+def _json_roundtrip(document: Any) -> Any:
+    return json.loads(json.dumps(document))
+
+
+async def test_served_openapi_equals_generated(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == _json_roundtrip(build_openapi())
+
+
+def test_committed_openapi_json_matches_the_code() -> None:
+    committed_path = REPO_ROOT / "openapi.json"
+    assert committed_path.is_file(), "openapi.json is missing at the repo root: run `fluxopus openapi > openapi.json`"
+    committed = json.loads(committed_path.read_text(encoding="utf-8"))
+    assert committed == _json_roundtrip(build_openapi()), (
+        "the committed openapi.json differs from what the code generates: run `fluxopus openapi > openapi.json`"
+    )
+
+
+def test_openapi_is_valid_3_0_3() -> None:
+    document = build_openapi()
+    assert document["openapi"] == "3.0.3"
+    validate(document, cls=OpenAPIV30SpecValidator)
+    validate(_json_roundtrip(document), cls=OpenAPIV30SpecValidator)
+
+
+def _resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        parts = node["$ref"].removeprefix("#/").split("/")
+        target: Any = document
+        for part in parts:
+            target = target[part]
+        node = target
+    return node
+
+
+def test_every_operation_requires_bearer_and_documents_errors() -> None:
+    document = build_openapi()
+    schemes = document["components"]["securitySchemes"]
+    bearer_names = [n for n, s in schemes.items() if s.get("type") == "http" and s.get("scheme") == "bearer"]
+    assert bearer_names, schemes
+    assert any(set(req) & set(bearer_names) for req in document["security"]), document["security"]
+    error_schema = _resolve(document, {"$ref": "#/components/schemas/Error"})
+    assert error_schema["required"] == ["error"]
+    operations = 0
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            operations += 1
+            where = f"{method.upper()} {path}"
+            # A per-operation `security` would override the global one; it may only narrow to bearer.
+            if "security" in operation:
+                assert operation["security"], f"{where} opts out of authentication"
+                assert all(set(req) & set(bearer_names) for req in operation["security"]), where
+            for status in ("400", "401", "404", "500"):
+                assert status in operation["responses"], f"{where} does not document {status}"
+                response = _resolve(document, operation["responses"][status])
+                schema = response["content"]["application/json"]["schema"]
+                assert _resolve(document, schema) == error_schema, f"{where} {status} is not an Error"
+    assert operations == len(ROUTES)
+
+
+def test_openapi_paths_are_exactly_the_route_table() -> None:
+    document = build_openapi()
+    expected: dict[str, set[str]] = {}
+    for route in ROUTES:
+        expected.setdefault("/api" + route.path, set()).add(route.method.lower())
+    documented = {path: {m for m in item if m in HTTP_METHODS} for path, item in document["paths"].items()}
+    assert documented == expected
+    for route in ROUTES:
+        operation = document["paths"]["/api" + route.path][route.method.lower()]
+        assert str(route.status) in operation["responses"], (route.method, route.path)
+
+
+# --- the route table ------------------------------------------------------------------------
+
+
+def _schema_sources() -> dict[str, str]:
+    sources = {}
+    for info in pkgutil.walk_packages(fluxopus.schema.__path__, prefix="fluxopus.schema."):
+        module = importlib.import_module(info.name)
+        sources[info.name] = inspect.getsource(module)
+    return sources
+
+
+def test_every_route_calls_a_resolver_that_graphql_calls_too() -> None:
+    sources = _schema_sources()
+    assert sources, "no modules found in fluxopus/schema"
+    for route in ROUTES:
+        module = route.resolver.__module__
+        assert module.startswith("fluxopus.resolvers."), f"{route.method} {route.path}: resolver lives in {module}"
+        resolver_module = importlib.import_module(module)
+        assert getattr(resolver_module, route.resolver.__name__) is route.resolver
+        call = f"{module.rsplit('.', 1)[1]}.{route.resolver.__name__}("
+        users = [name for name, source in sources.items() if call in source]
+        assert users, f"{route.method} {route.path}: no GraphQL field calls {call}...)"
+
+
+def _matches(app: FastAPI, method: str, path: str) -> Match:
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": [], "query_string": b""}
+    best = Match.NONE
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return match
+        if match == Match.PARTIAL:
+            best = match
+    return best
+
+
+def test_every_route_is_served_under_api(app: FastAPI) -> None:
+    for route in ROUTES:
+        where = f"{route.method} {route.path}"
+        sample = {name: f"{name}-value" for name in route.path_params}
+        concrete = "/api" + route.path.format(**sample)
+        # Routes are named after their resolver, so the name leads back to the table entry.
+        assert app.url_path_for(route.operation_id, **sample) == concrete, where
+        assert _matches(app, route.method, concrete) == Match.FULL, where
+        # The route exists only under /api.
+        assert _matches(app, route.method, route.path.format(**sample)) == Match.NONE, where
+
+
+async def test_every_route_answers_with_the_error_shape_without_a_token(client: httpx.AsyncClient) -> None:
+    """Each generated route exists (not 404/405) and requires a bearer token."""
+    sample_id = "00000000-0000-4000-8000-000000000000"
+    for route in ROUTES:
+        path = "/api" + route.path
+        for name in route.path_params:
+            path = path.replace("{" + name + "}", sample_id)
+        response = await client.request(route.method, path, json={} if route.body else None)
+        assert_error_body(response, 401)
+        assert response.headers.get("WWW-Authenticate", "").startswith("Bearer")
+
+
+# --- layering -----------------------------------------------------------------------------
+
+
+def _imported_modules(path: Path, package: str) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    modules: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            modules.add(prefix)
+            modules |= {f"{prefix}.{alias.name}" for alias in node.names}
+    return modules
+
+
+def test_resolvers_never_import_schema_or_rest_compat() -> None:
+    files = sorted((PACKAGE_DIR / "resolvers").rglob("*.py"))
+    assert files
+    offenders = []
+    for path in files:
+        for module in _imported_modules(path, "fluxopus.resolvers"):
+            if module.split(".")[:2] in (["fluxopus", "schema"], ["fluxopus", "rest_compat"]):
+                offenders.append(f"{path.relative_to(REPO_ROOT)} imports {module}")
+    assert offenders == []
+
+
+def test_import_parser_sees_forbidden_imports() -> None:
+    """Guards the layering test itself: schema/ does import resolvers, and is seen doing so."""
+    seen = _imported_modules(PACKAGE_DIR / "schema" / "tasks.py", "fluxopus.schema")
+    assert "fluxopus.resolvers.tasks" in seen
+
+
+CONNECTION_OPENERS = ("engine.connect(", "asyncpg.connect(", "asyncpg.create_pool(", ".raw_connection(")
+
+
+def test_only_db_opens_database_connections() -> None:
+    files = sorted(PACKAGE_DIR.rglob("*.py"))
+    db_dir = PACKAGE_DIR / "db"
+    offenders = []
+    found_in_db = set()
+    for path in files:
+        source = path.read_text(encoding="utf-8")
+        for opener in CONNECTION_OPENERS:
+            if opener in source:
+                if db_dir in path.parents:
+                    found_in_db.add(opener)
+                else:
+                    offenders.append(f"{path.relative_to(REPO_ROOT)} uses {opener}")
+    assert offenders == []
+    assert found_in_db, "fluxopus/db opens no connection: the scan is looking for the wrong thing"
+
+
+# --- RLS in PostgreSQL ----------------------------------------------------------------------
+
+
+def _claims(user: User) -> dict[str, Any]:
+    return {"sub": user.id, "role": "authenticated", "aud": "authenticated", "email": user.email}
+
+
+async def _ids_seen_by(engine: AsyncEngine, user: User, table: str) -> set[str]:
+    tx = RlsTransaction(engine, _claims(user))
+    try:
+        rows = (await tx.execute(text(f"select id from {table}"))).scalars().all()  # noqa: S608 - fixed names
+    finally:
+        await tx.finish(commit=False)
+    return {str(r) for r in rows}
+
+
+async def test_unfiltered_select_on_tasks_returns_only_permitted_rows(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, globex: Company
+) -> None:
+    alice_own = await create_task(client, acme.alice)
+    bob_for_alice = await create_task(client, acme.bob, assignee_id=acme.alice.id)
+    bob_own = await create_task(client, acme.bob)
+    admin_own = await create_task(client, acme.admin)
+    other_company = await create_task(client, globex.alice)
+
+    assert await _ids_seen_by(engine, acme.alice, "tasks") == {alice_own["id"], bob_for_alice["id"]}
+    assert await _ids_seen_by(engine, acme.bob, "tasks") == {bob_for_alice["id"], bob_own["id"]}
+    assert await _ids_seen_by(engine, acme.admin, "tasks") == {
+        alice_own["id"],
+        bob_for_alice["id"],
+        bob_own["id"],
+        admin_own["id"],
+    }
+    assert await _ids_seen_by(engine, globex.admin, "tasks") == {other_company["id"]}
+
+
+async def test_unfiltered_select_on_tags_returns_the_company_tags(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, globex: Company
+) -> None:
+    by_alice = await create_tag(client, acme.alice)
+    by_admin = await create_tag(client, acme.admin)
+    other_company = await create_tag(client, globex.bob)
+
+    company_tags = {by_alice["id"], by_admin["id"]}
+    for user in (acme.alice, acme.bob, acme.admin):
+        assert await _ids_seen_by(engine, user, "tags") == company_tags
+    assert await _ids_seen_by(engine, globex.alice, "tags") == {other_company["id"]}
+
+
+async def test_unknown_user_sees_nothing(client: httpx.AsyncClient, engine: AsyncEngine, acme: Company) -> None:
+    await create_task(client, acme.alice)
+    await create_tag(client, acme.alice)
+    stranger = User("00000000-0000-4000-8000-00000000beef", "nobody@example.com", "", "", "member", "")
+    assert await _ids_seen_by(engine, stranger, "tasks") == set()
+    assert await _ids_seen_by(engine, stranger, "tags") == set()
+
+
+@pytest.mark.parametrize("commit", [True, False], ids=["commit", "rollback"])
+async def test_claims_and_role_do_not_leak_to_the_next_user_of_a_connection(
+    database_url: str, acme: Company, commit: bool
+) -> None:
+    # One pooled connection, so the raw connection afterwards is the one the RLS transaction used.
+    engine = create_async_engine(sqlalchemy_url(database_url), pool_size=1, max_overflow=0)
+    try:
+        tx = RlsTransaction(engine, _claims(acme.alice))
+        probe = text("select pg_backend_pid(), current_user, current_setting('request.jwt.claims', true)")
+        backend, role, claims = list((await tx.execute(probe)).one())
+        await tx.finish(commit=commit)
+        assert role == "authenticated"
+        assert json.loads(claims)["sub"] == acme.alice.id
+
+        async with engine.connect() as conn:
+            backend_after, role_after, claims_after = list((await conn.execute(probe)).one())
+        assert backend_after == backend, "the pool handed out a different connection; the check proves nothing"
+        assert role_after != "authenticated"
+        assert claims_after in (None, "")
+    finally:
+        await engine.dispose()
+
+
+async def test_every_public_table_has_row_level_security(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "select c.relname, c.relrowsecurity from pg_class c"
+                    " join pg_namespace n on n.oid = c.relnamespace"
+                    " where n.nspname = 'public' and c.relkind in ('r', 'p')"
+                )
+            )
+        ).all()
+    tables = {name: rls for name, rls in rows}
+    assert {"companies", "members", "tasks", "time_logs", "tags"} <= set(tables)
+    without = sorted(name for name, rls in tables.items() if not rls and name != "fluxopus_migrations")
+    assert without == []
+
+
+# --- health and migrations ------------------------------------------------------------------
+
+
+async def test_healthz_ok(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_healthz_503_when_the_database_does_not_answer(settings: Settings) -> None:
+    dead = create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/postgres")
+    try:
+        app = create_app(settings, engine=dead)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/healthz")
+    finally:
+        await dead.dispose()
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert isinstance(body, dict) and body.get("status") != "ok"
+    assert "Traceback" not in response.text
+
+
+async def test_migrations_are_idempotent(database_url: str, engine: AsyncEngine) -> None:
+    assert await migrate(database_url) == []
+    assert await migrate(database_url) == []
+    async with engine.connect() as conn:
+        recorded = (await conn.execute(text("select name from fluxopus_migrations order by name"))).scalars().all()
+    assert list(recorded) == [name for name, _ in migration_files()]
