@@ -39,7 +39,7 @@ class Loaders:
         rows = await self._ctx.db.execute(
             text(
                 "select g.*, a.entity_id from tags g join entity_tags a on a.tag_id = g.id"
-                " where a.entity_type = 'task' and a.entity_id = any(:ids) order by g.name, g.id"
+                " where a.entity_type = 'task' and a.entity_id = any(:ids) order by lower(g.name), g.name, g.id"
             ),
             {"ids": list(task_ids)},
         )

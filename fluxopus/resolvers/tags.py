@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fluxopus.context import Context
@@ -23,7 +23,7 @@ TAGGABLE: dict[EntityType, Table] = {EntityType.task: tasks}
 
 
 async def list_tags(ctx: Context, *, query: PageQuery) -> Page[Tag]:
-    stmt = select(*tags.c).order_by(tags.c.name, tags.c.id)
+    stmt = select(*tags.c).order_by(func.lower(tags.c.name), tags.c.name, tags.c.id)
     page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
     return Page([Tag.model_validate(r) for r in page.items], page.total)
 
@@ -82,7 +82,7 @@ async def _entity_tags(ctx: Context, entity_type: EntityType, entity_id: UUID) -
         select(*tags.c)
         .join(entity_tags, entity_tags.c.tag_id == tags.c.id)
         .where(entity_tags.c.entity_type == entity_type.value, entity_tags.c.entity_id == entity_id)
-        .order_by(tags.c.name, tags.c.id)
+        .order_by(func.lower(tags.c.name), tags.c.name, tags.c.id)
     )
     return [Tag.model_validate(r) for r in (await ctx.db.execute(stmt)).mappings()]
 
