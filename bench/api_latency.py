@@ -1,0 +1,142 @@
+"""Latency and throughput of the spine's hot paths over real HTTP.
+
+Starts an embedded PostgreSQL in a temp dir and `fluxopus serve` against it (a separate
+process, so client and server do not share an event loop), seeds a company, then drives
+each endpoint with a fixed number of requests at a fixed concurrency and prints numbers.
+
+    python bench/api_latency.py [--requests 400] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from fluxopus.auth.jwt import mint_token
+from fluxopus.db.accounts import ensure_member
+from fluxopus.db.embedded import EmbeddedPostgres
+from fluxopus.db.migrate import migrate
+
+SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
+GRAPHQL_NESTED = "{ tasks(limit: 50) { id title totalMinutes timeLogs { minutes } tags { name } assignee { email } } }"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def seed(url: str, base: str, tasks: int) -> tuple[dict[str, str], str]:
+    admin = await ensure_member(url, email="admin@bench.test", company="Bench", role="admin")
+    member = await ensure_member(url, email="member@bench.test", company="Bench", role="member")
+    token = mint_token(
+        SECRET, user_id=admin.user_id, email=admin.email, role="admin", company_id=admin.company_id, ttl=3600
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+        tag = (await client.post("/api/tags", json={"name": "bench", "color": "#336699"})).json()
+        task_id = ""
+        for i in range(tasks):
+            body = {"title": f"Task {i}", "assignee_id": str(member.user_id), "priority": "high"}
+            task_id = (await client.post("/api/tasks", json=body)).json()["id"]
+            await client.post(f"/api/tasks/{task_id}/time-logs", json={"minutes": 30})
+            await client.post(
+                "/api/tags/entity", json={"entityType": "task", "entityId": task_id, "tagIds": [tag["id"]]}
+            )
+    return headers, task_id
+
+
+async def drive(name: str, client: httpx.AsyncClient, make_request, requests: int, concurrency: int) -> None:  # noqa: ANN001
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        nonlocal errors
+        while not queue.empty():
+            i = queue.get_nowait()
+            start = time.perf_counter()
+            response = await make_request(client, i)
+            latencies.append(time.perf_counter() - start)
+            if response.status_code >= 400:
+                errors += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    q = statistics.quantiles(latencies, n=100)
+    print(
+        f"{name:<38} {requests / elapsed:8.0f} req/s   p50 {q[49] * 1000:6.1f} ms   "
+        f"p95 {q[94] * 1000:6.1f} ms   errors {errors}"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="fluxopus-bench-"))
+    pg = EmbeddedPostgres(workdir)
+    url = pg.start()
+    server = None
+    try:
+        await migrate(url)
+        port = free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "FLUXOPUS_JWT_SECRET": SECRET,
+            "FLUXOPUS_DATA_DIR": str(workdir),
+            "FLUXOPUS_LOG_LEVEL": "warning",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "fluxopus.cli", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
+        )
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base) as probe:
+            for _ in range(200):
+                try:
+                    if (await probe.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        headers, task_id = await seed(url, base, args.tasks)
+        print(f"{args.tasks} tasks seeded; {args.requests} requests per row at concurrency {args.concurrency}")
+        limits = httpx.Limits(max_connections=args.concurrency)
+        async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as client:
+            cases = {
+                "GET /healthz (no auth, select 1)": lambda c, i: c.get("/healthz"),
+                "GET /api/tasks/{id}": lambda c, i: c.get(f"/api/tasks/{task_id}"),
+                "GET /api/tasks?limit=50": lambda c, i: c.get("/api/tasks", params={"limit": 50}),
+                "POST /api/tasks": lambda c, i: c.post("/api/tasks", json={"title": f"bench {i}"}),
+                "GraphQL tasks(limit:50) + nested": lambda c, i: c.post("/graphql", json={"query": GRAPHQL_NESTED}),
+            }
+            for name, make_request in cases.items():
+                await drive(name, client, make_request, args.requests, args.concurrency)
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        pg.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--tasks", type=int, default=100)
+    asyncio.run(main(parser.parse_args()))
