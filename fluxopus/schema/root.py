@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.tools import merge_types
 
 from fluxopus.schema.accounts import AccountsQuery
@@ -12,4 +13,9 @@ from fluxopus.schema.tasks import TasksMutation, TasksQuery
 Query = merge_types("Query", (AccountsQuery, TasksQuery, TagsQuery))
 Mutation = merge_types("Mutation", (TasksMutation, TagsMutation))
 
-schema = FluxopusSchema(query=Query, mutation=Mutation, extensions=[RlsOperation])
+# Clients send the same documents again and again: parse and validate each once.
+schema = FluxopusSchema(
+    query=Query,
+    mutation=Mutation,
+    extensions=[RlsOperation, lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)],
+)
