@@ -527,6 +527,13 @@ async def test_other_member_cannot_update_tag(client: httpx.AsyncClient, acme: C
     assert await find_tag(client, acme.alice, tag["id"]) == tag
 
 
+async def test_empty_patch_is_judged_like_any_other(client: httpx.AsyncClient, acme: Company) -> None:
+    tag = await create_tag(client, acme.alice)
+    assert_error(await client.patch(f"/api/tags/{tag['id']}", json={}, headers=acme.bob.headers), 403)
+    own = await client.patch(f"/api/tags/{tag['id']}", json={}, headers=acme.alice.headers)
+    assert own.status_code == 200 and own.json() == tag
+
+
 async def test_other_member_cannot_delete_tag(client: httpx.AsyncClient, acme: Company) -> None:
     tag = await create_tag(client, acme.alice)
     assert_error(await client.delete(f"/api/tags/{tag['id']}", headers=acme.bob.headers), 403)
