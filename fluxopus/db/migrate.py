@@ -22,7 +22,7 @@ _CREATE_TABLE = re.compile(r"^create table (?:if not exists )?(\w+)", re.IGNOREC
 
 def migration_files() -> list[tuple[str, str]]:
     folder = resources.files("fluxopus.db") / "migrations"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
 
 

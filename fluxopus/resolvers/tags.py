@@ -15,8 +15,8 @@ from fluxopus.resolvers._sql import fetch_page
 from fluxopus.resolvers.accounts import require_membership
 from fluxopus.resolvers.tasks import tasks
 
-tags = TagRow.__table__
-entity_tags = EntityTagRow.__table__
+tags = TagRow.metadata.tables["tags"]
+entity_tags = EntityTagRow.metadata.tables["entity_tags"]
 
 # Entity types that can carry tags, with the table RLS checks visibility on.
 TAGGABLE: dict[EntityType, Table] = {EntityType.task: tasks}

@@ -15,8 +15,8 @@ from fluxopus.models.tasks import Task, TaskCreate, TaskFilter, TaskRow, TaskUpd
 from fluxopus.resolvers._sql import contains, fetch_page
 from fluxopus.resolvers.accounts import ensure_colleague, require_membership
 
-tasks = TaskRow.__table__
-time_logs = TimeLogRow.__table__
+tasks = TaskRow.metadata.tables["tasks"]
+time_logs = TimeLogRow.metadata.tables["time_logs"]
 
 _total_minutes = (
     select(func.coalesce(func.sum(time_logs.c.minutes), 0))
@@ -69,8 +69,8 @@ async def update_task(ctx: Context, *, id: UUID, data: TaskUpdate) -> Task:
         if (await ctx.db.execute(stmt)).first() is None:
             raise Forbidden("Only the task's creator, its assignee or an admin can change it")
     if reassign:
-        stmt = select(func.fluxopus.set_task_assignee(id, assignee))
-        if not (await ctx.db.execute(stmt)).scalar_one():
+        reassigned = select(func.fluxopus.set_task_assignee(id, assignee))
+        if not (await ctx.db.execute(reassigned)).scalar_one():
             raise Forbidden("Only the task's creator, its assignee or an admin can reassign it")
     row = (await ctx.db.execute(select(*_task_columns).where(tasks.c.id == id))).mappings().first()
     if row is None:  # handed to someone else: the caller no longer sees it, but did change it

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -12,13 +11,13 @@ from strawberry import UNSET
 T = TypeVar("T")
 
 
-@cache
-def _init_params(cls: type) -> frozenset[str]:
-    return frozenset(inspect.signature(cls).parameters)
+_init_params: dict[type, frozenset[str]] = {}
 
 
 def build(cls: type[T], model: BaseModel) -> T:
-    params = _init_params(cls)
+    params = _init_params.get(cls)
+    if params is None:
+        params = _init_params[cls] = frozenset(inspect.signature(cls).parameters)
     return cls(**{k: getattr(model, k) for k in model.__class__.model_fields if k in params})
 
 

@@ -41,7 +41,7 @@ class AccountsQuery:
     async def me(self, info: strawberry.Info) -> Me:
         result = await accounts.me(info.context)
         return Me(
-            id=result.id,
+            id=strawberry.ID(str(result.id)),
             email=result.email,
             role=result.role,
             company=build(Company, result.company) if result.company else None,

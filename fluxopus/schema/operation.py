@@ -45,7 +45,7 @@ class TransportContext(BaseContext):
 
 
 class RlsOperation(SchemaExtension):
-    async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_operation(self) -> AsyncIterator[None]:
         transport = self.execution_context.context
         ctx = transport.runtime.context(transport.claims, transport.auth_error)
         self.execution_context.context = ctx
