@@ -1113,3 +1113,14 @@ async def create_task_over_http(server: ThreadedServer, user: User) -> str:
     assert response.status_code == 200, response.text
     task_id: str = ok(response.json())["createTask"]["id"]
     return task_id
+
+
+async def test_timestamps_are_written_as_rest_writes_them(client: httpx.AsyncClient, acme: Company) -> None:
+    created = await client.post("/api/tasks", json={"title": "same clock"}, headers=acme.alice.headers)
+    assert created.status_code == 201, created.text
+    rest = created.json()
+    result = await gql(
+        client, acme.alice, "query($id: ID!) { task(id: $id) { createdAt updatedAt } }", {"id": rest["id"]}
+    )
+    assert result["data"]["task"] == {"createdAt": rest["created_at"], "updatedAt": rest["updated_at"]}
+    assert rest["created_at"].endswith("Z")

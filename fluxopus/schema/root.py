@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.tools import merge_types
 
 from fluxopus.schema.accounts import AccountsQuery
 from fluxopus.schema.operation import FluxopusSchema, RlsOperation
+from fluxopus.schema.scalars import DateTime
 from fluxopus.schema.tags import TagsMutation, TagsQuery
 from fluxopus.schema.tasks import TasksMutation, TasksQuery
 
@@ -18,4 +21,5 @@ schema = FluxopusSchema(
     query=Query,
     mutation=Mutation,
     extensions=[RlsOperation, lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)],
+    scalar_overrides={dt.datetime: DateTime},
 )
