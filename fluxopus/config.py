@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import platformdirs
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
@@ -31,9 +32,19 @@ class Settings(BaseSettings):
     jwks_cache_seconds: int = Field(default=600, ge=0)
     jwt_audience: str = "authenticated"
 
+    # Browser origins allowed to call the API (comma-separated in the env), e.g. http://localhost:5173
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
     log_level: str = "info"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
 
     @field_validator("jwt_secret")
     @classmethod

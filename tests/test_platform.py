@@ -438,6 +438,28 @@ async def test_healthz_503_when_the_database_does_not_answer(settings: Settings)
     assert "Traceback" not in response.text
 
 
+async def test_cors_lets_configured_origins_read_the_api(
+    settings: Settings, engine: AsyncEngine, acme: Company
+) -> None:
+    app = create_app(settings.model_copy(update={"cors_origins": ["http://app.test"]}), engine=engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        preflight = await client.options(
+            "/api/tasks",
+            headers={
+                "Origin": "http://app.test",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "http://app.test"
+        listed = await client.get("/api/tasks", headers={"Origin": "http://app.test", **acme.alice.headers})
+        assert listed.headers["access-control-allow-origin"] == "http://app.test"
+        assert "x-total-count" in listed.headers["access-control-expose-headers"].lower()
+        other = await client.get("/api/tasks", headers={"Origin": "http://evil.test", **acme.alice.headers})
+        assert "access-control-allow-origin" not in other.headers
+
+
 async def test_migrations_are_idempotent(database_url: str, engine: AsyncEngine) -> None:
     assert await migrate(database_url) == []
     assert await migrate(database_url) == []
