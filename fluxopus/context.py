@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from fluxopus.db.session import RlsTransaction
 from fluxopus.errors import Unauthorized
-
-if TYPE_CHECKING:
-    from fluxopus.resolvers.loaders import Loaders
+from fluxopus.resolvers.loaders import Loaders
 
 
 @dataclass
@@ -31,6 +29,4 @@ class Context:
 
     @cached_property
     def loaders(self) -> Loaders:
-        from fluxopus.resolvers.loaders import Loaders
-
         return Loaders(self)
