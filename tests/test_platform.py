@@ -60,9 +60,22 @@ async def test_unknown_route_is_404_error(client: httpx.AsyncClient, acme: Compa
 
 
 async def test_wrong_method_is_405_error(client: httpx.AsyncClient, acme: Company) -> None:
-    assert_error_body(await client.put("/api/tasks", json={"title": "x"}, headers=acme.alice.headers), 405)
+    listing = await client.put("/api/tasks", json={"title": "x"}, headers=acme.alice.headers)
+    assert_error_body(listing, 405)
     task_path = "/api/tasks/00000000-0000-4000-8000-000000000000"
-    assert_error_body(await client.put(task_path, json={"title": "x"}, headers=acme.alice.headers), 405)
+    item = await client.put(task_path, json={"title": "x"}, headers=acme.alice.headers)
+    assert_error_body(item, 405)
+    # Allow names every method the path serves, as the route table lists them.
+    assert sorted(m.strip() for m in listing.headers["allow"].split(",")) == ["GET", "POST"]
+    assert sorted(m.strip() for m in item.headers["allow"].split(",")) == ["DELETE", "GET", "PATCH"]
+
+
+def test_openapi_marks_nullable_only_what_accepts_null() -> None:
+    schemas = build_openapi()["components"]["schemas"]
+    update = schemas["TaskUpdate"]["properties"]
+    assert not update["title"].get("nullable") and not update["status"].get("nullable")
+    assert update["description"]["nullable"] is True and update["assignee_id"]["nullable"] is True
+    assert not schemas["TagUpdate"]["properties"]["name"].get("nullable")
 
 
 async def test_malformed_json_is_400_error_and_changes_nothing(client: httpx.AsyncClient, acme: Company) -> None:
@@ -239,8 +252,6 @@ def test_every_route_is_served_under_api(app: FastAPI) -> None:
         where = f"{route.method} {route.path}"
         sample = {name: f"{name}-value" for name in route.path_params}
         concrete = "/api" + route.path.format(**sample)
-        # Routes are named after their resolver, so the name leads back to the table entry.
-        assert app.url_path_for(route.operation_id, **sample) == concrete, where
         assert _matches(app, route.method, concrete) == Match.FULL, where
         # The route exists only under /api.
         assert _matches(app, route.method, route.path.format(**sample)) == Match.NONE, where

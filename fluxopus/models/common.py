@@ -23,6 +23,15 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+def omittable() -> Any:
+    """A PATCH field that may be left out but not sent as null: the schema shows no null."""
+    return Field(default=None, json_schema_extra=_drop_default)
+
+
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class Output(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -7,12 +7,12 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import FetchedValue
 from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
-from fluxopus.models.common import Input, Output
+from fluxopus.models.common import Input, Output, omittable
 
 TagName = Annotated[str, StringConstraints(min_length=1, max_length=50)]
 Color = Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
@@ -51,15 +51,8 @@ class TagCreate(Input):
 
 
 class TagUpdate(Input):
-    name: TagName | None = None
+    name: TagName = omittable()
     color: Color | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_null(cls, value: str | None) -> str:
-        if value is None:
-            raise ValueError("cannot be null")
-        return value
 
 
 class Tag(Output):

@@ -7,12 +7,12 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints
 from sqlalchemy import FetchedValue
 from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
-from fluxopus.models.common import Input, Output, PageQuery
+from fluxopus.models.common import Input, Output, PageQuery, omittable
 
 
 class TaskStatus(StrEnum):
@@ -76,19 +76,12 @@ class TaskCreate(Input):
 class TaskUpdate(Input):
     """Any subset of TaskCreate; `null` clears optional fields."""
 
-    title: Title | None = None
+    title: Title = omittable()
     description: Description | None = None
-    status: TaskStatus | None = None
-    priority: TaskPriority | None = None
+    status: TaskStatus = omittable()
+    priority: TaskPriority = omittable()
     due_date: dt.date | None = None
     assignee_id: UUID | None = None
-
-    @field_validator("title", "status", "priority")
-    @classmethod
-    def _required_not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("cannot be null")
-        return value
 
 
 class Task(Output):

@@ -57,7 +57,20 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
 
 
 def rest_router(routes: list[Route] = ROUTES) -> APIRouter:
-    router = APIRouter()
+    """One Starlette route per path, so a wrong method gets 405 with every allowed method in `Allow`."""
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
     for route in routes:
-        router.add_api_route(route.path, make_endpoint(route), methods=[route.method], include_in_schema=False)
+        by_path.setdefault(route.path, {})[route.method] = make_endpoint(route)
+    router = APIRouter()
+    for path, endpoints in by_path.items():
+        router.add_api_route(path, _dispatch(endpoints), methods=list(endpoints), include_in_schema=False)
     return router
+
+
+def _dispatch(
+    endpoints: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return await endpoints[request.method](request)
+
+    return endpoint
