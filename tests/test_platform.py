@@ -89,6 +89,13 @@ async def test_malformed_json_is_400_error_and_changes_nothing(client: httpx.Asy
     assert listed.headers["X-Total-Count"] == "0"
 
 
+@pytest.mark.parametrize("path", ["/api/tasks", "/api/tags"])
+async def test_offset_beyond_any_list_is_400_not_a_crash(client: httpx.AsyncClient, acme: Company, path: str) -> None:
+    response = await client.get(path, params={"offset": str(2**63)}, headers=acme.alice.headers)
+    assert_error_body(response, 400)
+    assert "offset" in response.json()["error"]
+
+
 async def test_bad_uuid_is_400_error(client: httpx.AsyncClient, acme: Company) -> None:
     assert_error_body(await client.get("/api/tasks/not-a-uuid", headers=acme.alice.headers), 400)
 

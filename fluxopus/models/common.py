@@ -15,6 +15,7 @@ M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 MAX_PAGE = 200
+MAX_OFFSET = 1_000_000  # far past any real list; keeps the value inside PostgreSQL's bigint
 
 
 class Input(BaseModel):
@@ -40,7 +41,7 @@ class PageQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     limit: int = Field(default=50, ge=1, le=MAX_PAGE, description="Page size (1–200)")
-    offset: int = Field(default=0, ge=0, description="Rows to skip")
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="Rows to skip")
 
 
 @dataclass(frozen=True)
