@@ -65,9 +65,6 @@ class Tag(Output):
 
 
 # /tags/entity speaks camelCase (entityType, entityId, tagIds); snake_case is accepted too.
-_camel = ConfigDict(extra="forbid", populate_by_name=False)
-
-
 class EntityRef(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -76,7 +73,7 @@ class EntityRef(BaseModel):
 
 
 class AssignTags(BaseModel):
-    model_config = _camel
+    model_config = ConfigDict(extra="forbid")
 
     entity_type: EntityType = Field(validation_alias=AliasChoices("entityType", "entity_type"))
     entity_id: UUID = Field(validation_alias=AliasChoices("entityId", "entity_id"))
