@@ -901,15 +901,21 @@ REST_ENDPOINTS = [
 ]
 
 
+async def tagged_task(client: httpx.AsyncClient, acme: Company) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A task carrying one tag, and a second tag: what the bad-auth tests try to change."""
+    task = await create_task(client, acme.alice)
+    tag = await create_tag(client, acme.alice, name="original")
+    other = await create_tag(client, acme.alice, name="assigned")
+    await assign(client, acme.alice, {"entityType": "task", "entityId": task["id"], "tagIds": [other["id"]]})
+    return task, tag, other["id"]
+
+
 @pytest.mark.parametrize(("method", "path", "body"), REST_ENDPOINTS)
 async def test_rest_rejects_bad_auth_with_401(
     client: httpx.AsyncClient, acme: Company, subtests: pytest.Subtests, method: str, path: str, body: Any
 ) -> None:
     # The tokens name a real member, and each request would succeed with a good token.
-    task = await create_task(client, acme.alice)
-    tag = await create_tag(client, acme.alice, name="original")
-    other = await create_tag(client, acme.alice, name="assigned")
-    await assign(client, acme.alice, {"entityType": "task", "entityId": task["id"], "tagIds": [other["id"]]})
+    task, tag, assigned = await tagged_task(client, acme)
     before = await list_tags(client, acme.alice)
     url = path.replace("TAG", tag["id"]).replace("TASK", task["id"])
     for kind in BAD_AUTH:
@@ -919,7 +925,7 @@ async def test_rest_rejects_bad_auth_with_401(
             )
             assert_error(response, 401)
             assert await list_tags(client, acme.alice) == before
-            assert await tags_on(client, acme.alice, task["id"]) == [other["id"]]
+            assert await tags_on(client, acme.alice, task["id"]) == [assigned]
 
 
 async def test_rest_accepts_a_good_token_built_with_pyjwt(client: httpx.AsyncClient, acme: Company) -> None:
@@ -1247,10 +1253,7 @@ async def test_gql_rejects_bad_auth(
     client: httpx.AsyncClient, acme: Company, subtests: pytest.Subtests, query: str, variables: dict[str, Any]
 ) -> None:
     # The tokens name a real member, and each operation would succeed with a good token.
-    task = await create_task(client, acme.alice)
-    tag = await create_tag(client, acme.alice, name="original")
-    other = await create_tag(client, acme.alice, name="assigned")
-    await assign(client, acme.alice, {"entityType": "task", "entityId": task["id"], "tagIds": [other["id"]]})
+    task, tag, assigned = await tagged_task(client, acme)
     before = await list_tags(client, acme.alice)
     for kind in BAD_AUTH:
         with subtests.test(kind=kind):
@@ -1262,7 +1265,7 @@ async def test_gql_rejects_bad_auth(
             assert response.status_code == 200, response.text
             assert_gql_error(response.json(), "UNAUTHENTICATED")
             assert await list_tags(client, acme.alice) == before
-            assert await tags_on(client, acme.alice, task["id"]) == [other["id"]]
+            assert await tags_on(client, acme.alice, task["id"]) == [assigned]
 
 
 async def test_gql_accepts_a_good_token_built_with_pyjwt(client: httpx.AsyncClient, acme: Company) -> None:
