@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from fluxopus.context import Context
 from fluxopus.errors import Forbidden, Invalid
-from fluxopus.models.accounts import Company, Me, Role
+from fluxopus.models.accounts import Company, Me
 
 _ME = text(
     """
@@ -40,10 +40,6 @@ async def require_membership(ctx: Context) -> Me:
     if caller.company is None:
         raise Forbidden("You are not a member of any company; ask an admin to add you")
     return caller
-
-
-async def is_admin(ctx: Context) -> bool:
-    return (await me(ctx)).role == Role.admin
 
 
 async def ensure_colleague(ctx: Context, user_id: UUID, field: str) -> None:

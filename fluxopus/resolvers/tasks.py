@@ -57,21 +57,31 @@ async def create_task(ctx: Context, *, data: TaskCreate) -> Task:
 
 async def update_task(ctx: Context, *, id: UUID, data: TaskUpdate) -> Task:
     changes = data.model_dump(exclude_unset=True)
-    before = await get_task(ctx, id=id)
     if not changes:
-        return before
-    reassign = "assignee_id" in changes
-    assignee = changes.pop("assignee_id", None)
+        return await get_task(ctx, id=id)
+    if "assignee_id" in changes:
+        return await _update_with_reassignment(ctx, id, changes)
+    stmt = update(tasks).where(tasks.c.id == id).values(**changes).returning(*_task_columns)
+    row = (await ctx.db.execute(stmt)).mappings().first()
+    if row is None:
+        await get_task(ctx, id=id)
+        raise Forbidden("Only the task's creator, its assignee or an admin can change it")
+    return Task.model_validate(row)
+
+
+async def _update_with_reassignment(ctx: Context, id: UUID, changes: dict[str, Any]) -> Task:
+    """Reassignment may hide the task from the caller, so it is read before and changed in SQL."""
+    before = await get_task(ctx, id=id)
+    assignee = changes.pop("assignee_id")
     if assignee is not None:
         await ensure_colleague(ctx, assignee, "assignee_id")
     if changes:
         stmt = update(tasks).where(tasks.c.id == id).values(**changes).returning(tasks.c.id)
         if (await ctx.db.execute(stmt)).first() is None:
             raise Forbidden("Only the task's creator, its assignee or an admin can change it")
-    if reassign:
-        reassigned = select(func.fluxopus.set_task_assignee(id, assignee))
-        if not (await ctx.db.execute(reassigned)).scalar_one():
-            raise Forbidden("Only the task's creator, its assignee or an admin can reassign it")
+    reassigned = select(func.fluxopus.set_task_assignee(id, assignee))
+    if not (await ctx.db.execute(reassigned)).scalar_one():
+        raise Forbidden("Only the task's creator, its assignee or an admin can reassign it")
     row = (await ctx.db.execute(select(*_task_columns).where(tasks.c.id == id))).mappings().first()
     if row is None:  # handed to someone else: the caller no longer sees it, but did change it
         now = (await ctx.db.execute(select(func.now()))).scalar_one()
