@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
+from fluxopus.ai.models import model_settings
 from fluxopus.config import Settings
 from fluxopus.db.engine import create_engine
 from fluxopus.db.session import ping
@@ -24,7 +25,9 @@ from fluxopus.schema.router import graphql_router
 
 def create_app(settings: Settings, *, engine: AsyncEngine | None = None, database_url: str | None = None) -> FastAPI:
     """`engine` (tests) is used as given; otherwise one is created from `database_url` for the app's lifetime."""
-    runtime = Runtime(settings=settings, verifier=build_verifier(settings), engine=engine)
+    runtime = Runtime(
+        settings=settings, verifier=build_verifier(settings), models=model_settings(settings), engine=engine
+    )
     url = database_url or settings.database_url
 
     @asynccontextmanager

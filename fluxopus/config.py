@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, field_validator
@@ -34,6 +34,21 @@ class Settings(BaseSettings):
 
     # Browser origins allowed to call the API (comma-separated in the env), e.g. http://localhost:5173
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Model providers for skill runs. With no key configured, runs use the offline `echo` provider.
+    llm_provider: Literal["openai", "anthropic", "echo"] | None = None  # default: the first one with a key
+    llm_model: str | None = None  # default model of the default provider
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None  # any OpenAI-compatible server: Azure, Mistral, Ollama, vLLM …
+    openai_model: str = "gpt-4o-mini"
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
+    anthropic_model: str = "claude-haiku-4-5"
+    llm_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for the provider's next bytes")
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    run_timeout: float = Field(default=600.0, gt=0, description="A run longer than this is ended as failed")
+    # Monthly tokens per company (input + output) unless the company has its own budget.
+    token_budget: int = Field(default=1_000_000, ge=0)
 
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)

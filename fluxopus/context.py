@@ -7,6 +7,7 @@ from functools import cached_property
 from typing import Any
 from uuid import UUID
 
+from fluxopus.ai.models import ModelSettings
 from fluxopus.db.session import RlsTransaction
 from fluxopus.errors import Unauthorized
 from fluxopus.resolvers.loaders import Loaders
@@ -14,10 +15,11 @@ from fluxopus.resolvers.loaders import Loaders
 
 @dataclass
 class Context:
-    """One per REST request or GraphQL operation: the caller's claims and their transaction."""
+    """One per REST request or GraphQL operation: the caller's claims, their transaction, the models."""
 
     db: RlsTransaction
     claims: dict[str, Any] | None
+    models: ModelSettings
     auth_error: Unauthorized | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 

@@ -1,4 +1,4 @@
-"""What a running app holds: settings, the database engine, the token verifier."""
+"""What a running app holds: settings, the database engine, the token verifier, the model providers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fluxopus.ai.models import ModelSettings
 from fluxopus.auth.jwt import JWKSCache, TokenVerifier
 from fluxopus.auth.keys import SigningKey
 from fluxopus.config import Settings
@@ -27,9 +28,12 @@ def build_verifier(settings: Settings) -> TokenVerifier:
 class Runtime:
     settings: Settings
     verifier: TokenVerifier
+    models: ModelSettings
     engine: AsyncEngine | None = None
 
     def context(self, claims: dict[str, object] | None, auth_error: Unauthorized | None = None) -> Context:
         if self.engine is None:
             raise RuntimeError("the database engine is not started")
-        return Context(db=RlsTransaction(self.engine, claims, auth_error), claims=claims, auth_error=auth_error)
+        return Context(
+            db=RlsTransaction(self.engine, claims, auth_error), claims=claims, models=self.models, auth_error=auth_error
+        )

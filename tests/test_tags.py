@@ -735,7 +735,7 @@ async def test_deleting_a_task_removes_its_assignments(
     assert_error(response, 404)
 
 
-@pytest.mark.parametrize("entity_type", ["skill", "knowledge"])
+@pytest.mark.parametrize("entity_type", ["knowledge"])
 async def test_entity_types_not_yet_taggable_are_400(
     client: httpx.AsyncClient, acme: Company, entity_type: str
 ) -> None:
@@ -1186,7 +1186,7 @@ async def test_gql_entity_tags_of_other_members_task_is_not_found(client: httpx.
     assert await gql_entity_tags(client, acme.alice, task["id"]) == []
 
 
-@pytest.mark.parametrize("entity_type", ["skill", "knowledge"])
+@pytest.mark.parametrize("entity_type", ["knowledge"])
 async def test_gql_entity_types_not_yet_taggable(client: httpx.AsyncClient, acme: Company, entity_type: str) -> None:
     tag = await gql_create(client, acme.alice)
     result = await gql(

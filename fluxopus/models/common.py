@@ -64,6 +64,8 @@ def describe(error: ValidationError) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
+        elif e["type"] == "value_error" and "error" in e.get("ctx", {}):
+            msg = str(e["ctx"]["error"])
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts) or "Invalid input"
 

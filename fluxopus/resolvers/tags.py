@@ -1,4 +1,4 @@
-"""Company tags and their assignment to tasks (skills and knowledge join when they exist)."""
+"""Company tags and their assignment to tasks and skills (knowledge joins when it exists)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from fluxopus.models.common import Deleted, Page, PageQuery
 from fluxopus.models.tags import AssignTags, EntityRef, EntityTagRow, EntityType, Tag, TagCreate, TagRow, TagUpdate
 from fluxopus.resolvers._sql import fetch_page
 from fluxopus.resolvers.accounts import require_membership
+from fluxopus.resolvers.skills import skills
 from fluxopus.resolvers.tasks import tasks
 
 tags = TagRow.metadata.tables["tags"]
 entity_tags = EntityTagRow.metadata.tables["entity_tags"]
 
 # Entity types that can carry tags, with the table RLS checks visibility on.
-TAGGABLE: dict[EntityType, Table] = {EntityType.task: tasks}
+TAGGABLE: dict[EntityType, Table] = {EntityType.task: tasks, EntityType.skill: skills}
 
 
 async def list_tags(ctx: Context, *, query: PageQuery) -> Page[Tag]:

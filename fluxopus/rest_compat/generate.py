@@ -14,6 +14,7 @@ from starlette.responses import Response
 from fluxopus.errors import DomainError
 from fluxopus.models.common import Page, parse, parse_json, parse_uuid
 from fluxopus.rest_compat.errors import domain_error_response, error_response
+from fluxopus.rest_compat.sse import ClientGone, cancel_on_disconnect, event_stream, wants_event_stream
 from fluxopus.rest_compat.table import ROUTES, Route
 from fluxopus.runtime import Runtime
 
@@ -33,14 +34,23 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
             if route.body is not None:
                 kwargs["data"] = parse_json(route.body, await request.body())
             ctx = runtime.context(claims)
+            streaming = route.stream is not None and wants_event_stream(request)
+            resolver = route.stream if streaming and route.stream is not None else route.resolver
             try:
-                result = await route.resolver(ctx, **kwargs)
+                if route.stream is not None and not streaming:
+                    result = await cancel_on_disconnect(request, resolver(ctx, **kwargs))
+                else:
+                    result = await resolver(ctx, **kwargs)
             except BaseException:
                 await ctx.db.finish(commit=False)
                 raise
             await ctx.db.finish(commit=True)
+            if streaming:
+                return event_stream(result)
         except DomainError as exc:
             return domain_error_response(exc)
+        except ClientGone:
+            return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
         except Exception:
             log.exception("%s %s failed", route.method, route.path)
             return error_response(500, "Internal server error")

@@ -21,6 +21,7 @@ ERRORS = {
     "403": "Visible, but the caller may not change it",
     "404": "Not found, or not visible to the caller",
     "409": "Conflicts with an existing record",
+    "429": "Token budget exceeded: the company's monthly model tokens are used up",
     "500": "Unexpected server error",
 }
 
@@ -89,9 +90,13 @@ def _operation(route: Route, schemas: dict[str, Any], refs: dict[Any, dict[str, 
         success["headers"] = {
             "X-Total-Count": {"description": "Rows matching, ignoring limit/offset", "schema": {"type": "integer"}}
         }
+    if route.events is not None:
+        success["content"]["text/event-stream"] = {"schema": _event_stream_schema(route, refs)}
+        success["description"] = "The default: an event stream. With `Accept: application/json`, the finished result"
     responses: dict[str, Any] = {str(route.status): success}
     for status in ERRORS:
-        responses[status] = {"$ref": f"#/components/responses/E{status}"}
+        if status != "429" or route.budgeted:
+            responses[status] = {"$ref": f"#/components/responses/E{status}"}
     op: dict[str, Any] = {
         "operationId": route.operation_id,
         "summary": route.summary,
@@ -109,10 +114,27 @@ def _operation(route: Route, schemas: dict[str, Any], refs: dict[Any, dict[str, 
     return op
 
 
+def _event_stream_schema(route: Route, refs: dict[Any, dict[str, str]]) -> dict[str, Any]:
+    """OpenAPI 3.0 cannot describe an SSE frame, so the text is a string and each event's
+    `data` JSON is documented as the event model."""
+    assert route.events is not None
+    event_ref = refs[(route.events, "serialization")]["$ref"].rsplit("/", 1)[-1]
+    return {
+        "type": "string",
+        "description": "Server-Sent Events: `event: <type>` and `data: <JSON>` per event, where the JSON is a "
+        f"`{event_ref}` without its `type`: `run.started` {{run_id, skill_id, version, model}}, `delta` {{text}} "
+        "(many), then `run.completed` {run_id, output, usage} or `run.failed` {run_id, error}.",
+        "example": 'event: run.started\ndata: {"run_id": "…", "version": 1, "model": "echo"}\n\n'
+        'event: delta\ndata: {"text": "Hello"}\n\n',
+    }
+
+
 def build_openapi(routes: list[Route] = ROUTES) -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = []
     for route in routes:
         models.append((_model_of(route.response)[0], "serialization"))
+        if route.events is not None:
+            models.append((route.events, "serialization"))
         if route.body is not None:
             models.append((route.body, "validation"))
     unique = list(dict.fromkeys(models))

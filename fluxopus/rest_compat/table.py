@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from fluxopus.models.common import Deleted, PageQuery
+from fluxopus.models.skills import (
+    RunEvent,
+    RunInput,
+    Skill,
+    SkillCreate,
+    SkillFilter,
+    SkillRun,
+    SkillUpdate,
+    SkillVersion,
+    TokenBudget,
+)
 from fluxopus.models.tags import AssignTags, EntityRef, Tag, TagCreate, TagUpdate
 from fluxopus.models.tasks import Task, TaskCreate, TaskFilter, TaskUpdate, TimeLog, TimeLogCreate
-from fluxopus.resolvers import tags, tasks
+from fluxopus.resolvers import budget, runs, skills, tags, tasks
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,11 @@ class Route:
     body: type[BaseModel] | None = None  # passed as `data`
     query: type[BaseModel] | None = None  # passed as `query`
     paginated: bool = False  # resolver returns Page; REST answers a bare array + X-Total-Count
+    # Streams `text/event-stream` by default: this resolver (same arguments) returns the events;
+    # `resolver` answers clients that send `Accept: application/json`.
+    stream: Callable[..., Awaitable[AsyncIterator[BaseModel]]] | None = None
+    events: type[BaseModel] | None = None  # the model of one event, for the OpenAPI document
+    budgeted: bool = False  # spends model tokens: 429 when the company's budget is exhausted
 
     @property
     def path_params(self) -> list[str]:
@@ -78,4 +94,61 @@ ROUTES: list[Route] = [
     Route("DELETE", "/tags/{id}", tags.delete_tag, "Delete a tag and its assignments", "Tags", Deleted),
     Route("POST", "/tags/entity", tags.assign_tags, "Assign tags to an entity", "Tags", list[Tag], body=AssignTags),
     Route("GET", "/tags/entity", tags.entity_tags_of, "Get the tags on an entity", "Tags", list[Tag], query=EntityRef),
+    Route(
+        "GET",
+        "/skills",
+        skills.list_skills,
+        "List the skills the caller can see (own, and company-visible)",
+        "Skills",
+        list[Skill],
+        query=SkillFilter,
+        paginated=True,
+    ),
+    Route("POST", "/skills", skills.create_skill, "Create a skill (version 1)", "Skills", Skill, 201, SkillCreate),
+    Route("GET", "/skills/{id}", skills.get_skill, "Get a skill", "Skills", Skill),
+    Route(
+        "PATCH",
+        "/skills/{id}",
+        skills.update_skill,
+        "Update a skill; a change of content records a new version",
+        "Skills",
+        Skill,
+        body=SkillUpdate,
+    ),
+    Route("DELETE", "/skills/{id}", skills.delete_skill, "Delete a skill, its versions and runs", "Skills", Deleted),
+    Route(
+        "POST",
+        "/skills/{id}/run",
+        runs.run_skill,
+        "Run a skill: an event stream by default, the finished run with `Accept: application/json`",
+        "Skills",
+        SkillRun,
+        body=RunInput,
+        stream=runs.stream_skill_run,
+        events=RunEvent,
+        budgeted=True,
+    ),
+    Route(
+        "GET",
+        "/skills/{id}/versions",
+        skills.list_skill_versions,
+        "List a skill's versions, newest first",
+        "Skills",
+        list[SkillVersion],
+        query=PageQuery,
+        paginated=True,
+    ),
+    Route(
+        "GET",
+        "/skills/{id}/runs",
+        runs.list_skill_runs,
+        "List a skill's runs, newest first (the caller's own; an admin's: everyone's)",
+        "Skills",
+        list[SkillRun],
+        query=PageQuery,
+        paginated=True,
+    ),
+    Route(
+        "GET", "/usage", budget.token_budget, "This month's token budget of the caller's company", "Skills", TokenBudget
+    ),
 ]

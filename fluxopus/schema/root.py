@@ -1,4 +1,4 @@
-"""The schema: every group's Query and Mutation merged."""
+"""The schema: every group's Query, Mutation and Subscription merged."""
 
 from __future__ import annotations
 
@@ -10,16 +10,19 @@ from strawberry.tools import merge_types
 from fluxopus.schema.accounts import AccountsQuery
 from fluxopus.schema.operation import FluxopusSchema, RlsOperation
 from fluxopus.schema.scalars import DateTime
+from fluxopus.schema.skills import SkillsMutation, SkillsQuery, SkillsSubscription
 from fluxopus.schema.tags import TagsMutation, TagsQuery
 from fluxopus.schema.tasks import TasksMutation, TasksQuery
 
-Query = merge_types("Query", (AccountsQuery, TasksQuery, TagsQuery))
-Mutation = merge_types("Mutation", (TasksMutation, TagsMutation))
+Query = merge_types("Query", (AccountsQuery, TasksQuery, TagsQuery, SkillsQuery))
+Mutation = merge_types("Mutation", (TasksMutation, TagsMutation, SkillsMutation))
+Subscription = merge_types("Subscription", (SkillsSubscription,))
 
 # Clients send the same documents again and again: parse and validate each once.
 schema = FluxopusSchema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     extensions=[RlsOperation, lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)],
     scalar_overrides={dt.datetime: DateTime},
 )

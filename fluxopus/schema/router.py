@@ -1,4 +1,4 @@
-"""/graphql over HTTP (GraphiQL on GET) and graphql-transport-ws, authenticated per transport."""
+"""/graphql over HTTP (GraphiQL on GET), graphql-transport-ws and graphql-sse, authenticated per transport."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 
 from fluxopus.auth.jwt import token_from_params
@@ -52,6 +52,7 @@ def graphql_router() -> FluxopusGraphQLRouter:
     return FluxopusGraphQLRouter(
         schema,
         context_getter=get_context,
-        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+        # Subscriptions over WebSocket (graphql-transport-ws) or plain HTTP (graphql-sse).
+        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL],
         graphql_ide="graphiql",
     )

@@ -1,0 +1,1 @@
+"""Model providers, prompt templates and token accounting."""

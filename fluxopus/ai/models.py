@@ -1,0 +1,64 @@
+"""Which providers this server can call, and which one a skill gets when it names none."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fluxopus.ai.providers import AnthropicProvider, ChatProvider, EchoProvider, OpenAIProvider
+from fluxopus.config import Settings
+
+
+@dataclass
+class ModelSettings:
+    providers: dict[str, ChatProvider]
+    default_provider: str
+    default_model: str | None  # None: the provider's own default
+    run_timeout: float
+    token_budget: int
+
+    @property
+    def offline(self) -> bool:
+        return self.default_provider == "echo"
+
+    def resolve(self, provider: str | None, model: str | None) -> tuple[ChatProvider, str]:
+        """The provider and model a run uses; raises LookupError for an unconfigured provider."""
+        name = provider or self.default_provider
+        chosen = self.providers.get(name)
+        if chosen is None:
+            hint = f"set FLUXOPUS_{name.upper()}_API_KEY"
+            raise LookupError(f"Provider {name!r} is not configured on this server ({hint})")
+        if chosen.name == "echo":
+            return chosen, "echo"  # the run says plainly that no model answered
+        if model is None and provider is None:
+            model = self.default_model
+        return chosen, model or chosen.default_model
+
+
+def model_settings(settings: Settings) -> ModelSettings:
+    providers: dict[str, ChatProvider] = {"echo": EchoProvider()}
+    if settings.openai_api_key:
+        providers["openai"] = OpenAIProvider(
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            default_model=settings.openai_model,
+            timeout=settings.llm_timeout,
+            retries=settings.llm_max_retries,
+        )
+    if settings.anthropic_api_key:
+        providers["anthropic"] = AnthropicProvider(
+            api_key=settings.anthropic_api_key,
+            base_url=settings.anthropic_base_url,
+            default_model=settings.anthropic_model,
+            timeout=settings.llm_timeout,
+            retries=settings.llm_max_retries,
+        )
+    default: str = settings.llm_provider or next((p for p in ("openai", "anthropic") if p in providers), "echo")
+    if default not in providers:
+        raise ValueError(f"FLUXOPUS_LLM_PROVIDER={default} needs FLUXOPUS_{default.upper()}_API_KEY")
+    return ModelSettings(
+        providers=providers,
+        default_provider=default,
+        default_model=settings.llm_model,
+        run_timeout=settings.run_timeout,
+        token_budget=settings.token_budget,
+    )

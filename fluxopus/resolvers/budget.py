@@ -1,0 +1,63 @@
+"""The company's monthly token budget: reserve before a model call, settle after.
+
+The arithmetic lives in SQL (fluxopus.reserve_tokens / fluxopus.finish_run) so that two
+server processes, or twenty concurrent runs, can never spend more than the budget."""
+
+from __future__ import annotations
+
+import datetime as dt
+from uuid import UUID
+
+from sqlalchemy import func, select, text
+
+from fluxopus.context import Context
+from fluxopus.errors import BudgetExceeded
+from fluxopus.models.skills import RunStatus, TokenBudget
+from fluxopus.resolvers.accounts import require_membership
+
+# A run is cut off after run_timeout; one still open well past that lost its server.
+_STALE_MARGIN = dt.timedelta(seconds=60)
+
+_BUDGET = text(
+    """
+    select p.period_start, coalesce(u.used, 0) as used, coalesce(u.reserved, 0) as reserved,
+           coalesce(c.monthly_token_budget, :default_limit) as "limit"
+    from (select date_trunc('month', now() at time zone 'utc')::date as period_start) p
+    cross join companies c
+    left join token_usage u on u.company_id = c.id and u.period_start = p.period_start
+    where c.id = fluxopus.company_id()
+    """
+)
+
+
+async def token_budget(ctx: Context) -> TokenBudget:
+    await require_membership(ctx)
+    row = (await ctx.db.execute(_BUDGET, {"default_limit": ctx.models.token_budget})).mappings().one()
+    return TokenBudget.model_validate(row)
+
+
+async def reserve_tokens(ctx: Context, tokens: int) -> dt.date:
+    """Reserves and commits, or raises BudgetExceeded (committing the release of stale runs)."""
+    stale_after = dt.timedelta(seconds=ctx.models.run_timeout) + _STALE_MARGIN
+    stmt = select(func.fluxopus.reserve_tokens(tokens, ctx.models.token_budget, stale_after))
+    period: dt.date | None = (await ctx.db.execute(stmt)).scalar_one()
+    if period is None:
+        await ctx.db.finish(commit=True)
+        raise BudgetExceeded()
+    return period
+
+
+async def finish_run(
+    ctx: Context,
+    run_id: UUID,
+    status: RunStatus,
+    *,
+    output: str | None,
+    input_tokens: int,
+    output_tokens: int,
+    error: str | None,
+) -> None:
+    """Records the outcome and turns the reservation into real usage, in its own transaction."""
+    stmt = select(func.fluxopus.finish_run(run_id, status.value, output, input_tokens, output_tokens, error))
+    await ctx.db.execute(stmt)
+    await ctx.db.finish(commit=True)

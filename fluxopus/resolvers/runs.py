@@ -1,0 +1,177 @@
+"""Running a skill: render, reserve tokens, stream the model's answer, record the run.
+
+No transaction stays open while the model streams: the run is inserted and committed first,
+and its outcome is written in a second, short transaction. A stream that is abandoned (the
+client went away) is cancelled here, and its run is still closed — as `cancelled`, charged
+with the tokens used so far — by a task the cancellation cannot interrupt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import insert, select
+
+from fluxopus.ai.prompts import PromptError, render, validate_input
+from fluxopus.ai.providers import ChatProvider, Delta, ProviderError, estimate_tokens, max_prompt_tokens
+from fluxopus.context import Context
+from fluxopus.errors import Invalid, NotFound
+from fluxopus.models.common import Page, PageQuery
+from fluxopus.models.skills import RunEvent, RunInput, RunStatus, RunUsage, SkillRun, SkillRunRow
+from fluxopus.resolvers import budget
+from fluxopus.resolvers._sql import fetch_page
+from fluxopus.resolvers.accounts import require_membership
+from fluxopus.resolvers.skills import get_skill, get_skill_version
+
+log = logging.getLogger(__name__)
+
+skill_runs = SkillRunRow.metadata.tables["skill_runs"]
+
+# Settlement tasks outlive the cancelled stream that started them; hold them until done.
+_settling: set[asyncio.Task[None]] = set()
+
+
+@dataclass(frozen=True)
+class _Run:
+    id: UUID
+    skill_id: UUID
+    version: int
+    provider: ChatProvider
+    model: str
+    prompt: str
+    temperature: float | None
+    max_tokens: int
+
+
+async def stream_skill_run(ctx: Context, *, id: UUID, data: RunInput) -> AsyncGenerator[RunEvent, None]:
+    """Checks everything and records the run before returning, so errors come before any event."""
+    run = await _start(ctx, id, data)
+    return _events(ctx, run)
+
+
+async def run_skill(ctx: Context, *, id: UUID, data: RunInput) -> SkillRun:
+    """The same run, waited for: the finished SkillRun."""
+    events = await stream_skill_run(ctx, id=id, data=data)
+    run_id: UUID | None = None
+    async with aclosing(events):
+        async for event in events:
+            run_id = event.run_id
+    assert run_id is not None
+    return await get_skill_run(ctx, id=run_id)
+
+
+async def get_skill_run(ctx: Context, *, id: UUID) -> SkillRun:
+    row = (await ctx.db.execute(select(*skill_runs.c).where(skill_runs.c.id == id))).mappings().first()
+    if row is None:
+        raise NotFound("Run not found")
+    return SkillRun.model_validate(row)
+
+
+async def list_skill_runs(ctx: Context, *, id: UUID, query: PageQuery) -> Page[SkillRun]:
+    """A skill's runs, newest first: the caller's own, or everyone's for an admin."""
+    await get_skill(ctx, id=id)
+    stmt = (
+        select(*skill_runs.c)
+        .where(skill_runs.c.skill_id == id)
+        .order_by(skill_runs.c.created_at.desc(), skill_runs.c.id)
+    )
+    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
+    return Page([SkillRun.model_validate(r) for r in page.items], page.total)
+
+
+async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:
+    await require_membership(ctx)
+    skill = await get_skill(ctx, id=id)
+    version = await get_skill_version(ctx, id=id, version=data.version or skill.version)
+    try:
+        validate_input(version.input_schema, data.input)
+        prompt = render(version.instructions, data.input)
+        provider, model = ctx.models.resolve(version.provider, version.model)
+    except (PromptError, LookupError) as exc:
+        raise Invalid(str(exc)) from None
+    reserved = max_prompt_tokens(prompt) + version.max_tokens
+    period = await budget.reserve_tokens(ctx, reserved)
+    values: dict[str, Any] = {
+        "skill_id": id,
+        "version": version.version,
+        "input": data.input,
+        "provider": provider.name,
+        "model": model,
+        "reserved_tokens": reserved,
+        "budget_period": period,
+    }
+    run_id: UUID = (await ctx.db.execute(insert(skill_runs).values(**values).returning(skill_runs.c.id))).scalar_one()
+    await ctx.db.finish(commit=True)
+    return _Run(run_id, id, version.version, provider, model, prompt, version.temperature, version.max_tokens)
+
+
+async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
+    yield RunEvent(type="run.started", run_id=run.id, skill_id=run.skill_id, version=run.version, model=run.model)
+    parts: list[str] = []
+    usage: RunUsage | None = None
+    status, error = RunStatus.cancelled, None
+    stream = run.provider.stream(
+        model=run.model, prompt=run.prompt, temperature=run.temperature, max_tokens=run.max_tokens
+    )
+    # The deadline applies to each wait on the provider, never across a `yield`: a timeout
+    # scope left open while suspended would fire inside whoever is consuming the events.
+    deadline = asyncio.get_running_loop().time() + ctx.models.run_timeout
+    try:
+        async with aclosing(stream):
+            while True:
+                async with asyncio.timeout_at(deadline):
+                    item = await anext(stream, None)
+                if item is None:
+                    break
+                if isinstance(item, Delta):
+                    parts.append(item.text)
+                    yield RunEvent(type="delta", run_id=run.id, text=item.text)
+                else:
+                    usage = RunUsage(input_tokens=item.input_tokens, output_tokens=item.output_tokens)
+        status = RunStatus.succeeded
+    except ProviderError as exc:
+        status, error = RunStatus.failed, str(exc)
+    except TimeoutError:
+        status, error = RunStatus.failed, f"The run took longer than {ctx.models.run_timeout:g} s"
+    except Exception:
+        log.exception("skill run %s failed", run.id)
+        status, error = RunStatus.failed, "The run failed unexpectedly"
+    finally:
+        output = "".join(parts)
+        if usage is None:
+            # Unreported usage is estimated once the model has likely read the prompt.
+            charged = bool(parts) or status is RunStatus.cancelled
+            usage = RunUsage(
+                input_tokens=estimate_tokens(run.prompt) if charged else 0, output_tokens=estimate_tokens(output)
+            )
+        await _settle(ctx, run.id, status, output=output, usage=usage, error=error)
+    if status is RunStatus.succeeded:
+        yield RunEvent(type="run.completed", run_id=run.id, output=output, usage=usage)
+    else:
+        yield RunEvent(type="run.failed", run_id=run.id, error=error)
+
+
+async def _settle(
+    ctx: Context, run_id: UUID, status: RunStatus, *, output: str, usage: RunUsage, error: str | None
+) -> None:
+    """Closes the run in a task of its own, which a cancelled stream waits for but cannot cancel."""
+    task = asyncio.create_task(
+        budget.finish_run(
+            ctx,
+            run_id,
+            status,
+            output=output,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            error=error,
+        )
+    )
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+    await asyncio.shield(task)

@@ -1,0 +1,86 @@
+"""Skills and their version history. Versions are recorded by triggers in the database."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import delete, insert, or_, select, update
+
+from fluxopus.context import Context
+from fluxopus.errors import Forbidden, Invalid, NotFound
+from fluxopus.models.common import Deleted, Page, PageQuery
+from fluxopus.models.skills import Skill, SkillCreate, SkillFilter, SkillRow, SkillUpdate, SkillVersion, SkillVersionRow
+from fluxopus.resolvers._sql import contains, fetch_page
+from fluxopus.resolvers.accounts import require_membership
+
+skills = SkillRow.metadata.tables["skills"]
+skill_versions = SkillVersionRow.metadata.tables["skill_versions"]
+
+CONTENT = ("name", "description", "instructions", "input_schema", "provider", "model", "temperature", "max_tokens")
+
+
+async def list_skills(ctx: Context, *, query: SkillFilter) -> Page[Skill]:
+    stmt = select(*skills.c).order_by(skills.c.created_at.desc(), skills.c.id)
+    if query.q is not None:
+        stmt = stmt.where(or_(contains(skills.c.name, query.q), contains(skills.c.description, query.q)))
+    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
+    return Page([Skill.model_validate(r) for r in page.items], page.total)
+
+
+async def get_skill(ctx: Context, *, id: UUID) -> Skill:
+    row = (await ctx.db.execute(select(*skills.c).where(skills.c.id == id))).mappings().first()
+    if row is None:
+        raise NotFound("Skill not found")
+    return Skill.model_validate(row)
+
+
+async def create_skill(ctx: Context, *, data: SkillCreate) -> Skill:
+    await require_membership(ctx)
+    row = (await ctx.db.execute(insert(skills).values(**data.model_dump()).returning(*skills.c))).mappings().one()
+    return Skill.model_validate(row)
+
+
+async def update_skill(ctx: Context, *, id: UUID, data: SkillUpdate) -> Skill:
+    # An empty PATCH still goes through the update policy, so it answers 403 like a real one.
+    return await _update(ctx, id, data.model_dump(exclude_unset=True) or {"name": skills.c.name})
+
+
+async def _update(ctx: Context, id: UUID, changes: dict[str, Any]) -> Skill:
+    stmt = update(skills).where(skills.c.id == id).values(**changes).returning(*skills.c)
+    row = (await ctx.db.execute(stmt)).mappings().first()
+    if row is None:
+        await get_skill(ctx, id=id)
+        raise Forbidden("Only the skill's owner or an admin can change it")
+    return Skill.model_validate(row)
+
+
+async def delete_skill(ctx: Context, *, id: UUID) -> Deleted:
+    row = (await ctx.db.execute(delete(skills).where(skills.c.id == id).returning(skills.c.id))).first()
+    if row is None:
+        await get_skill(ctx, id=id)
+        raise Forbidden("Only the skill's owner or an admin can delete it")
+    return Deleted(id=id)
+
+
+async def list_skill_versions(ctx: Context, *, id: UUID, query: PageQuery) -> Page[SkillVersion]:
+    await get_skill(ctx, id=id)
+    stmt = select(*skill_versions.c).where(skill_versions.c.skill_id == id).order_by(skill_versions.c.version.desc())
+    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
+    return Page([SkillVersion.model_validate(r) for r in page.items], page.total)
+
+
+async def get_skill_version(ctx: Context, *, id: UUID, version: int) -> SkillVersion:
+    """A version of a skill the caller can read; Invalid when the skill has no such version."""
+    stmt = select(*skill_versions.c).where(skill_versions.c.skill_id == id, skill_versions.c.version == version)
+    row = (await ctx.db.execute(stmt)).mappings().first()
+    if row is None:
+        skill = await get_skill(ctx, id=id)
+        raise Invalid(f"Unknown version {version}: this skill has versions 1 to {skill.version}")
+    return SkillVersion.model_validate(row)
+
+
+async def restore_skill_version(ctx: Context, *, id: UUID, version: int) -> Skill:
+    """Makes an old version's content current again, as a new version (history stays immutable)."""
+    old = await get_skill_version(ctx, id=id, version=version)
+    return await _update(ctx, id, {field: getattr(old, field) for field in CONTENT})
