@@ -1,4 +1,4 @@
-"""The `fluxopus` command: serve · migrate · token · openapi."""
+"""The `fluxopus` command: serve · migrate · token · budget · openapi."""
 
 from __future__ import annotations
 
@@ -166,6 +166,29 @@ def token(
             audience=settings.jwt_audience,
         )
     )
+
+
+@app.command()
+def budget(
+    company: Annotated[str, typer.Option(help="The company's name")],
+    tokens: Annotated[
+        int | None, typer.Option(min=0, help="Monthly tokens (input + output); omit to use the server default")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Set a company's own monthly token budget for skill runs (FLUXOPUS_TOKEN_BUDGET is the default)."""
+    from fluxopus.db.accounts import set_token_budget
+    from fluxopus.db.migrate import migrate
+
+    settings = _settings(data_dir)
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        try:
+            asyncio.run(set_token_budget(url, company=company, tokens=tokens))
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from exc
+    typer.echo(f"{company}: {tokens if tokens is not None else 'the server default'} tokens a month")
 
 
 @app.command()

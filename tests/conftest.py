@@ -20,6 +20,7 @@ from fluxopus.db.engine import create_engine
 from fluxopus.db.migrate import migrate
 from tests.utils.builders import SECRET, Company, make_company
 from tests.utils.fake_jwks import FakeJWKS
+from tests.utils.fake_llm import FakeAnthropic, FakeOpenAI
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +65,47 @@ async def engine(database_url: str, settings: Settings) -> AsyncIterator[AsyncEn
 @pytest.fixture(scope="session")
 def app(settings: Settings, engine: AsyncEngine) -> FastAPI:
     return create_app(settings, engine=engine)
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="session")
+def ai_settings(settings: Settings, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> Settings:
+    """Both providers configured against the fakes; skills without a provider use openai."""
+    return settings.model_copy(
+        update={
+            "openai_api_key": fake_openai.api_key,
+            "openai_base_url": fake_openai.url,
+            "anthropic_api_key": fake_anthropic.api_key,
+            "anthropic_base_url": fake_anthropic.url,
+            "llm_max_retries": 0,
+            "llm_timeout": 3.0,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def ai_app(ai_settings: Settings, engine: AsyncEngine) -> FastAPI:
+    return create_app(ai_settings, engine=engine)
+
+
+@pytest.fixture
+async def ai_client(ai_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Like `client`, on an app whose model providers are the fake OpenAI and Anthropic servers."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ai_app), base_url="http://test") as c:
+        yield c
 
 
 @pytest.fixture

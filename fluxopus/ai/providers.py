@@ -47,13 +47,22 @@ def _describe(exc: Exception, provider: str) -> str:
     if isinstance(exc, openai.APITimeoutError | anthropic.APITimeoutError):
         return f"{provider} did not answer in time"
     if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError):
+        if exc.status_code == 200:  # an error event inside a stream that had started well
+            return f"{provider} reported an error mid-stream: {_status_message(exc)}"
         return f"{provider} answered HTTP {exc.status_code}: {_status_message(exc)}"
-    if isinstance(exc, openai.APIConnectionError | anthropic.APIConnectionError):
-        return f"could not reach {provider} (connection failed or dropped)"
+    if isinstance(exc, openai.APIError | anthropic.APIError) and not isinstance(
+        exc, openai.APIConnectionError | anthropic.APIConnectionError | openai.APIResponseValidationError
+    ):
+        return f"{provider} reported an error mid-stream: {_status_message(exc)}"
+    # The SDKs do not wrap every transport error (anthropic lets a cut-off body through as is).
+    if isinstance(exc, openai.APIConnectionError | anthropic.APIConnectionError | OSError) or (
+        type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2")
+    ):
+        return f"the connection to {provider} failed or dropped"
     return f"{provider} sent a response that could not be read ({type(exc).__name__})"
 
 
-def _status_message(exc: openai.APIStatusError | anthropic.APIStatusError) -> str:
+def _status_message(exc: openai.APIError | anthropic.APIError) -> str:
     body = exc.body
     if isinstance(body, dict):
         inner = body.get("error", body)
@@ -81,15 +90,19 @@ class OpenAIProvider:
                 stream_options={"include_usage": True},
                 temperature=openai.omit if temperature is None else temperature,
             )
+            finished = False
             async with chunks:
                 async for chunk in chunks:
                     for choice in chunk.choices:
-                        if choice.delta.content:
+                        if choice.delta and choice.delta.content:
                             yield Delta(choice.delta.content)
+                        finished = finished or choice.finish_reason is not None
                     if chunk.usage is not None:
                         yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-        except (openai.OpenAIError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - every provider failure ends the run with a message
             raise ProviderError(_describe(exc, self.name)) from exc
+        if not finished:
+            raise ProviderError(f"{self.name} ended the stream before the answer was complete")
 
 
 class AnthropicProvider:
@@ -123,7 +136,7 @@ class AnthropicProvider:
                         output_tokens = event.usage.output_tokens
                     elif event.type == "message_stop":
                         finished = True
-        except (anthropic.AnthropicError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - every provider failure ends the run with a message
             raise ProviderError(_describe(exc, self.name)) from exc
         if not finished:
             raise ProviderError(f"{self.name} ended the stream before the message was complete")

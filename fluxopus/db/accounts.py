@@ -57,3 +57,17 @@ async def ensure_member(database_url: str, *, email: str, company: str | None, r
             return Membership(user["id"], user["email"], existing["id"], existing["name"], role)
     finally:
         await conn.close()
+
+
+async def set_token_budget(database_url: str, *, company: str, tokens: int | None) -> UUID:
+    """Give a company its own monthly token budget (None: back to the server's default)."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        company_id: UUID | None = await conn.fetchval(
+            "update companies set monthly_token_budget = $2 where lower(name) = lower($1) returning id", company, tokens
+        )
+    finally:
+        await conn.close()
+    if company_id is None:
+        raise ValueError(f"No company named {company!r}")
+    return company_id

@@ -90,7 +90,8 @@ def translate_db_error(exc: DBAPIError) -> Exception:
         if sqlstate == "23503":
             return Invalid("A referenced record does not exist")
         return Invalid("The data violates a constraint")
-    if sqlstate == "22021":  # character_not_in_repertoire: JSON allows \u0000, PostgreSQL text does not
+    # character_not_in_repertoire / untranslatable_character (jsonb): JSON allows \u0000, PostgreSQL does not
+    if sqlstate in ("22021", "22P05"):
         return Invalid("Text must not contain NUL (\\u0000) characters")
     if sqlstate in ("22P02", "22001", "22003", "22007", "22008"):
         return Invalid("Invalid value")

@@ -115,17 +115,23 @@ def _operation(route: Route, schemas: dict[str, Any], refs: dict[Any, dict[str, 
 
 
 def _event_stream_schema(route: Route, refs: dict[Any, dict[str, str]]) -> dict[str, Any]:
-    """OpenAPI 3.0 cannot describe an SSE frame, so the text is a string and each event's
-    `data` JSON is documented as the event model."""
+    """One Server-Sent Event, as SSE-aware tools (schemathesis) read a stream: its `event` name
+    and its `data` line. OpenAPI 3.0 cannot say that `data` is JSON, so the description does."""
     assert route.events is not None
-    event_ref = refs[(route.events, "serialization")]["$ref"].rsplit("/", 1)[-1]
+    event_model = refs[(route.events, "serialization")]["$ref"].rsplit("/", 1)[-1]
     return {
-        "type": "string",
-        "description": "Server-Sent Events: `event: <type>` and `data: <JSON>` per event, where the JSON is a "
-        f"`{event_ref}` without its `type`: `run.started` {{run_id, skill_id, version, model}}, `delta` {{text}} "
-        "(many), then `run.completed` {run_id, output, usage} or `run.failed` {run_id, error}.",
-        "example": 'event: run.started\ndata: {"run_id": "…", "version": 1, "model": "echo"}\n\n'
-        'event: delta\ndata: {"text": "Hello"}\n\n',
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": ["run.started", "delta", "run.completed", "run.failed"]},
+            "data": {
+                "type": "string",
+                "description": f"A `{event_model}` as JSON, without its `type`: `run.started` "
+                "{run_id, skill_id, version, model}, `delta` {run_id, text} (many), then `run.completed` "
+                "{run_id, output, usage} or `run.failed` {run_id, error}",
+            },
+        },
+        "example": {"event": "delta", "data": '{"run_id": "5a60307e-810d-4485-89c6-b3aeaa793ce6", "text": "Hello"}'},
     }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from fluxopus.auth.jwt import mint_token
-from fluxopus.db.accounts import ensure_member
+from fluxopus.db.accounts import ensure_member, set_token_budget
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
@@ -83,3 +83,14 @@ async def gql(
 
 def error_codes(result: dict[str, Any]) -> list[str]:
     return [e.get("extensions", {}).get("code") for e in result.get("errors") or []]
+
+
+async def create_skill(client: httpx.AsyncClient, user: User, **fields: Any) -> dict[str, Any]:
+    body = {"name": unique("skill"), "instructions": "Say hello to {{ input.name }}", **fields}
+    response = await client.post("/api/skills", json=body, headers=user.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def set_budget(database_url: str, company: Company, tokens: int | None) -> None:
+    await set_token_budget(database_url, company=company.name, tokens=tokens)

@@ -154,7 +154,8 @@ class _FakeProvider:
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         truncated = limit is not None and n_out >= limit
 
-        if not body.get("stream"):
+        if not body.get("stream"):  # delay still applies; malformed, drop_after and stream_error are stream-only
+            await asyncio.sleep(script.delay * len(chunks))
             self._count(self._completed, model)
             return JSONResponse(self._complete(body, "".join(chunks), (n_in, n_out), truncated))
         head, deltas, tail = self._frames(body, chunks, (n_in, n_out), truncated)
