@@ -32,17 +32,23 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if runtime.engine is not None:
-            yield
-            return
-        if url is None:
-            raise RuntimeError("no database: set DATABASE_URL or start the app with `fluxopus serve`")
-        runtime.engine = create_engine(url, settings)
         try:
-            yield
+            if runtime.engine is not None:
+                yield
+                return
+            if url is None:
+                raise RuntimeError("no database: set DATABASE_URL or start the app with `fluxopus serve`")
+            runtime.engine = create_engine(url, settings)
+            try:
+                yield
+            finally:
+                await runtime.engine.dispose()
+                runtime.engine = None
         finally:
-            await runtime.engine.dispose()
-            runtime.engine = None
+            # Pooled provider connections belong to this event loop; an app served again (tests
+            # do that) gets fresh clients.
+            await runtime.models.aclose()
+            runtime.models = model_settings(settings)
 
     app = FastAPI(
         title="Fluxopus",

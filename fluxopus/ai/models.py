@@ -16,6 +16,11 @@ class ModelSettings:
     run_timeout: float
     token_budget: int
 
+    async def aclose(self) -> None:
+        """Closes the providers' HTTP clients: their pooled connections belong to the serving loop."""
+        for provider in self.providers.values():
+            await provider.aclose()
+
     @property
     def offline(self) -> bool:
         return self.default_provider == "echo"

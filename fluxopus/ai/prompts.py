@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import operator
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, pass_eval_context
+from jinja2.filters import do_join, do_replace
 from jinja2.sandbox import SandboxedEnvironment
 
 MAX_PROMPT_CHARS = 200_000
@@ -24,10 +26,58 @@ class PromptError(ValueError):
     """A template or input the user must fix; the message says what."""
 
 
+# String methods and filters that pad or reformat: a prompt never needs them, and each can
+# build a huge string from a tiny template ('x'.ljust(10**9), 'x'|center(10**9), '{:>9999999}').
+_UNSAFE_STR_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs", "format", "format_map"})
+_UNSAFE_FILTERS = ("center", "indent", "format", "wordwrap")
+_PERCENT_WIDTH = re.compile(r"%[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _too_big(size: int) -> None:
+    if size > MAX_PROMPT_CHARS:
+        raise PromptError(f"The rendered prompt would be over {MAX_PROMPT_CHARS} characters")
+
+
+@pass_eval_context
+def _bounded_join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
+    items = list(value)
+    _too_big(len(d) * max(len(items) - 1, 0) + sum(len(str(i)) for i in items))
+    return str(do_join(eval_ctx, items, d, attribute))
+
+
+@pass_eval_context
+def _bounded_replace(eval_ctx: Any, s: str, old: str, new: str, count: int | None = None) -> str:
+    hits = (len(s) + 1 if old == "" else s.count(old)) if count is None else count
+    _too_big(len(s) + hits * max(len(new) - len(old), 0))
+    return do_replace(eval_ctx, s, old, new, count)
+
+
 class _Environment(SandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        for name in _UNSAFE_FILTERS:
+            del self.filters[name]
+        self.filters["join"] = _bounded_join
+        self.filters["replace"] = _bounded_replace
+
+    def wrap_str_format(self, value: Any) -> None:
+        return None  # str.format and format_map are refused by is_safe_attribute instead
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, str) and attr in _UNSAFE_STR_METHODS | {"join", "replace"}:
+            return False
+        return bool(super().is_safe_attribute(obj, attr, value))
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "%":
+            if isinstance(left, str):
+                for width, precision in _PERCENT_WIDTH.findall(left):
+                    if "*" in (width, precision):
+                        raise PromptError("'*' widths are not allowed in templates")
+                    _too_big(int(width or 0) + int(precision or 0))
+            return operator.mod(left, right)
         if operator_name == "**":
             if isinstance(right, int | float) and abs(right) > 100:
                 raise PromptError("Exponent too large in template")
@@ -40,7 +90,14 @@ class _Environment(SandboxedEnvironment):
         return operator.mul(left, right)
 
 
-_env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+def _printable(value: Any) -> Any:
+    # `{{ input.items }}` would print "<built-in method … at 0x…>": a mistake, and a leak.
+    if callable(value) and not isinstance(value, Undefined):  # printing an Undefined explains itself
+        raise PromptError("Template error: a method or function cannot be printed (did you mean to call it?)")
+    return value
+
+
+_env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, finalize=_printable)
 
 
 def check_template(source: str) -> str:
@@ -53,7 +110,14 @@ def check_template(source: str) -> str:
 
 def render(source: str, input: Mapping[str, Any]) -> str:
     try:
-        text = _env.from_string(source).render(input=input)
+        # Streamed, so a loop that prints forever stops at the limit instead of filling memory.
+        parts: list[str] = []
+        size = 0
+        for part in _env.from_string(source).generate(input=input):
+            size += len(part)
+            _too_big(size)
+            parts.append(part)
+        text = "".join(parts)
     except PromptError:
         raise
     except TemplateError as exc:

@@ -42,6 +42,8 @@ class ChatProvider(Protocol):
         self, *, model: str, prompt: str, temperature: float | None, max_tokens: int
     ) -> AsyncGenerator[Delta | Usage, None]: ...
 
+    async def aclose(self) -> None: ...
+
 
 def _describe(exc: Exception, provider: str) -> str:
     if isinstance(exc, openai.APITimeoutError | anthropic.APITimeoutError):
@@ -78,6 +80,9 @@ class OpenAIProvider:
         self.default_model = default_model
         self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=retries)
 
+    async def aclose(self) -> None:
+        await self.client.close()
+
     async def stream(
         self, *, model: str, prompt: str, temperature: float | None, max_tokens: int
     ) -> AsyncGenerator[Delta | Usage, None]:
@@ -111,6 +116,9 @@ class AnthropicProvider:
     def __init__(self, *, api_key: str, base_url: str | None, default_model: str, timeout: float, retries: int):
         self.default_model = default_model
         self.client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=retries)
+
+    async def aclose(self) -> None:
+        await self.client.close()
 
     async def stream(
         self, *, model: str, prompt: str, temperature: float | None, max_tokens: int
@@ -157,6 +165,9 @@ class EchoProvider:
     def __init__(self, *, chunk_words: int = 4, delay: float = 0.0):
         self.chunk_words = chunk_words
         self.delay = delay
+
+    async def aclose(self) -> None:
+        pass
 
     async def stream(
         self, *, model: str, prompt: str, temperature: float | None, max_tokens: int
