@@ -81,13 +81,13 @@ def serve(
     with database(settings) as url:
         applied = asyncio.run(migrate(url))
         application = create_app(settings, database_url=url)
-        _banner(settings, applied)
+        _banner(settings, applied, application.state.runtime.models.describe())
         uvicorn.Server(
             uvicorn.Config(application, host=settings.host, port=settings.port, log_level=settings.log_level)
         ).run()
 
 
-def _banner(settings: Settings, applied: list[str]) -> None:
+def _banner(settings: Settings, applied: list[str], models: str) -> None:
     base = f"http://{settings.host}:{settings.port}"
     db = "external database (DATABASE_URL)" if settings.database_url else f"embedded PostgreSQL in {settings.data_dir}"
     if settings.uses_dev_signing_key:
@@ -104,6 +104,7 @@ def _banner(settings: Settings, applied: list[str]) -> None:
         f"  REST       {base}/api",
         f"  OpenAPI    {base}/openapi.json",
         f"  health     {base}/healthz",
+        f"  models     {models}",
         f"  token      {token_help}",
         '  then       curl -H "Authorization: Bearer $TOKEN" ' + base + "/api/tasks",
         "",

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         if value is not None and len(value) < 32:
             raise ValueError("FLUXOPUS_JWT_SECRET must be at least 32 characters (HS256 needs a long secret)")
         return value
+
+    @model_validator(mode="after")
+    def _provider_has_a_key(self) -> Settings:
+        if self.llm_provider in ("openai", "anthropic") and not getattr(self, f"{self.llm_provider}_api_key"):
+            name = self.llm_provider.upper()
+            raise ValueError(f"FLUXOPUS_LLM_PROVIDER={self.llm_provider} needs FLUXOPUS_{name}_API_KEY")
+        return self
 
     @property
     def embedded(self) -> bool:

@@ -257,7 +257,7 @@ def test_serve_embedded_banner_token_and_clean_stop(processes: Processes, work_d
     assert is_alive(pg_pid) and is_postgres_of(pg_pid, server.pgdata)
 
     banner = server.stdout
-    for needle in ("/graphql", "/api", "/openapi.json", "fluxopus token"):
+    for needle in ("/graphql", "/api", "/openapi.json", "fluxopus token", "no LLM is configured"):
         assert needle in banner, f"banner lacks {needle!r}:\n{banner}"
     assert f"127.0.0.1:{server.port}" in banner
 
@@ -266,6 +266,19 @@ def test_serve_embedded_banner_token_and_clean_stop(processes: Processes, work_d
     assert response.status_code == 200, response.text
     assert response.json() == []
     assert response.headers["X-Total-Count"] == "0"
+    # With no LLM configured, a skill runs on the labelled echo provider.
+    skill = httpx.post(
+        f"{server.url}/api/skills", json={"name": "Hi", "instructions": "Hi {{ input.who }}"}, headers=bearer(token)
+    )
+    assert skill.status_code == 201, skill.text
+    run = httpx.post(
+        f"{server.url}/api/skills/{skill.json()['id']}/run",
+        json={"input": {"who": "there"}},
+        headers={**bearer(token), "Accept": "application/json"},
+        timeout=10,
+    )
+    assert run.status_code == 200, run.text
+    assert (run.json()["status"], run.json()["model"], run.json()["output"]) == ("succeeded", "echo", "Hi there")
     # The token command attached to the running server and left it running.
     assert is_alive(pg_pid)
     health = server.healthz()

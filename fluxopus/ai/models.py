@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fluxopus.ai.providers import AnthropicProvider, ChatProvider, EchoProvider, OpenAIProvider
+from fluxopus.ai.providers import ChatProvider, EchoProvider
 from fluxopus.config import Settings
 
 
@@ -21,9 +21,17 @@ class ModelSettings:
         for provider in self.providers.values():
             await provider.aclose()
 
-    @property
-    def offline(self) -> bool:
-        return self.default_provider == "echo"
+    def describe(self) -> str:
+        """For the server banner: what answers skill runs."""
+        if self.default_provider == "echo":
+            return (
+                "echo — no LLM is configured, so runs stream their prompt back "
+                "(set FLUXOPUS_OPENAI_API_KEY or FLUXOPUS_ANTHROPIC_API_KEY)"
+            )
+        default = self.providers[self.default_provider]
+        others = [name for name in self.providers if name not in (default.name, "echo")]
+        also = f"; also {', '.join(others)}" if others else ""
+        return f"{default.name}, model {self.default_model or default.default_model} by default{also}"
 
     def resolve(self, provider: str | None, model: str | None) -> tuple[ChatProvider, str]:
         """The provider and model a run uses; raises LookupError for an unconfigured provider."""
@@ -42,6 +50,8 @@ class ModelSettings:
 def model_settings(settings: Settings) -> ModelSettings:
     providers: dict[str, ChatProvider] = {"echo": EchoProvider()}
     if settings.openai_api_key:
+        from fluxopus.ai.openai_chat import OpenAIProvider
+
         providers["openai"] = OpenAIProvider(
             api_key=settings.openai_api_key,
             base_url=settings.openai_base_url,
@@ -50,6 +60,8 @@ def model_settings(settings: Settings) -> ModelSettings:
             retries=settings.llm_max_retries,
         )
     if settings.anthropic_api_key:
+        from fluxopus.ai.anthropic_messages import AnthropicProvider
+
         providers["anthropic"] = AnthropicProvider(
             api_key=settings.anthropic_api_key,
             base_url=settings.anthropic_base_url,
@@ -58,8 +70,6 @@ def model_settings(settings: Settings) -> ModelSettings:
             retries=settings.llm_max_retries,
         )
     default: str = settings.llm_provider or next((p for p in ("openai", "anthropic") if p in providers), "echo")
-    if default not in providers:
-        raise ValueError(f"FLUXOPUS_LLM_PROVIDER={default} needs FLUXOPUS_{default.upper()}_API_KEY")
     return ModelSettings(
         providers=providers,
         default_provider=default,

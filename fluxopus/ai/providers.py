@@ -1,10 +1,9 @@
 """Chat model providers behind one small interface: stream text deltas, then the usage.
 
-`openai` speaks the Chat Completions API through the official SDK, so any compatible server
-works (OpenAI, Azure, Mistral, Ollama, vLLM) via its base URL; `anthropic` streams the
-Messages API through the official SDK; `echo` needs nothing and streams the prompt back, so a
-fresh install can run skills end to end. Every provider failure becomes a ProviderError with
-a message fit for the run's `error` field.
+`openai` (ai/openai_chat.py) and `anthropic` (ai/anthropic_messages.py) wrap the official
+SDKs and are imported only when configured (each SDK takes seconds to import); `echo`, here,
+needs nothing and streams the prompt back, so a fresh install can run skills end to end.
+Every provider failure becomes a ProviderError with a message fit for the run's `error` field.
 """
 
 from __future__ import annotations
@@ -13,10 +12,7 @@ import asyncio
 import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Protocol
-
-import anthropic
-import openai
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -45,110 +41,32 @@ class ChatProvider(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _describe(exc: Exception, provider: str) -> str:
-    if isinstance(exc, openai.APITimeoutError | anthropic.APITimeoutError):
+def describe_failure(exc: Exception, provider: str, sdk: Any) -> str:
+    """A run's error message for an exception from `sdk` (the openai or anthropic module: both
+    SDKs share one generated exception hierarchy)."""
+    if isinstance(exc, sdk.APITimeoutError):
         return f"{provider} did not answer in time"
-    if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError):
+    if isinstance(exc, sdk.APIStatusError):
         if exc.status_code == 200:  # an error event inside a stream that had started well
-            return f"{provider} reported an error mid-stream: {_status_message(exc)}"
-        return f"{provider} answered HTTP {exc.status_code}: {_status_message(exc)}"
-    if isinstance(exc, openai.APIError | anthropic.APIError) and not isinstance(
-        exc, openai.APIConnectionError | anthropic.APIConnectionError | openai.APIResponseValidationError
-    ):
-        return f"{provider} reported an error mid-stream: {_status_message(exc)}"
+            return f"{provider} reported an error mid-stream: {_sdk_message(exc)}"
+        return f"{provider} answered HTTP {exc.status_code}: {_sdk_message(exc)}"
+    if isinstance(exc, sdk.APIError) and not isinstance(exc, sdk.APIConnectionError | sdk.APIResponseValidationError):
+        return f"{provider} reported an error mid-stream: {_sdk_message(exc)}"
     # The SDKs do not wrap every transport error (anthropic lets a cut-off body through as is).
-    if isinstance(exc, openai.APIConnectionError | anthropic.APIConnectionError | OSError) or (
+    if isinstance(exc, sdk.APIConnectionError | OSError) or (
         type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2")
     ):
         return f"the connection to {provider} failed or dropped"
     return f"{provider} sent a response that could not be read ({type(exc).__name__})"
 
 
-def _status_message(exc: openai.APIError | anthropic.APIError) -> str:
+def _sdk_message(exc: Any) -> str:
     body = exc.body
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and isinstance(inner.get("message"), str):
             return str(inner["message"])[:500]
     return str(exc.message)[:500]
-
-
-class OpenAIProvider:
-    name = "openai"
-
-    def __init__(self, *, api_key: str, base_url: str | None, default_model: str, timeout: float, retries: int):
-        self.default_model = default_model
-        self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=retries)
-
-    async def aclose(self) -> None:
-        await self.client.close()
-
-    async def stream(
-        self, *, model: str, prompt: str, temperature: float | None, max_tokens: int
-    ) -> AsyncGenerator[Delta | Usage, None]:
-        try:
-            chunks = await self.client.chat.completions.create(
-                model=model,
-                messages=[{"role": "user", "content": prompt}],
-                max_tokens=max_tokens,
-                stream=True,
-                stream_options={"include_usage": True},
-                temperature=openai.omit if temperature is None else temperature,
-            )
-            finished = False
-            async with chunks:
-                async for chunk in chunks:
-                    for choice in chunk.choices:
-                        if choice.delta and choice.delta.content:
-                            yield Delta(choice.delta.content)
-                        finished = finished or choice.finish_reason is not None
-                    if chunk.usage is not None:
-                        yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-        except Exception as exc:  # noqa: BLE001 - every provider failure ends the run with a message
-            raise ProviderError(_describe(exc, self.name)) from exc
-        if not finished:
-            raise ProviderError(f"{self.name} ended the stream before the answer was complete")
-
-
-class AnthropicProvider:
-    name = "anthropic"
-
-    def __init__(self, *, api_key: str, base_url: str | None, default_model: str, timeout: float, retries: int):
-        self.default_model = default_model
-        self.client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=retries)
-
-    async def aclose(self) -> None:
-        await self.client.close()
-
-    async def stream(
-        self, *, model: str, prompt: str, temperature: float | None, max_tokens: int
-    ) -> AsyncGenerator[Delta | Usage, None]:
-        # The current Messages API has no temperature parameter (SDK 2.x), so it is not sent.
-        input_tokens = output_tokens = 0
-        finished = False
-        try:
-            events = await self.client.messages.create(
-                model=model,
-                messages=[{"role": "user", "content": prompt}],
-                max_tokens=max_tokens,
-                stream=True,
-            )
-            async with events:
-                async for event in events:
-                    if event.type == "message_start":
-                        input_tokens = event.message.usage.input_tokens
-                        output_tokens = event.message.usage.output_tokens
-                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                        yield Delta(event.delta.text)
-                    elif event.type == "message_delta":
-                        output_tokens = event.usage.output_tokens
-                    elif event.type == "message_stop":
-                        finished = True
-        except Exception as exc:  # noqa: BLE001 - every provider failure ends the run with a message
-            raise ProviderError(_describe(exc, self.name)) from exc
-        if not finished:
-            raise ProviderError(f"{self.name} ended the stream before the message was complete")
-        yield Usage(input_tokens, output_tokens)
 
 
 _WORDS = re.compile(r"\S+\s*|\s+")
