@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
+import referencing.exceptions
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, pass_eval_context
 from jinja2.filters import do_join, do_replace
 from jinja2.sandbox import SandboxedEnvironment
@@ -124,6 +125,8 @@ def render(source: str, input: Mapping[str, Any]) -> str:
         raise PromptError(f"Template error: {exc.message}") from None
     except (ArithmeticError, TypeError, ValueError) as exc:
         raise PromptError(f"Template error: {exc}") from None
+    except RecursionError:
+        raise PromptError("Template error: recursion too deep (a macro that calls itself without end?)") from None
     if len(text) > MAX_PROMPT_CHARS:
         raise PromptError(f"The rendered prompt is over {MAX_PROMPT_CHARS} characters")
     if not text.strip():
@@ -146,7 +149,10 @@ def validate_input(schema: dict[str, Any] | None, input: dict[str, Any]) -> None
     if schema is None:
         return
     validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(input))
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(input))
+    except referencing.exceptions.Unresolvable as exc:
+        raise PromptError(f"input_schema has a $ref that cannot be resolved: {exc}") from None
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path)
         raise PromptError(

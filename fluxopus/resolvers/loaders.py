@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -22,7 +23,8 @@ class Loaders:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self.time_logs_by_task = DataLoader(self._time_logs_by_task)
-        self.tags_by_task = DataLoader(self._tags_by_task)
+        self.tags_by_task = DataLoader(partial(self._tags_of, "task"))
+        self.tags_by_skill = DataLoader(partial(self._tags_of, "skill"))
         self.member_by_user = DataLoader(self._member_by_user)
 
     async def _time_logs_by_task(self, task_ids: Sequence[UUID]) -> list[list[TimeLog]]:
@@ -35,18 +37,18 @@ class Loaders:
             grouped[row["task_id"]].append(TimeLog.model_validate(row))
         return [grouped[t] for t in task_ids]
 
-    async def _tags_by_task(self, task_ids: Sequence[UUID]) -> list[list[Tag]]:
+    async def _tags_of(self, entity_type: str, entity_ids: Sequence[UUID]) -> list[list[Tag]]:
         rows = await self._ctx.db.execute(
             text(
                 "select g.*, a.entity_id from tags g join entity_tags a on a.tag_id = g.id"
-                " where a.entity_type = 'task' and a.entity_id = any(:ids) order by lower(g.name), g.name, g.id"
+                " where a.entity_type = :type and a.entity_id = any(:ids) order by lower(g.name), g.name, g.id"
             ),
-            {"ids": list(task_ids)},
+            {"type": entity_type, "ids": list(entity_ids)},
         )
         grouped: dict[UUID, list[Tag]] = defaultdict(list)
         for row in rows.mappings():
             grouped[row["entity_id"]].append(Tag.model_validate(row))
-        return [grouped[t] for t in task_ids]
+        return [grouped[e] for e in entity_ids]
 
     async def _member_by_user(self, user_ids: Sequence[UUID]) -> list[Member | None]:
         rows = await self._ctx.db.execute(

@@ -66,8 +66,10 @@ def error_code(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, DomainError):
         return original.code
-    if original is None or error.path is None:
+    if original is None or isinstance(original, GraphQLError):
         return "BAD_USER_INPUT"  # syntax, validation and variable coercion: the client's document
+    if error.path is None and isinstance(original, ValueError | TypeError):
+        return "BAD_USER_INPUT"  # a scalar refusing a variable's value
     return "INTERNAL_SERVER_ERROR"
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -12,6 +13,9 @@ from fluxopus.models import skills as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
 from fluxopus.resolvers import budget, runs, skills
 from fluxopus.schema._convert import build, input_dict
+
+if TYPE_CHECKING:
+    from fluxopus.schema.tags import Tag
 
 Visibility = strawberry.enum(m.Visibility, name="Visibility")
 Provider = strawberry.enum(m.Provider, name="Provider")
@@ -35,6 +39,12 @@ class Skill:
     version: int
     created_at: dt.datetime
     updated_at: dt.datetime
+
+    @strawberry.field
+    async def tags(self, info: strawberry.Info) -> list[Annotated[Tag, strawberry.lazy("fluxopus.schema.tags")]]:
+        from fluxopus.schema.tags import Tag
+
+        return [build(Tag, tag) for tag in await info.context.loaders.tags_by_skill.load(self.id)]
 
 
 @strawberry.type
