@@ -152,10 +152,9 @@ class SkillUpdate(Input):
     visibility: Visibility = omittable()
 
 
-class Skill(Output):
-    id: UUID
-    company_id: UUID
-    owner_id: UUID
+class SkillContent(Output):
+    """What a version captures: everything that shapes a run."""
+
     name: str
     description: str | None
     instructions: str
@@ -164,24 +163,22 @@ class Skill(Output):
     model: str | None
     temperature: float | None
     max_tokens: int
+
+
+class Skill(SkillContent):
+    id: UUID
+    company_id: UUID
+    owner_id: UUID
     visibility: Visibility
     version: int = Field(description="The current version; runs use it unless they ask for another")
     created_at: dt.datetime
     updated_at: dt.datetime
 
 
-class SkillVersion(Output):
+class SkillVersion(SkillContent):
     id: UUID
     skill_id: UUID
     version: int
-    name: str
-    description: str | None
-    instructions: str
-    input_schema: dict[str, Any] | None
-    provider: Provider | None
-    model: str | None
-    temperature: float | None
-    max_tokens: int
     created_by: UUID
     created_at: dt.datetime
 

@@ -10,14 +10,21 @@ from sqlalchemy import delete, insert, or_, select, update
 from fluxopus.context import Context
 from fluxopus.errors import Forbidden, Invalid, NotFound
 from fluxopus.models.common import Deleted, Page, PageQuery
-from fluxopus.models.skills import Skill, SkillCreate, SkillFilter, SkillRow, SkillUpdate, SkillVersion, SkillVersionRow
+from fluxopus.models.skills import (
+    Skill,
+    SkillContent,
+    SkillCreate,
+    SkillFilter,
+    SkillRow,
+    SkillUpdate,
+    SkillVersion,
+    SkillVersionRow,
+)
 from fluxopus.resolvers._sql import contains, fetch_page
 from fluxopus.resolvers.accounts import require_membership
 
 skills = SkillRow.metadata.tables["skills"]
 skill_versions = SkillVersionRow.metadata.tables["skill_versions"]
-
-CONTENT = ("name", "description", "instructions", "input_schema", "provider", "model", "temperature", "max_tokens")
 
 
 async def list_skills(ctx: Context, *, query: SkillFilter) -> Page[Skill]:
@@ -83,4 +90,4 @@ async def get_skill_version(ctx: Context, *, id: UUID, version: int) -> SkillVer
 async def restore_skill_version(ctx: Context, *, id: UUID, version: int) -> Skill:
     """Makes an old version's content current again, as a new version (history stays immutable)."""
     old = await get_skill_version(ctx, id=id, version=version)
-    return await _update(ctx, id, {field: getattr(old, field) for field in CONTENT})
+    return await _update(ctx, id, {field: getattr(old, field) for field in SkillContent.model_fields})
