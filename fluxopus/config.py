@@ -52,6 +52,8 @@ class Settings(BaseSettings):
 
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
+    # Seconds a request waits for a free connection before it is answered 503 (retry shortly).
+    db_pool_timeout: float = Field(default=30.0, gt=0)
     log_level: str = "info"
 
     @field_validator("cors_origins", mode="before")

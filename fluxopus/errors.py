@@ -47,3 +47,13 @@ class BudgetExceeded(DomainError):
 
     def __init__(self, message: str = "Token budget exceeded") -> None:
         super().__init__(message)
+
+
+class Unavailable(DomainError):
+    """The server is saturated (no database connection came free in time): retry shortly."""
+
+    status = 503
+    code = "UNAVAILABLE"
+
+    def __init__(self, message: str = "The server is busy; retry in a few seconds") -> None:
+        super().__init__(message)

@@ -24,14 +24,14 @@ import fluxopus.schema
 from fluxopus.app import create_app
 from fluxopus.config import Settings
 from fluxopus.context import Context
-from fluxopus.db.engine import sqlalchemy_url
+from fluxopus.db.engine import create_engine, sqlalchemy_url
 from fluxopus.db.migrate import migrate, migration_files
 from fluxopus.db.session import RlsTransaction
 from fluxopus.models.common import Deleted
 from fluxopus.rest_compat.generate import rest_router
 from fluxopus.rest_compat.openapi import build_openapi
 from fluxopus.rest_compat.table import ROUTES, Route
-from tests.utils.builders import Company, User, create_tag, create_task
+from tests.utils.builders import Company, User, create_tag, create_task, error_codes, gql
 
 PACKAGE_DIR = Path(fluxopus.__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -137,6 +137,24 @@ async def test_unexpected_exception_outside_the_route_table_is_500_without_detai
         response = await client.get("/crash")
     assert assert_error_body(response, 500) == "Internal server error"
     assert SECRET_TEXT not in response.text
+
+
+async def test_exhausted_pool_is_503_with_retry_after(settings: Settings, database_url: str, acme: Company) -> None:
+    """A saturated server says so and when to come back, on REST and GraphQL, instead of a 500."""
+    busy = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 0.2})
+    engine = create_engine(database_url, busy)
+    try:
+        transport = httpx.ASGITransport(app=create_app(busy, engine=engine))
+        async with engine.connect(), httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/api/tasks", headers=acme.alice.headers)
+            assert assert_error_body(response, 503) == "The server is busy; retry in a few seconds"
+            assert response.headers["Retry-After"] == "2"
+            result = await gql(client, acme.alice, "{ tasks { id } }")
+            assert error_codes(result) == ["UNAVAILABLE"]
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/api/tasks", headers=acme.alice.headers)).status_code == 200
+    finally:
+        await engine.dispose()
 
 
 # --- OpenAPI ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ huge strings or numbers (`'x' * 10**9`, `9 ** 9 ** 9`) capped.
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import re
@@ -15,7 +16,7 @@ from typing import Any
 
 import jsonschema
 import referencing.exceptions
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, pass_eval_context
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, Undefined, pass_eval_context
 from jinja2.filters import do_join, do_replace
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -109,12 +110,18 @@ def check_template(source: str) -> str:
     return source
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str) -> Template:
+    """Skills run the same instructions again and again: compile each once."""
+    return _env.from_string(source)
+
+
 def render(source: str, input: Mapping[str, Any]) -> str:
     try:
         # Streamed, so a loop that prints forever stops at the limit instead of filling memory.
         parts: list[str] = []
         size = 0
-        for part in _env.from_string(source).generate(input=input):
+        for part in _compiled(source).generate(input=input):
             size += len(part)
             _too_big(size)
             parts.append(part)

@@ -28,5 +28,6 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
         sqlalchemy_url(database_url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
         pool_pre_ping=True,
     )

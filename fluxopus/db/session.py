@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 from sqlalchemy.sql import Executable
 
-from fluxopus.errors import Conflict, Forbidden, Invalid, Unauthorized
+from fluxopus.errors import Conflict, Forbidden, Invalid, Unauthorized, Unavailable
 
 _SET_CLAIMS = text("select set_config('role', 'authenticated', true), set_config('request.jwt.claims', :claims, true)")
 
@@ -52,7 +53,10 @@ class RlsTransaction:
     async def _begin(self) -> None:
         if self.claims is None:
             raise self.auth_error or Unauthorized("Missing Authorization header: send 'Authorization: Bearer <jwt>'")
-        conn = await self.engine.connect()
+        try:
+            conn = await self.engine.connect()
+        except SATimeoutError:  # the pool stayed exhausted for pool_timeout seconds
+            raise Unavailable() from None
         try:
             self._tx = await conn.begin()
             await conn.execute(_SET_CLAIMS, {"claims": json.dumps(self.claims)})

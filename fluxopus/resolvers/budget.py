@@ -1,14 +1,16 @@
 """The company's monthly token budget: reserve before a model call, settle after.
 
-The arithmetic lives in SQL (fluxopus.reserve_tokens / fluxopus.finish_run) so that two
+The arithmetic lives in SQL (fluxopus.start_run / fluxopus.finish_run) so that two
 server processes, or twenty concurrent runs, can never spend more than the budget."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 
 from fluxopus.context import Context
 from fluxopus.errors import BudgetExceeded
@@ -36,15 +38,20 @@ async def token_budget(ctx: Context) -> TokenBudget:
     return TokenBudget.model_validate(row)
 
 
-async def reserve_tokens(ctx: Context, tokens: int) -> dt.date:
-    """Reserves and commits, or raises BudgetExceeded (committing the release of stale runs)."""
+async def start_run(
+    ctx: Context, *, skill_id: UUID, version: int, input: dict[str, Any], provider: str, model: str, tokens: int
+) -> UUID:
+    """Reserves `tokens` and records the run in one statement, then commits: the company's usage
+    row is locked only that long. Over budget: BudgetExceeded (the release of stale runs is kept)."""
     stale_after = dt.timedelta(seconds=ctx.models.run_timeout) + _STALE_MARGIN
-    stmt = select(func.fluxopus.reserve_tokens(tokens, ctx.models.token_budget, stale_after))
-    period: dt.date | None = (await ctx.db.execute(stmt)).scalar_one()
-    if period is None:
-        await ctx.db.finish(commit=True)
+    call = func.fluxopus.start_run(
+        skill_id, version, type_coerce(input, JSONB), provider, model, tokens, ctx.models.token_budget, stale_after
+    )
+    run_id: UUID | None = (await ctx.db.execute(select(call))).scalar_one()
+    await ctx.db.finish(commit=True)
+    if run_id is None:
         raise BudgetExceeded()
-    return period
+    return run_id
 
 
 async def finish_run(

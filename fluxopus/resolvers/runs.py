@@ -13,21 +13,20 @@ import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from fluxopus.ai.prompts import PromptError, render, validate_input
 from fluxopus.ai.providers import ChatProvider, Delta, ProviderError, estimate_tokens, max_prompt_tokens
 from fluxopus.context import Context
-from fluxopus.errors import Invalid, NotFound
+from fluxopus.errors import Invalid, NotFound, Unavailable
 from fluxopus.models.common import Page, PageQuery
-from fluxopus.models.skills import RunEvent, RunInput, RunStatus, RunUsage, SkillRun, SkillRunRow
+from fluxopus.models.skills import RunEvent, RunInput, RunStatus, RunUsage, SkillRun, SkillRunRow, SkillVersion
 from fluxopus.resolvers import budget
 from fluxopus.resolvers._sql import fetch_page
-from fluxopus.resolvers.accounts import require_membership
-from fluxopus.resolvers.skills import get_skill, get_skill_version
+from fluxopus.resolvers.skills import get_skill, get_skill_version, skill_versions, skills
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +34,7 @@ skill_runs = SkillRunRow.metadata.tables["skill_runs"]
 
 # Settlement tasks outlive the cancelled stream that started them; hold them until done.
 _settling: set[asyncio.Task[None]] = set()
+_SETTLE_ATTEMPTS = 6  # about half a minute of retries
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,15 @@ async def list_skill_runs(ctx: Context, *, id: UUID, query: PageQuery) -> Page[S
 
 
 async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:
-    await require_membership(ctx)
-    skill = await get_skill(ctx, id=id)
-    version = await get_skill_version(ctx, id=id, version=data.version or skill.version)
+    # The skill (as RLS shows it) and the version to run, in one round trip.
+    wanted = skill_versions.c.version == func.coalesce(data.version, skills.c.version)
+    stmt = select(*skill_versions.c).join(skills, (skills.c.id == skill_versions.c.skill_id) & wanted)
+    row = (await ctx.db.execute(stmt.where(skills.c.id == id))).mappings().first()
+    if row is None:  # these say why: no such skill (404), or no such version (400)
+        skill = await get_skill(ctx, id=id)
+        version = await get_skill_version(ctx, id=id, version=data.version or skill.version)
+    else:
+        version = SkillVersion.model_validate(row)
     try:
         validate_input(version.input_schema, data.input)
         prompt = render(version.instructions, data.input)
@@ -96,18 +102,15 @@ async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:
     except (PromptError, LookupError) as exc:
         raise Invalid(str(exc)) from None
     reserved = max_prompt_tokens(prompt) + version.max_tokens
-    period = await budget.reserve_tokens(ctx, reserved)
-    values: dict[str, Any] = {
-        "skill_id": id,
-        "version": version.version,
-        "input": data.input,
-        "provider": provider.name,
-        "model": model,
-        "reserved_tokens": reserved,
-        "budget_period": period,
-    }
-    run_id: UUID = (await ctx.db.execute(insert(skill_runs).values(**values).returning(skill_runs.c.id))).scalar_one()
-    await ctx.db.finish(commit=True)
+    run_id = await budget.start_run(
+        ctx,
+        skill_id=id,
+        version=version.version,
+        input=data.input,
+        provider=provider.name,
+        model=model,
+        tokens=reserved,
+    )
     return _Run(run_id, id, version.version, provider, model, prompt, version.temperature, version.max_tokens)
 
 
@@ -161,17 +164,31 @@ async def _settle(
     ctx: Context, run_id: UUID, status: RunStatus, *, output: str, usage: RunUsage, error: str | None
 ) -> None:
     """Closes the run in a task of its own, which a cancelled stream waits for but cannot cancel."""
-    task = asyncio.create_task(
-        budget.finish_run(
-            ctx,
-            run_id,
-            status,
-            output=output,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            error=error,
-        )
-    )
+    task = asyncio.create_task(_finish(ctx, run_id, status, output=output, usage=usage, error=error))
     _settling.add(task)
     task.add_done_callback(_settling.discard)
     await asyncio.shield(task)
+
+
+async def _finish(
+    ctx: Context, run_id: UUID, status: RunStatus, *, output: str, usage: RunUsage, error: str | None
+) -> None:
+    """Retries while the database is busy: the model has been paid for, so the run must be charged.
+    A run that still cannot be closed is left to the stale-run release (its reservation is freed)."""
+    for attempt in range(_SETTLE_ATTEMPTS):
+        try:
+            await budget.finish_run(
+                ctx,
+                run_id,
+                status,
+                output=output,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                error=error,
+            )
+            return
+        except (Unavailable, DBAPIError):
+            await ctx.db.finish(commit=False)
+            log.warning("closing run %s failed (attempt %d); retrying", run_id, attempt + 1, exc_info=True)
+            await asyncio.sleep(min(2**attempt, 10))
+    log.error("run %s could not be closed; it will be released as stale", run_id)

@@ -21,7 +21,11 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def domain_error_response(exc: DomainError) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else None
+    headers = None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    elif exc.status == 503:
+        headers = {"Retry-After": "2"}
     return error_response(exc.status, exc.message, headers)
 
 

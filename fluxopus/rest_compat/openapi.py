@@ -23,6 +23,7 @@ ERRORS = {
     "409": "Conflicts with an existing record",
     "429": "Token budget exceeded: the company's monthly model tokens are used up",
     "500": "Unexpected server error",
+    "503": "The server is busy (no database connection came free in time); retry after `Retry-After` seconds",
 }
 
 

@@ -156,6 +156,28 @@ begin
 end
 $$;
 
+-- Start a run in one statement: reserve its tokens, then record it. Invoker's rights, so the
+-- insert passes the skill_runs policy (the caller must see the skill). The usage row stays
+-- locked until the caller commits, which it does at once. Null when the budget is exhausted.
+create function fluxopus.start_run(skill uuid, skill_version integer, run_input jsonb, run_provider text,
+                                   run_model text, reserve bigint, default_limit bigint, stale_after interval)
+returns uuid
+language plpgsql set search_path = pg_catalog, public
+as $$
+declare
+  period date := fluxopus.reserve_tokens(reserve, default_limit, stale_after);
+  run uuid;
+begin
+  if period is null then
+    return null;
+  end if;
+  insert into public.skill_runs (skill_id, version, input, provider, model, reserved_tokens, budget_period)
+  values (skill, skill_version, run_input, run_provider, run_model, reserve, period)
+  returning id into run;
+  return run;
+end
+$$;
+
 -- Close the caller's own open run once: record the outcome and settle the budget, turning
 -- its reservation into what was really used.
 create function fluxopus.finish_run(run uuid, outcome text, run_output text, used_input integer,
