@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.functions import FunctionElement
 
 from fluxopus.errors import Conflict, Forbidden, Invalid, Unauthorized, Unavailable
 
@@ -49,6 +51,25 @@ class RlsTransaction:
                 return await self._conn.execute(statement, params)
             except DBAPIError as exc:
                 raise translate_db_error(exc) from exc
+
+    async def call_alone(self, function: Callable[..., FunctionElement[Any]], *args: Any) -> Any:
+        """`select function(claims, *args)` in an autocommitted transaction of its own, as the service's
+        role: for a statement that locks a shared row (a company's budget) and must release it the
+        moment it is done. The function acts for the caller named by the claims it is given."""
+        if self.claims is None:
+            raise self.auth_error or Unauthorized("Missing Authorization header: send 'Authorization: Bearer <jwt>'")
+        statement = select(function(type_coerce(dict(self.claims), JSONB), *args))
+        try:
+            conn = await self.engine.connect()
+        except SATimeoutError:
+            raise Unavailable() from None
+        try:
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return (await autocommit.execute(statement)).scalar_one()
+        except DBAPIError as exc:
+            raise translate_db_error(exc) from exc
+        finally:
+            await conn.close()
 
     async def _begin(self) -> None:
         if self.claims is None:

@@ -9,7 +9,7 @@ import datetime as dt
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, text, type_coerce
+from sqlalchemy import func, text, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 
 from fluxopus.context import Context
@@ -41,14 +41,21 @@ async def token_budget(ctx: Context) -> TokenBudget:
 async def start_run(
     ctx: Context, *, skill_id: UUID, version: int, input: dict[str, Any], provider: str, model: str, tokens: int
 ) -> UUID:
-    """Reserves `tokens` and records the run in one statement, then commits: the company's usage
-    row is locked only that long. Over budget: BudgetExceeded (the release of stale runs is kept)."""
+    """Reserves `tokens` and records the run, in one autocommitted statement (see fluxopus.start_run).
+    Over budget: BudgetExceeded, and still the release of stale runs is kept."""
     stale_after = dt.timedelta(seconds=ctx.models.run_timeout) + _STALE_MARGIN
-    call = func.fluxopus.start_run(
-        skill_id, version, type_coerce(input, JSONB), provider, model, tokens, ctx.models.token_budget, stale_after
+    await ctx.db.finish(commit=True)  # what was read to get here is done with
+    run_id: UUID | None = await ctx.db.call_alone(
+        func.fluxopus.start_run,
+        skill_id,
+        version,
+        type_coerce(input, JSONB),
+        provider,
+        model,
+        tokens,
+        ctx.models.token_budget,
+        stale_after,
     )
-    run_id: UUID | None = (await ctx.db.execute(select(call))).scalar_one()
-    await ctx.db.finish(commit=True)
     if run_id is None:
         raise BudgetExceeded()
     return run_id
@@ -64,7 +71,5 @@ async def finish_run(
     output_tokens: int,
     error: str | None,
 ) -> None:
-    """Records the outcome and turns the reservation into real usage, in its own transaction."""
-    stmt = select(func.fluxopus.finish_run(run_id, status.value, output, input_tokens, output_tokens, error))
-    await ctx.db.execute(stmt)
-    await ctx.db.finish(commit=True)
+    """Records the outcome and turns the reservation into real usage, in one autocommitted statement."""
+    await ctx.db.call_alone(func.fluxopus.finish_run, run_id, status.value, output, input_tokens, output_tokens, error)

@@ -188,7 +188,6 @@ async def _finish(
             )
             return
         except (Unavailable, DBAPIError):
-            await ctx.db.finish(commit=False)
             log.warning("closing run %s failed (attempt %d); retrying", run_id, attempt + 1, exc_info=True)
             await asyncio.sleep(min(2**attempt, 10))
     log.error("run %s could not be closed; it will be released as stale", run_id)

@@ -156,18 +156,28 @@ begin
 end
 $$;
 
--- Start a run in one statement: reserve its tokens, then record it. Invoker's rights, so the
--- insert passes the skill_runs policy (the caller must see the skill). The usage row stays
--- locked until the caller commits, which it does at once. Null when the budget is exhausted.
-create function fluxopus.start_run(skill uuid, skill_version integer, run_input jsonb, run_provider text,
-                                   run_model text, reserve bigint, default_limit bigint, stale_after interval)
+-- Start a run: reserve its tokens, then record it. The service calls this alone, in autocommit,
+-- so the company's usage row is locked only while this one statement runs rather than across a
+-- round trip to COMMIT: under load, that is what lets many runs of one company start at once.
+-- Hence the caller's claims come as an argument, and the read rule of skills (skills_read) is
+-- checked here. Null when the budget does not cover the reservation.
+create function fluxopus.start_run(caller jsonb, skill uuid, skill_version integer, run_input jsonb,
+                                   run_provider text, run_model text, reserve bigint, default_limit bigint,
+                                   stale_after interval)
 returns uuid
-language plpgsql set search_path = pg_catalog, public
+language plpgsql security definer set search_path = pg_catalog, public
 as $$
 declare
-  period date := fluxopus.reserve_tokens(reserve, default_limit, stale_after);
+  period date;
   run uuid;
 begin
+  perform set_config('request.jwt.claims', caller::text, true);
+  if not exists (select 1 from public.skills s
+                  where s.id = skill and s.company_id = fluxopus.company_id()
+                    and (s.owner_id = fluxopus.uid() or s.visibility = 'company')) then
+    raise exception 'skill % is not visible to the caller', skill using errcode = '42501';
+  end if;
+  period := fluxopus.reserve_tokens(reserve, default_limit, stale_after);
   if period is null then
     return null;
   end if;
@@ -179,8 +189,8 @@ end
 $$;
 
 -- Close the caller's own open run once: record the outcome and settle the budget, turning
--- its reservation into what was really used.
-create function fluxopus.finish_run(run uuid, outcome text, run_output text, used_input integer,
+-- its reservation into what was really used. Called alone, in autocommit, like start_run.
+create function fluxopus.finish_run(caller jsonb, run uuid, outcome text, run_output text, used_input integer,
                                     used_output integer, run_error text)
 returns boolean
 language plpgsql security definer set search_path = pg_catalog, public
@@ -188,6 +198,7 @@ as $$
 declare
   closed record;
 begin
+  perform set_config('request.jwt.claims', caller::text, true);
   if outcome not in ('succeeded', 'failed', 'cancelled') then
     raise exception 'invalid run outcome %', outcome using errcode = '22023';
   end if;
@@ -265,3 +276,8 @@ create policy token_usage_read on token_usage for select to authenticated
   using (company_id = (select fluxopus.company_id()));
 
 grant execute on all functions in schema fluxopus to authenticated;
+-- These act for whoever the claims they are given name: only the service's own role may call them.
+revoke execute on function fluxopus.start_run(jsonb, uuid, integer, jsonb, text, text, bigint, bigint, interval)
+  from public, authenticated, anon;
+revoke execute on function fluxopus.finish_run(jsonb, uuid, text, text, integer, integer, text)
+  from public, authenticated, anon;
