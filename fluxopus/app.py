@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
+from fluxopus.ai.indexer import Indexer
 from fluxopus.ai.models import model_settings
 from fluxopus.config import Settings
 from fluxopus.db.engine import create_engine
@@ -21,6 +22,20 @@ from fluxopus.rest_compat.generate import rest_router
 from fluxopus.rest_compat.openapi import build_openapi
 from fluxopus.runtime import Runtime, build_verifier
 from fluxopus.schema.router import graphql_router
+
+
+@asynccontextmanager
+async def _indexing(runtime: Runtime) -> AsyncIterator[None]:
+    """The knowledge embedding worker, for as long as the app serves (FLUXOPUS_INDEXER)."""
+    if not runtime.settings.indexer or runtime.engine is None:
+        yield
+        return
+    indexer = Indexer(runtime.engine, runtime.models.embedder)
+    indexer.start()
+    try:
+        yield
+    finally:
+        await indexer.stop()
 
 
 def create_app(settings: Settings, *, engine: AsyncEngine | None = None, database_url: str | None = None) -> FastAPI:
@@ -34,13 +49,15 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             if runtime.engine is not None:
-                yield
+                async with _indexing(runtime):
+                    yield
                 return
             if url is None:
                 raise RuntimeError("no database: set DATABASE_URL or start the app with `fluxopus serve`")
             runtime.engine = create_engine(url, settings)
             try:
-                yield
+                async with _indexing(runtime):
+                    yield
             finally:
                 await runtime.engine.dispose()
                 runtime.engine = None

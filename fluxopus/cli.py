@@ -1,4 +1,4 @@
-"""The `fluxopus` command: serve · migrate · token · budget · openapi."""
+"""The `fluxopus` command: serve · migrate · token · budget · reindex · openapi."""
 
 from __future__ import annotations
 
@@ -202,6 +202,33 @@ def budget(
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from exc
     typer.echo(f"{company}: {tokens if tokens is not None else 'the server default'} tokens a month")
+
+
+@app.command()
+def reindex(data_dir: DataDir = None) -> None:
+    """Re-embed the knowledge whose chunks another embedding model made, then every queued item."""
+    from fluxopus.ai.indexer import Indexer
+    from fluxopus.ai.models import model_settings
+    from fluxopus.db.engine import create_engine
+    from fluxopus.db.jobs import requeue_other_models
+    from fluxopus.db.migrate import migrate
+
+    settings = _settings(data_dir)
+
+    async def run(url: str) -> tuple[int, int]:
+        models = model_settings(settings)
+        engine = create_engine(url, settings)
+        try:
+            queued = await requeue_other_models(engine, models.embedder.model_id)
+            return queued, await Indexer(engine, models.embedder).work()
+        finally:
+            await engine.dispose()
+            await models.aclose()
+
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        queued, done = asyncio.run(run(url))
+    typer.echo(f"queued {queued} item(s) made by another model; embedded {done} item(s)")
 
 
 @app.command()

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for the provider's next bytes")
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     run_timeout: float = Field(default=600.0, gt=0, description="A run longer than this is ended as failed")
+    # Knowledge embeddings: `local` runs all-MiniLM-L6-v2 (int8 ONNX) in-process, offline;
+    # `openai` calls the OpenAI-compatible server configured above with dimensions=384.
+    embedding_provider: Literal["local", "openai"] = "local"
+    embedding_model: str = "text-embedding-3-small"
+    # Run the background worker that embeds knowledge in this process (each replica may).
+    indexer: bool = True
+
     # Monthly tokens per company (input + output) unless the company has its own budget.
     token_budget: int = Field(default=1_000_000, ge=0)
 
@@ -72,6 +79,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _provider_has_a_key(self) -> Settings:
+        if self.embedding_provider == "openai" and not self.openai_api_key:
+            raise ValueError("FLUXOPUS_EMBEDDING_PROVIDER=openai needs FLUXOPUS_OPENAI_API_KEY")
         if self.llm_provider in ("openai", "anthropic") and not getattr(self, f"{self.llm_provider}_api_key"):
             name = self.llm_provider.upper()
             raise ValueError(f"FLUXOPUS_LLM_PROVIDER={self.llm_provider} needs FLUXOPUS_{name}_API_KEY")

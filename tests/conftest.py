@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fluxopus.ai.indexer import Indexer
 from fluxopus.app import create_app
 from fluxopus.config import Settings
 from fluxopus.db.embedded import EmbeddedPostgres
@@ -106,6 +107,12 @@ async def ai_client(ai_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """Like `client`, on an app whose model providers are the fake OpenAI and Anthropic servers."""
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ai_app), base_url="http://test") as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def indexer(app: FastAPI, engine: AsyncEngine) -> Indexer:
+    """The knowledge worker, not started: tests call `await indexer.work()` to embed what is queued."""
+    return Indexer(engine, app.state.runtime.models.embedder)
 
 
 @pytest.fixture

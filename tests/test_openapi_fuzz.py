@@ -2,7 +2,7 @@
 
 It checks what the contract promises whatever the input: no 5xx, documented status codes and
 content types, and bodies that match the response schemas. Business rules the schema cannot
-express (an assignee from another company, entity types not taggable yet) answer 400 and are
+express (an assignee from another company, a template that does not render) answer 400 and are
 not judged here; the seed is fixed so a run is reproducible.
 """
 

@@ -735,24 +735,6 @@ async def test_deleting_a_task_removes_its_assignments(
     assert_error(response, 404)
 
 
-@pytest.mark.parametrize("entity_type", ["knowledge"])
-async def test_entity_types_not_yet_taggable_are_400(
-    client: httpx.AsyncClient, acme: Company, entity_type: str
-) -> None:
-    tag = await create_tag(client, acme.alice)
-    response = await assign(
-        client, acme.alice, {"entityType": entity_type, "entityId": str(uuid.uuid4()), "tagIds": [tag["id"]]}
-    )
-    message = assert_error(response, 400, contains="cannot be tagged yet")
-    assert entity_type in message
-    response = await client.get(
-        "/api/tags/entity",
-        params={"entityType": entity_type, "entityId": str(uuid.uuid4())},
-        headers=acme.alice.headers,
-    )
-    assert_error(response, 400, contains="cannot be tagged yet")
-
-
 async def test_unknown_entity_type_is_400(client: httpx.AsyncClient, acme: Company, subtests: pytest.Subtests) -> None:
     task = await create_task(client, acme.alice)
     tag = await create_tag(client, acme.alice)
@@ -1184,20 +1166,6 @@ async def test_gql_entity_tags_of_other_members_task_is_not_found(client: httpx.
     )
     assert_gql_error(result, "NOT_FOUND")
     assert await gql_entity_tags(client, acme.alice, task["id"]) == []
-
-
-@pytest.mark.parametrize("entity_type", ["knowledge"])
-async def test_gql_entity_types_not_yet_taggable(client: httpx.AsyncClient, acme: Company, entity_type: str) -> None:
-    tag = await gql_create(client, acme.alice)
-    result = await gql(
-        client,
-        acme.alice,
-        M_ASSIGN,
-        {"input": {"entityType": entity_type, "entityId": str(uuid.uuid4()), "tagIds": [tag["id"]]}},
-    )
-    assert_gql_error(result, "BAD_USER_INPUT", contains="cannot be tagged yet")
-    result = await gql(client, acme.alice, Q_ENTITY_TAGS, {"type": entity_type, "id": str(uuid.uuid4())})
-    assert_gql_error(result, "BAD_USER_INPUT", contains="cannot be tagged yet")
 
 
 GQL_BAD_ASSIGN: list[tuple[str, dict[str, Any]]] = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fluxopus.ai.embeddings import Embedder, MiniLMEmbedder, OpenAIEmbedder
 from fluxopus.ai.providers import ChatProvider, EchoProvider
 from fluxopus.config import Settings
 
@@ -11,6 +12,7 @@ from fluxopus.config import Settings
 @dataclass
 class ModelSettings:
     providers: dict[str, ChatProvider]
+    embedder: Embedder
     default_provider: str
     default_model: str | None  # None: the provider's own default
     run_timeout: float
@@ -20,6 +22,7 @@ class ModelSettings:
         """Closes the providers' HTTP clients: their pooled connections belong to the serving loop."""
         for provider in self.providers.values():
             await provider.aclose()
+        await self.embedder.aclose()
 
     def describe(self) -> str:
         """For the server banner: what answers skill runs."""
@@ -70,8 +73,18 @@ def model_settings(settings: Settings) -> ModelSettings:
             retries=settings.llm_max_retries,
         )
     default: str = settings.llm_provider or next((p for p in ("openai", "anthropic") if p in providers), "echo")
+    embedder: Embedder = MiniLMEmbedder()
+    if settings.embedding_provider == "openai" and settings.openai_api_key:
+        embedder = OpenAIEmbedder(
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            model=settings.embedding_model,
+            timeout=settings.llm_timeout,
+            retries=settings.llm_max_retries,
+        )
     return ModelSettings(
         providers=providers,
+        embedder=embedder,
         default_provider=default,
         default_model=settings.llm_model,
         run_timeout=settings.run_timeout,

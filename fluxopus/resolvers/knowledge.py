@@ -1,0 +1,183 @@
+"""Knowledge items and search over what the caller may read.
+
+Embedding happens in the background (ai/indexer.py): writes only store the item, and a
+trigger queues it. Search ranks chunks — by cosine distance on the HNSW index (`semantic`),
+by full-text rank (`keyword`), or both fused by reciprocal rank (`hybrid`) — under RLS, so a
+chunk of an item the caller cannot read never comes back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
+
+from fluxopus.ai.embeddings import DIMENSIONS, EmbeddingError
+from fluxopus.context import Context
+from fluxopus.errors import BudgetExceeded, Forbidden, NotFound, Unavailable
+from fluxopus.models.common import Deleted, Page
+from fluxopus.models.knowledge import (
+    KnowledgeCreate,
+    KnowledgeFilter,
+    KnowledgeItem,
+    KnowledgeRow,
+    KnowledgeUpdate,
+    SearchHit,
+    SearchMode,
+    SearchQuery,
+)
+from fluxopus.resolvers._sql import contains, fetch_page
+from fluxopus.resolvers.accounts import require_membership
+
+knowledge = KnowledgeRow.metadata.tables["knowledge"]
+
+RRF_K = 60  # the usual constant of reciprocal rank fusion: damps the weight of the very top ranks
+CANDIDATES = 50  # chunks each ranking contributes before items are fused and cut to `limit`
+SNIPPET_CHARS = 300
+
+
+async def list_knowledge(ctx: Context, *, query: KnowledgeFilter) -> Page[KnowledgeItem]:
+    stmt = select(*knowledge.c).order_by(knowledge.c.created_at.desc(), knowledge.c.id)
+    if query.q is not None:
+        stmt = stmt.where(contains(knowledge.c.title, query.q))
+    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
+    return Page([KnowledgeItem.model_validate(r) for r in page.items], page.total)
+
+
+async def get_knowledge(ctx: Context, *, id: UUID) -> KnowledgeItem:
+    row = (await ctx.db.execute(select(*knowledge.c).where(knowledge.c.id == id))).mappings().first()
+    if row is None:
+        raise NotFound("Knowledge item not found")
+    return KnowledgeItem.model_validate(row)
+
+
+async def create_knowledge(ctx: Context, *, data: KnowledgeCreate) -> KnowledgeItem:
+    await require_membership(ctx)
+    stmt = insert(knowledge).values(**data.model_dump()).returning(*knowledge.c)
+    return KnowledgeItem.model_validate((await ctx.db.execute(stmt)).mappings().one())
+
+
+async def update_knowledge(ctx: Context, *, id: UUID, data: KnowledgeUpdate) -> KnowledgeItem:
+    # An empty PATCH still goes through the update policy, so it answers 403 like a real one.
+    changes = data.model_dump(exclude_unset=True) or {"title": knowledge.c.title}
+    stmt = update(knowledge).where(knowledge.c.id == id).values(**changes).returning(*knowledge.c)
+    row = (await ctx.db.execute(stmt)).mappings().first()
+    if row is None:
+        await get_knowledge(ctx, id=id)
+        raise Forbidden("Only the item's owner or an admin can change it")
+    return KnowledgeItem.model_validate(row)
+
+
+async def delete_knowledge(ctx: Context, *, id: UUID) -> Deleted:
+    row = (await ctx.db.execute(delete(knowledge).where(knowledge.c.id == id).returning(knowledge.c.id))).first()
+    if row is None:
+        await get_knowledge(ctx, id=id)
+        raise Forbidden("Only the item's owner or an admin can delete it")
+    return Deleted(id=id)
+
+
+_SEMANTIC = text(
+    """
+    select knowledge_id, content, 1 - distance as score
+      from (select knowledge_id, content, embedding <=> :vector as distance
+              from knowledge_chunks
+             order by embedding <=> :vector
+             limit :candidates) nearest
+     order by distance
+    """
+).bindparams(bindparam("vector", type_=Vector(DIMENSIONS)))
+
+_KEYWORD = text(
+    """
+    select c.knowledge_id,
+           ts_headline('english', c.content, query,
+                       'MaxFragments=1, MinWords=12, MaxWords=40, StartSel=**, StopSel=**') as content,
+           ts_rank_cd(c.tsv, query) as score
+      from knowledge_chunks c,
+           -- Any of the words (not all of them), best-covered first; phrases and -exclusions stay.
+           cast(regexp_replace(cast(websearch_to_tsquery('english', :q) as text), ' & (?!!)', ' | ', 'g')
+                as tsquery) query
+     where c.tsv @@ query
+     order by score desc, c.id
+     limit :candidates
+    """
+)
+
+# Filtered HNSW scans (RLS drops other companies' chunks) keep scanning until enough rows pass.
+_SEARCH_SETTINGS = text(
+    "select set_config('hnsw.ef_search', '100', true), set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+)
+
+
+async def search_knowledge(ctx: Context, *, query: SearchQuery) -> list[SearchHit]:
+    await require_membership(ctx)
+    rankings: list[list[dict[str, Any]]] = []
+    if query.mode is not SearchMode.keyword:
+        vector = await _embed_query(ctx, query.q)
+        await ctx.db.execute(_SEARCH_SETTINGS)
+        rows = await ctx.db.execute(_SEMANTIC, {"vector": vector, "candidates": CANDIDATES})
+        rankings.append(_best_per_item(rows.mappings()))
+    if query.mode is not SearchMode.semantic:
+        rows = await ctx.db.execute(_KEYWORD, {"q": query.q, "candidates": CANDIDATES})
+        rankings.append(_best_per_item(rows.mappings()))
+    if query.mode is SearchMode.hybrid:
+        scored = _fuse(rankings)
+    else:
+        scored = [(hit["knowledge_id"], float(hit["score"]), hit["content"]) for hit in rankings[0]]
+    top = scored[: query.limit]
+    items = await _items(ctx, [item_id for item_id, _, _ in top])
+    return [
+        SearchHit(item=items[item_id], score=score, snippet=_snippet(snippet))
+        for item_id, score, snippet in top
+        if item_id in items
+    ]
+
+
+async def _embed_query(ctx: Context, q: str) -> list[float]:
+    embedder = ctx.models.embedder
+    tokens = embedder.count_tokens(q) + 2  # the model's [CLS] and [SEP]
+    charged = await ctx.db.call_alone(func.fluxopus.charge_tokens, tokens, ctx.models.token_budget)
+    if not charged:
+        raise BudgetExceeded()
+    try:
+        embedded = await embedder.embed([q])
+    except EmbeddingError as exc:
+        raise Unavailable(f"The embedding model is not available: {exc}") from None
+    return embedded.vectors[0]
+
+
+def _best_per_item(rows: Any) -> list[dict[str, Any]]:
+    """Rows arrive best first; an item's rank is that of its best chunk."""
+    seen: dict[UUID, dict[str, Any]] = {}
+    for row in rows:
+        seen.setdefault(row["knowledge_id"], dict(row))
+    return list(seen.values())
+
+
+def _fuse(rankings: list[list[dict[str, Any]]]) -> list[tuple[UUID, float, str]]:
+    """Reciprocal rank fusion: score = Σ 1 / (k + rank). The snippet is the keyword headline
+    when there is one (it shows the words that matched), else the nearest chunk."""
+    scores: dict[UUID, float] = {}
+    snippets: dict[UUID, str] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, start=1):
+            item_id = hit["knowledge_id"]
+            scores[item_id] = scores.get(item_id, 0.0) + 1.0 / (RRF_K + rank)
+            snippets[item_id] = hit["content"]  # keyword ranking comes last, so it wins
+    return sorted(((i, s, snippets[i]) for i, s in scores.items()), key=lambda hit: -hit[1])
+
+
+async def _items(ctx: Context, ids: list[UUID]) -> dict[UUID, KnowledgeItem]:
+    if not ids:
+        return {}
+    rows = await ctx.db.execute(select(*knowledge.c).where(knowledge.c.id.in_(ids)))
+    return {row["id"]: KnowledgeItem.model_validate(row) for row in rows.mappings()}
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) <= SNIPPET_CHARS:
+        return text
+    return text[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " …"
