@@ -89,20 +89,25 @@ _SEMANTIC = text(
     """
 ).bindparams(bindparam("vector", type_=Vector(DIMENSIONS)))
 
-_KEYWORD = text(
-    """
+_KEYWORD = """
     select c.knowledge_id,
            ts_headline('english', c.content, query,
                        'MaxFragments=1, MinWords=12, MaxWords=40, StartSel=**, StopSel=**') as content,
-           ts_rank_cd(c.tsv, query) as score
-      from knowledge_chunks c,
-           -- Any of the words (not all of them), best-covered first; phrases and -exclusions stay.
-           cast(regexp_replace(cast(websearch_to_tsquery('english', :q) as text), ' & (?!!)', ' | ', 'g')
-                as tsquery) query
+           ts_rank(c.tsv, query) as score
+      from knowledge_chunks c, {query} query
      where c.tsv @@ query
      order by score desc, c.id
      limit :candidates
     """
+# Every word of the query (websearch syntax: "phrases", -exclusions, or).
+_ALL_WORDS = text(_KEYWORD.format(query="websearch_to_tsquery('english', :q)"))
+# Any of the words: the keyword mode's fallback when no chunk has them all. Not used in hybrid,
+# where it would let every chunk sharing one common word outvote the semantic ranking.
+_ANY_WORD = text(
+    _KEYWORD.format(
+        query="cast(regexp_replace(cast(websearch_to_tsquery('english', :q) as text), ' & (?!!)', ' | ', 'g')"
+        " as tsquery)"
+    )
 )
 
 # Filtered HNSW scans (RLS drops other companies' chunks) keep scanning until enough rows pass.
@@ -120,8 +125,11 @@ async def search_knowledge(ctx: Context, *, query: SearchQuery) -> list[SearchHi
         rows = await ctx.db.execute(_SEMANTIC, {"vector": vector, "candidates": CANDIDATES})
         rankings.append(_best_per_item(rows.mappings()))
     if query.mode is not SearchMode.semantic:
-        rows = await ctx.db.execute(_KEYWORD, {"q": query.q, "candidates": CANDIDATES})
-        rankings.append(_best_per_item(rows.mappings()))
+        params = {"q": query.q, "candidates": CANDIDATES}
+        hits = _best_per_item((await ctx.db.execute(_ALL_WORDS, params)).mappings())
+        if not hits and query.mode is SearchMode.keyword:
+            hits = _best_per_item((await ctx.db.execute(_ANY_WORD, params)).mappings())
+        rankings.append(hits)
     if query.mode is SearchMode.hybrid:
         scored = _fuse(rankings)
     else:
