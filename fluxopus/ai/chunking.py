@@ -61,15 +61,24 @@ def _fit(sentence: str, count_tokens: Callable[[str], int], size: int) -> list[s
     current: list[str] = []
     used = 0
     for word in sentence.split():
-        tokens = count_tokens(word)
-        if current and used + tokens > size:
-            out.append(" ".join(current))
-            current, used = [], 0
-        current.append(word)
-        used += tokens
+        for part in _cut(word, count_tokens, size):
+            tokens = count_tokens(part)
+            if current and used + tokens > size:
+                out.append(" ".join(current))
+                current, used = [], 0
+            current.append(part)
+            used += tokens
     if current:
         out.append(" ".join(current))
     return out
+
+
+def _cut(word: str, count_tokens: Callable[[str], int], size: int) -> list[str]:
+    """A "word" longer than a chunk (text without spaces: Chinese, Japanese, a CSV line, minified
+    code) in slices of `size` characters: a token covers at least one character, so each fits."""
+    if len(word) <= size or count_tokens(word) <= size:
+        return [word]
+    return [word[i : i + size] for i in range(0, len(word), size)]
 
 
 def _tail(pieces: list[_Piece], overlap: int, *, room: int) -> list[_Piece]:

@@ -55,10 +55,11 @@ class MiniLMEmbedder:
         self._session: Any = None
         # One thread: onnxruntime parallelises each batch itself, and the event loop stays free.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
-        self._tokenizer = _tokenizer()
+        self._tokenizer = _tokenizer(for_model=True)
+        self._counter = _tokenizer(for_model=False)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     async def embed(self, texts: list[str]) -> Embedded:
         loop = asyncio.get_running_loop()
@@ -102,13 +103,18 @@ class MiniLMEmbedder:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _tokenizer() -> Any:
+def _tokenizer(*, for_model: bool) -> Any:
+    """The model's tokenizer: truncating and padding batches for the model, or plain for counting."""
     from tokenizers import Tokenizer
 
     source = resources.files("fluxopus.ai") / "minilm" / "tokenizer.json"
     tokenizer = Tokenizer.from_str(source.read_text(encoding="utf-8"))
-    tokenizer.enable_truncation(MINILM_MAX_TOKENS)
-    tokenizer.enable_padding()
+    if for_model:
+        tokenizer.enable_truncation(MINILM_MAX_TOKENS)
+        tokenizer.enable_padding()
+    else:
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
     return tokenizer
 
 
@@ -123,7 +129,7 @@ class OpenAIEmbedder:
         self.model_id = f"openai:{model}"
         self.model = model
         self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=retries)
-        self._counter = _tokenizer()  # a close enough count for chunk sizes and budget estimates
+        self._counter = _tokenizer(for_model=False)  # close enough for chunk sizes and budget estimates
 
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=False).ids)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,6 +20,20 @@ from fluxopus.ai.embeddings import Embedder
 from fluxopus.db import jobs
 
 log = logging.getLogger(__name__)
+
+TITLE_TOKENS = 128  # at most this much of a title is embedded with each chunk (500 characters: ~100)
+
+
+def _clip(title: str, count_tokens: Callable[[str], int], limit: int) -> str:
+    """The title's first words, up to `limit` tokens (and `limit` characters of an unbroken one)."""
+    kept: list[str] = []
+    for word in title.split():
+        if count_tokens(" ".join([*kept, word])) > limit:
+            if not kept:
+                kept.append(word[:limit])
+            break
+        kept.append(word)
+    return " ".join(kept)
 
 
 class Indexer:
@@ -60,11 +75,13 @@ class Indexer:
         return done
 
     async def process(self, job: jobs.Job) -> None:
-        size = min(240, self.embedder.max_tokens - 16)
         try:
+            # The title travels with every chunk: it is often what a query names. Title and chunk
+            # must fit the model's window together ([CLS] and [SEP] too), or the chunk's end is cut off.
+            title = _clip(job.title, self.embedder.count_tokens, TITLE_TOKENS)
+            size = min(240, self.embedder.max_tokens - 2 - self.embedder.count_tokens(title))
             pieces = await asyncio.to_thread(chunk, job.content, self.embedder.count_tokens, size=size)
-            # The title travels with every chunk: it is often what a query names.
-            embedded = await self.embedder.embed([f"{job.title}\n\n{piece}" for piece in pieces])
+            embedded = await self.embedder.embed([f"{title}\n\n{piece}" for piece in pieces])
             chunks = [jobs.Chunk(i, p, v) for i, (p, v) in enumerate(zip(pieces, embedded.vectors, strict=True))]
             await jobs.complete(self.engine, job, chunks, self.embedder.model_id)
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, and retried

@@ -139,7 +139,11 @@ async def fail(engine: AsyncEngine, job: Job, error: str, *, retry_in: dt.timede
             )
             return
         await conn.execute(
-            text("update knowledge set status = 'failed', error = :error where id = :id and revision = :rev"),
+            # Only if still pending: a worker whose lease ran out must not undo another's success.
+            text(
+                "update knowledge set status = 'failed', error = :error"
+                " where id = :id and revision = :rev and status = 'pending'"
+            ),
             {"error": error, "id": job.knowledge_id, "rev": job.revision},
         )
         await conn.execute(
