@@ -122,6 +122,7 @@ class OpenAIEmbedder:
     """Any OpenAI-compatible embeddings endpoint that honours `dimensions` (text-embedding-3-*)."""
 
     max_tokens = 8191
+    batch_size = 256
 
     def __init__(self, *, api_key: str, base_url: str | None, model: str, timeout: float, retries: int) -> None:
         import openai
@@ -137,14 +138,20 @@ class OpenAIEmbedder:
     async def embed(self, texts: list[str]) -> Embedded:
         import openai
 
-        try:
-            response = await self.client.embeddings.create(model=self.model, input=texts, dimensions=DIMENSIONS)
-        except openai.OpenAIError as exc:
-            raise EmbeddingError(f"embedding with {self.model} failed: {exc}") from exc
-        vectors = [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
-        if any(len(v) != DIMENSIONS for v in vectors):
-            raise EmbeddingError(f"{self.model} did not return {DIMENSIONS}-dimensional vectors")
-        return Embedded(vectors, response.usage.prompt_tokens)
+        vectors: list[list[float]] = []
+        tokens = 0
+        # OpenAI takes at most 2048 inputs (and about 300k tokens) a request: a 1 MB item needs several.
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            try:
+                response = await self.client.embeddings.create(model=self.model, input=batch, dimensions=DIMENSIONS)
+            except openai.OpenAIError as exc:
+                raise EmbeddingError(f"embedding with {self.model} failed: {exc}") from exc
+            vectors.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
+            tokens += response.usage.prompt_tokens
+        if len(vectors) != len(texts) or any(len(v) != DIMENSIONS for v in vectors):
+            raise EmbeddingError(f"{self.model} did not return one {DIMENSIONS}-dimensional vector per input")
+        return Embedded(vectors, tokens)
 
     async def aclose(self) -> None:
         await self.client.close()
