@@ -8,6 +8,7 @@ chunk of an item the caller cannot read never comes back.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from uuid import UUID
 
@@ -103,10 +104,12 @@ _KEYWORD = """
 _ALL_WORDS = text(_KEYWORD.format(query="websearch_to_tsquery('english', :q)"))
 # Any of the words: the keyword mode's fallback when no chunk has them all. Not used in hybrid,
 # where it would let every chunk sharing one common word outvote the semantic ranking.
+# The words and the -excluded words are split apart first (_split_terms), so an exclusion holds
+# wherever it stands: `-late days` must not turn into "not late, or days".
 _ANY_WORD = text(
     _KEYWORD.format(
-        query="cast(regexp_replace(cast(websearch_to_tsquery('english', :q) as text), ' & (?!!)', ' | ', 'g')"
-        " as tsquery)"
+        query="cast((select case when numnode(n) = 0 then p else p && !!n end"
+        " from websearch_to_tsquery('english', :any) p, websearch_to_tsquery('english', :excluded) n) as tsquery)"
     )
 )
 
@@ -128,6 +131,8 @@ async def search_knowledge(ctx: Context, *, query: SearchQuery) -> list[SearchHi
         params = {"q": query.q, "candidates": CANDIDATES}
         hits = _best_per_item((await ctx.db.execute(_ALL_WORDS, params)).mappings())
         if not hits and query.mode is SearchMode.keyword:
+            wanted, excluded = _split_terms(query.q)
+            params |= {"any": " or ".join(wanted), "excluded": " or ".join(excluded)}
             hits = _best_per_item((await ctx.db.execute(_ANY_WORD, params)).mappings())
         rankings.append(hits)
     if query.mode is SearchMode.hybrid:
@@ -154,6 +159,23 @@ async def _embed_query(ctx: Context, q: str) -> list[float]:
     except EmbeddingError as exc:
         raise Unavailable(f"The embedding model is not available: {exc}") from None
     return embedded.vectors[0]
+
+
+_TERMS = re.compile(r'-?"[^"]*"?|\S+')
+
+
+def _split_terms(q: str) -> tuple[list[str], list[str]]:
+    """The words and "phrases" of a web-style query, and apart those excluded with a leading '-'."""
+    wanted: list[str] = []
+    excluded: list[str] = []
+    for term in _TERMS.findall(q):
+        if term.lower() == "or":
+            continue
+        if term.startswith("-") and len(term) > 1:
+            excluded.append(term[1:])
+        else:
+            wanted.append(term)
+    return wanted, excluded
 
 
 def _best_per_item(rows: Any) -> list[dict[str, Any]]:
