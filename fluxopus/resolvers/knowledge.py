@@ -90,14 +90,18 @@ _SEMANTIC = text(
     """
 ).bindparams(bindparam("vector", type_=Vector(DIMENSIONS)))
 
+# Candidates come from fluxopus.matching_chunks (the GIN index, within the company); the join
+# back to knowledge_chunks applies RLS, so private items of others drop out here. The pool is
+# larger than the candidates needed to leave room for them.
 _KEYWORD = """
     select c.knowledge_id,
-           ts_headline('english', c.content, query,
+           ts_headline('english', c.content, q.query,
                        'MaxFragments=1, MinWords=12, MaxWords=40, StartSel=**, StopSel=**') as content,
-           ts_rank(c.tsv, query) as score
-      from knowledge_chunks c, {query} query
-     where c.tsv @@ query
-     order by score desc, c.id
+           m.score
+      from (select {query} as query) q
+     cross join lateral fluxopus.matching_chunks(q.query, :candidates * 4) m
+      join knowledge_chunks c on c.id = m.id
+     order by m.score desc, c.id
      limit :candidates
     """
 # Every word of the query (websearch syntax: "phrases", -exclusions, or).

@@ -89,6 +89,20 @@ create trigger knowledge_enqueue after insert or update on knowledge
 create trigger knowledge_delete_tags after delete on knowledge
   for each row execute function fluxopus.delete_entity_tags('knowledge');
 
+-- Full-text candidates within the caller's company, best first. `@@` is not leakproof, so under
+-- RLS PostgreSQL will not use the GIN index and scans every chunk; here (security definer) it
+-- does. The caller joins the ids back to knowledge_chunks, where RLS still decides visibility.
+create function fluxopus.matching_chunks(query tsquery, pool integer)
+returns table (id bigint, score real)
+language sql stable security definer set search_path = pg_catalog, public
+as $$
+  select c.id, ts_rank(c.tsv, query) as score
+    from public.knowledge_chunks c
+   where c.company_id = fluxopus.company_id() and c.tsv @@ query
+   order by score desc, c.id
+   limit pool
+$$;
+
 -- Charge the tokens of a search query's embedding, if the budget still covers them. Called
 -- alone in autocommit, like start_run, so the usage row is locked only for this statement.
 create function fluxopus.charge_tokens(caller jsonb, amount bigint, default_limit bigint) returns boolean
