@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, RowMapping, Select, func, select
+from sqlalchemy.sql import Executable
 
 from fluxopus.context import Context
+from fluxopus.errors import Forbidden
 from fluxopus.models.common import Page
 
 
@@ -30,3 +33,15 @@ async def fetch_page(ctx: Context, stmt: Select[Any], *, limit: int, offset: int
     for row in rows:
         del row["_total"]
     return Page(items=rows, total=total)
+
+
+async def change(
+    ctx: Context, stmt: Executable, *, visible: Callable[[], Awaitable[object]], refusal: str
+) -> RowMapping:
+    """Runs an UPDATE or DELETE … RETURNING that RLS filters. No row back means the caller cannot
+    see the row (`visible` raises NotFound: 404) or may see but not change it (403, `refusal`)."""
+    row = (await ctx.db.execute(stmt)).mappings().first()
+    if row is None:
+        await visible()
+        raise Forbidden(refusal)
+    return row

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, text, update
 
 from fluxopus.ai.embeddings import DIMENSIONS, EmbeddingError
 from fluxopus.context import Context
-from fluxopus.errors import BudgetExceeded, Forbidden, NotFound, Unavailable
+from fluxopus.errors import BudgetExceeded, NotFound, Unavailable
 from fluxopus.models.common import Deleted, Page
 from fluxopus.models.knowledge import (
     KnowledgeCreate,
@@ -29,7 +29,7 @@ from fluxopus.models.knowledge import (
     SearchMode,
     SearchQuery,
 )
-from fluxopus.resolvers._sql import contains, fetch_page
+from fluxopus.resolvers._sql import change, contains, fetch_page
 from fluxopus.resolvers.accounts import require_membership
 
 knowledge = KnowledgeRow.metadata.tables["knowledge"]
@@ -64,18 +64,17 @@ async def update_knowledge(ctx: Context, *, id: UUID, data: KnowledgeUpdate) -> 
     # An empty PATCH still goes through the update policy, so it answers 403 like a real one.
     changes = data.model_dump(exclude_unset=True) or {"title": knowledge.c.title}
     stmt = update(knowledge).where(knowledge.c.id == id).values(**changes).returning(*knowledge.c)
-    row = (await ctx.db.execute(stmt)).mappings().first()
-    if row is None:
-        await get_knowledge(ctx, id=id)
-        raise Forbidden("Only the item's owner or an admin can change it")
+    row = await change(
+        ctx, stmt, visible=lambda: get_knowledge(ctx, id=id), refusal="Only the item's owner or an admin can change it"
+    )
     return KnowledgeItem.model_validate(row)
 
 
 async def delete_knowledge(ctx: Context, *, id: UUID) -> Deleted:
-    row = (await ctx.db.execute(delete(knowledge).where(knowledge.c.id == id).returning(knowledge.c.id))).first()
-    if row is None:
-        await get_knowledge(ctx, id=id)
-        raise Forbidden("Only the item's owner or an admin can delete it")
+    stmt = delete(knowledge).where(knowledge.c.id == id).returning(knowledge.c.id)
+    await change(
+        ctx, stmt, visible=lambda: get_knowledge(ctx, id=id), refusal="Only the item's owner or an admin can delete it"
+    )
     return Deleted(id=id)
 
 

@@ -8,7 +8,7 @@ from uuid import UUID
 from sqlalchemy import delete, insert, or_, select, update
 
 from fluxopus.context import Context
-from fluxopus.errors import Forbidden, Invalid, NotFound
+from fluxopus.errors import Invalid, NotFound
 from fluxopus.models.common import Deleted, Page, PageQuery
 from fluxopus.models.skills import (
     Skill,
@@ -20,7 +20,7 @@ from fluxopus.models.skills import (
     SkillVersion,
     SkillVersionRow,
 )
-from fluxopus.resolvers._sql import contains, fetch_page
+from fluxopus.resolvers._sql import change, contains, fetch_page
 from fluxopus.resolvers.accounts import require_membership
 
 skills = SkillRow.metadata.tables["skills"]
@@ -55,18 +55,17 @@ async def update_skill(ctx: Context, *, id: UUID, data: SkillUpdate) -> Skill:
 
 async def _update(ctx: Context, id: UUID, changes: dict[str, Any]) -> Skill:
     stmt = update(skills).where(skills.c.id == id).values(**changes).returning(*skills.c)
-    row = (await ctx.db.execute(stmt)).mappings().first()
-    if row is None:
-        await get_skill(ctx, id=id)
-        raise Forbidden("Only the skill's owner or an admin can change it")
+    row = await change(
+        ctx, stmt, visible=lambda: get_skill(ctx, id=id), refusal="Only the skill's owner or an admin can change it"
+    )
     return Skill.model_validate(row)
 
 
 async def delete_skill(ctx: Context, *, id: UUID) -> Deleted:
-    row = (await ctx.db.execute(delete(skills).where(skills.c.id == id).returning(skills.c.id))).first()
-    if row is None:
-        await get_skill(ctx, id=id)
-        raise Forbidden("Only the skill's owner or an admin can delete it")
+    stmt = delete(skills).where(skills.c.id == id).returning(skills.c.id)
+    await change(
+        ctx, stmt, visible=lambda: get_skill(ctx, id=id), refusal="Only the skill's owner or an admin can delete it"
+    )
     return Deleted(id=id)
 
 

@@ -8,10 +8,10 @@ from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fluxopus.context import Context
-from fluxopus.errors import Conflict, Forbidden, NotFound
+from fluxopus.errors import Conflict, NotFound
 from fluxopus.models.common import Deleted, Page, PageQuery
 from fluxopus.models.tags import AssignTags, EntityRef, EntityTagRow, EntityType, Tag, TagCreate, TagRow, TagUpdate
-from fluxopus.resolvers._sql import fetch_page
+from fluxopus.resolvers._sql import change, fetch_page
 from fluxopus.resolvers.accounts import require_membership
 from fluxopus.resolvers.knowledge import knowledge
 from fluxopus.resolvers.skills import skills
@@ -49,22 +49,21 @@ async def create_tag(ctx: Context, *, data: TagCreate) -> Tag:
 async def update_tag(ctx: Context, *, id: UUID, data: TagUpdate) -> Tag:
     # An empty PATCH still goes through the update policy, so it answers 403 like a real one.
     changes = data.model_dump(exclude_unset=True) or {"name": tags.c.name}
+    stmt = update(tags).where(tags.c.id == id).values(**changes).returning(*tags.c)
     try:
-        stmt = update(tags).where(tags.c.id == id).values(**changes).returning(*tags.c)
-        row = (await ctx.db.execute(stmt)).mappings().first()
+        row = await change(
+            ctx, stmt, visible=lambda: get_tag(ctx, id=id), refusal="Only the tag's creator or an admin can change it"
+        )
     except Conflict:
         raise Conflict(f"A tag named {data.name!r} already exists") from None
-    if row is None:
-        await get_tag(ctx, id=id)
-        raise Forbidden("Only the tag's creator or an admin can change it")
     return Tag.model_validate(row)
 
 
 async def delete_tag(ctx: Context, *, id: UUID) -> Deleted:
-    row = (await ctx.db.execute(delete(tags).where(tags.c.id == id).returning(tags.c.id))).first()
-    if row is None:
-        await get_tag(ctx, id=id)
-        raise Forbidden("Only the tag's creator or an admin can delete it")
+    stmt = delete(tags).where(tags.c.id == id).returning(tags.c.id)
+    await change(
+        ctx, stmt, visible=lambda: get_tag(ctx, id=id), refusal="Only the tag's creator or an admin can delete it"
+    )
     return Deleted(id=id)
 
 

@@ -12,7 +12,7 @@ from fluxopus.context import Context
 from fluxopus.errors import Forbidden, NotFound
 from fluxopus.models.common import Deleted, Page, PageQuery
 from fluxopus.models.tasks import Task, TaskCreate, TaskFilter, TaskRow, TaskUpdate, TimeLog, TimeLogCreate, TimeLogRow
-from fluxopus.resolvers._sql import contains, fetch_page
+from fluxopus.resolvers._sql import change, contains, fetch_page
 from fluxopus.resolvers.accounts import ensure_colleague, require_membership
 
 tasks = TaskRow.metadata.tables["tasks"]
@@ -62,10 +62,8 @@ async def update_task(ctx: Context, *, id: UUID, data: TaskUpdate) -> Task:
     if "assignee_id" in changes:
         return await _update_with_reassignment(ctx, id, changes)
     stmt = update(tasks).where(tasks.c.id == id).values(**changes).returning(*_task_columns)
-    row = (await ctx.db.execute(stmt)).mappings().first()
-    if row is None:
-        await get_task(ctx, id=id)
-        raise Forbidden("Only the task's creator, its assignee or an admin can change it")
+    refusal = "Only the task's creator, its assignee or an admin can change it"
+    row = await change(ctx, stmt, visible=lambda: get_task(ctx, id=id), refusal=refusal)
     return Task.model_validate(row)
 
 
@@ -90,10 +88,10 @@ async def _update_with_reassignment(ctx: Context, id: UUID, changes: dict[str, A
 
 
 async def delete_task(ctx: Context, *, id: UUID) -> Deleted:
-    row = (await ctx.db.execute(delete(tasks).where(tasks.c.id == id).returning(tasks.c.id))).first()
-    if row is None:
-        await get_task(ctx, id=id)
-        raise Forbidden("Only the task's creator or an admin can delete it")
+    stmt = delete(tasks).where(tasks.c.id == id).returning(tasks.c.id)
+    await change(
+        ctx, stmt, visible=lambda: get_task(ctx, id=id), refusal="Only the task's creator or an admin can delete it"
+    )
     return Deleted(id=id)
 
 
