@@ -11,10 +11,8 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import stat
-import sys
 import threading
 import time
 import uuid
@@ -40,6 +38,7 @@ from fluxopus.auth.keys import SigningKey
 from fluxopus.config import Settings
 from fluxopus.runtime import build_verifier
 from tests.utils.builders import SECRET, User, error_codes, make_user, unique
+from tests.utils.cli import CliResult, cli_env, run_cli
 from tests.utils.fake_jwks import FakeJWKS, claims_for
 from tests.utils.server import free_port
 
@@ -624,37 +623,6 @@ async def test_dev_key_mode_rejects_rs256_tokens(
 
 # ---------------------------------------------------------------------------------------------
 # `fluxopus token`
-
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def cli_env(data_dir: Path, database_url: str | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXOPUS_") and k != "DATABASE_URL"}
-    env["FLUXOPUS_DATA_DIR"] = str(data_dir)
-    if database_url is not None:
-        env["DATABASE_URL"] = database_url
-    return {**env, **extra}
-
-
-async def run_cli(env: dict[str, str], cwd: Path, *args: str) -> CliResult:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fluxopus.cli",
-        *args,
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return CliResult(process.returncode, stdout.decode(), stderr.decode())
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gc
-import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fluxopus.app import create_app
 from fluxopus.config import Settings
 from tests.utils.builders import Company, User, create_skill, error_codes, gql, set_budget, unique
+from tests.utils.cli import CliResult, cli_env, run_cli
 from tests.utils.fake_llm import FakeOpenAI, Script
 from tests.utils.server import ThreadedServer
 
@@ -582,36 +581,14 @@ async def test_an_exhausted_budget_stops_only_its_company(
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-
 @pytest.fixture
 def budget_cli(tmp_path: Path, database_url: str) -> Callable[..., Awaitable[CliResult]]:
     """`python -m fluxopus.cli budget …` against the session database (DATABASE_URL), in an empty dir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXOPUS_") and k != "DATABASE_URL"}
-    env |= {"DATABASE_URL": database_url, "FLUXOPUS_DATA_DIR": str(tmp_path)}
 
-    async def run_cli(*args: str) -> CliResult:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "fluxopus.cli",
-            "budget",
-            *args,
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-        assert process.returncode is not None
-        return CliResult(process.returncode, stdout.decode(), stderr.decode())
+    async def run(*args: str) -> CliResult:
+        return await run_cli(cli_env(tmp_path, database_url), tmp_path, "budget", *args)
 
-    return run_cli
+    return run
 
 
 async def test_cli_sets_and_resets_a_company_budget(

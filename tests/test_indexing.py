@@ -15,13 +15,10 @@ import base64
 import datetime as dt
 import hashlib
 import math
-import os
 import random
 import re
 import shutil
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -50,6 +47,7 @@ from fluxopus.config import Settings
 from fluxopus.db import jobs
 from fluxopus.db.engine import create_engine
 from tests.utils.builders import SECRET, Company, User, unique
+from tests.utils.cli import cli_env, run_cli
 from tests.utils.server import ThreadedServer
 
 TIMEOUT = 20.0  # seconds: a safety net for polling, never a measurement
@@ -693,13 +691,8 @@ async def test_reindex_re_embeds_chunks_of_another_model(
             {"id": item["id"], "position": count},
         )
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXOPUS_") and k != "DATABASE_URL"}
-    env |= {"DATABASE_URL": database_url, "FLUXOPUS_JWT_SECRET": SECRET, "FLUXOPUS_DATA_DIR": str(tmp_path)}
-    command = [sys.executable, "-m", "fluxopus.cli", "reindex"]
-    done = await asyncio.to_thread(
-        subprocess.run, command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
+    done = await run_cli(cli_env(tmp_path, database_url, FLUXOPUS_JWT_SECRET=SECRET), tmp_path, "reindex")
+    assert done.code == 0, done.stderr
     said = re.search(r"queued (\d+) item\(s\) made by another model; embedded (\d+) item\(s\)", done.stdout)
     assert said is not None, done.stdout
     assert int(said[1]) >= 1 and int(said[2]) >= 1, said[0]

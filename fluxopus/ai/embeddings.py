@@ -9,6 +9,7 @@ visible and `fluxopus reindex` can redo what another model made.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -55,8 +56,15 @@ class MiniLMEmbedder:
         self._session: Any = None
         # One thread: onnxruntime parallelises each batch itself, and the event loop stays free.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
-        self._tokenizer = _tokenizer(for_model=True)
-        self._counter = _tokenizer(for_model=False)
+
+    # Loaded on first use, not when an app is built: most apps never count or embed anything.
+    @functools.cached_property
+    def _tokenizer(self) -> Any:
+        return _tokenizer(for_model=True)
+
+    @functools.cached_property
+    def _counter(self) -> Any:
+        return _tokenizer(for_model=False)
 
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
