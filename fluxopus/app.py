@@ -17,6 +17,7 @@ from fluxopus.config import Settings
 from fluxopus.db.engine import create_engine
 from fluxopus.db.session import ping
 from fluxopus.errors import DomainError
+from fluxopus.integrations.oauth import OAuth
 from fluxopus.rest_compat.errors import CatchAll, domain_exception_handler, http_exception_handler
 from fluxopus.rest_compat.generate import rest_router
 from fluxopus.rest_compat.openapi import build_openapi
@@ -41,7 +42,11 @@ async def _indexing(runtime: Runtime) -> AsyncIterator[None]:
 def create_app(settings: Settings, *, engine: AsyncEngine | None = None, database_url: str | None = None) -> FastAPI:
     """`engine` (tests) is used as given; otherwise one is created from `database_url` for the app's lifetime."""
     runtime = Runtime(
-        settings=settings, verifier=build_verifier(settings), models=model_settings(settings), engine=engine
+        settings=settings,
+        verifier=build_verifier(settings),
+        models=model_settings(settings),
+        oauth=OAuth(settings),
+        engine=engine,
     )
     url = database_url or settings.database_url
 

@@ -2,16 +2,85 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from dotenv import dotenv_values
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from fluxopus.integrations.crypto import parse_key
 
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("fluxopus", appauthor=False))
+
+
+def _words(value: object) -> object:
+    """Scopes and key lists come from the env as one string: split on commas and spaces."""
+    if isinstance(value, str):
+        return [w for w in re.split(r"[\s,]+", value) if w]
+    return value
+
+
+class OAuthProviderSettings(BaseModel):
+    """One OAuth provider's settings: FLUXOPUS_OAUTH_<NAME>_<FIELD>, e.g. FLUXOPUS_OAUTH_GOOGLE_CLIENT_ID.
+
+    Built-in providers need only the client id and secret; the other fields override their
+    definition (GitHub Enterprise, an Entra ID tenant, narrower scopes). Any other name declares a
+    generic provider: an OpenID Connect `discovery_url`, or `authorize_url` and `token_url`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scopes: Annotated[list[str] | None, NoDecode] = None
+    authorize_url: str | None = None
+    token_url: str | None = None
+    userinfo_url: str | None = None
+    revoke_url: str | None = None
+    discovery_url: str | None = None
+    tenant: str | None = None  # Microsoft Entra ID: common, organizations, or a tenant id
+    title: str | None = None
+    pkce: bool | None = None
+
+    _split_scopes = field_validator("scopes", mode="before")(_words)
+
+
+_OAUTH_ENV = re.compile(
+    r"^FLUXOPUS_OAUTH_(?P<name>[A-Z0-9_]+?)_(?P<field>"
+    + "|".join(f.upper() for f in OAuthProviderSettings.model_fields)
+    + r")$"
+)
+
+
+class OAuthEnvironment(PydanticBaseSettingsSource):
+    """Collects FLUXOPUS_OAUTH_<NAME>_<FIELD> from the environment and .env into `oauth`: the
+    provider names are not known in advance, so no declared field can read them."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env_file = self.config.get("env_file")
+        found: dict[str, str | None] = {}
+        if isinstance(env_file, str) and Path(env_file).is_file():
+            found.update(dotenv_values(env_file))
+        found.update(os.environ)
+        clients: dict[str, dict[str, str]] = {}
+        for key, value in found.items():
+            match = _OAUTH_ENV.match(key.upper())
+            if match and value is not None:
+                clients.setdefault(match["name"].lower(), {})[match["field"].lower()] = value
+        return {"oauth": clients} if clients else {}
 
 
 class Settings(BaseSettings):
@@ -57,6 +126,20 @@ class Settings(BaseSettings):
     # Monthly tokens per company (input + output) unless the company has its own budget.
     token_budget: int = Field(default=1_000_000, ge=0)
 
+    # Connections (OAuth to third-party tools). Where browsers reach this service: the providers
+    # redirect to <public_url>/api/connections/callback/<provider>, which must be registered there.
+    public_url: str | None = None  # default http://<host>:<port>
+    # The frontend: callbacks end there (?connection=<provider>&status=connected|error), and
+    # `redirect_to` must be on its origin.
+    app_url: str | None = None  # default: public_url
+    oauth: dict[str, OAuthProviderSettings] = Field(default_factory=dict)
+    oauth_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for an OAuth provider")
+    # Seals provider tokens (AES-256-GCM). Embedded default: a key generated into the data dir.
+    # With DATABASE_URL set it is required, the same on every replica, once a provider is configured.
+    encryption_key: SecretStr | None = None
+    # Keys rotated out: still accepted for reading what they sealed.
+    encryption_old_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
     # Seconds a request waits for a free connection before it is answered 503 (retry shortly).
@@ -69,6 +152,39 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, dotenv_settings, OAuthEnvironment(settings_cls), file_secret_settings
+
+    _split_old_keys = field_validator("encryption_old_keys", mode="before")(_words)
+
+    @field_validator("encryption_key", "encryption_old_keys")
+    @classmethod
+    def _keys_parse(cls, value: SecretStr | list[SecretStr] | None) -> object:
+        for key in value if isinstance(value, list) else [value] if value is not None else []:
+            try:
+                parse_key(key.get_secret_value())
+            except ValueError:
+                raise ValueError(
+                    "FLUXOPUS_ENCRYPTION_KEY and FLUXOPUS_ENCRYPTION_OLD_KEYS must each be "
+                    "a 32-byte key, base64-encoded; make one with: openssl rand -base64 32"
+                ) from None
+        return value
+
+    @field_validator("public_url", "app_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
+            raise ValueError("must be an absolute http(s) URL without query or fragment, e.g. https://app.example.com")
+        return value.rstrip("/") if value else value
 
     @field_validator("jwt_secret")
     @classmethod
@@ -85,6 +201,18 @@ class Settings(BaseSettings):
             name = self.llm_provider.upper()
             raise ValueError(f"FLUXOPUS_LLM_PROVIDER={self.llm_provider} needs FLUXOPUS_{name}_API_KEY")
         return self
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def frontend_url(self) -> str:
+        return self.app_url or self.base_url
+
+    @property
+    def encryption_key_path(self) -> Path:
+        return self.data_dir / "encryption-key"
 
     @property
     def embedded(self) -> bool:

@@ -10,6 +10,7 @@ from uuid import UUID
 from fluxopus.ai.models import ModelSettings
 from fluxopus.db.session import RlsTransaction
 from fluxopus.errors import Unauthorized
+from fluxopus.integrations.oauth import OAuth
 from fluxopus.resolvers.loaders import Loaders
 
 
@@ -20,6 +21,7 @@ class Context:
     db: RlsTransaction
     claims: dict[str, Any] | None
     models: ModelSettings
+    oauth: OAuth
     auth_error: Unauthorized | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -28,6 +30,11 @@ class Context:
         if self.claims is None:
             raise self.auth_error or Unauthorized("Authentication required")
         return UUID(self.claims["sub"])
+
+    def assume(self, claims: dict[str, Any]) -> None:
+        """Act for this user from now on (see RlsTransaction.assume)."""
+        self.db.assume(claims)
+        self.claims, self.auth_error = claims, None
 
     @cached_property
     def loaders(self) -> Loaders:

@@ -13,6 +13,7 @@ from fluxopus.config import Settings
 from fluxopus.context import Context
 from fluxopus.db.session import RlsTransaction
 from fluxopus.errors import Unauthorized
+from fluxopus.integrations.oauth import OAuth
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -29,11 +30,16 @@ class Runtime:
     settings: Settings
     verifier: TokenVerifier
     models: ModelSettings
+    oauth: OAuth
     engine: AsyncEngine | None = None
 
     def context(self, claims: dict[str, object] | None, auth_error: Unauthorized | None = None) -> Context:
         if self.engine is None:
             raise RuntimeError("the database engine is not started")
         return Context(
-            db=RlsTransaction(self.engine, claims, auth_error), claims=claims, models=self.models, auth_error=auth_error
+            db=RlsTransaction(self.engine, claims, auth_error),
+            claims=claims,
+            models=self.models,
+            oauth=self.oauth,
+            auth_error=auth_error,
         )

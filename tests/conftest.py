@@ -22,6 +22,7 @@ from fluxopus.db.migrate import migrate
 from tests.utils.builders import SECRET, Company, make_company
 from tests.utils.fake_jwks import FakeJWKS
 from tests.utils.fake_llm import FakeAnthropic, FakeOpenAI
+from tests.utils.fake_oauth import FakeOAuth
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +81,12 @@ def fake_anthropic() -> Iterator[FakeAnthropic]:
     fake = FakeAnthropic()
     yield fake
     fake.close()
+
+
+@pytest.fixture(scope="session")
+def fake_oauth() -> Iterator[FakeOAuth]:
+    with FakeOAuth() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,13 @@ class RlsTransaction:
         self._tx: AsyncTransaction | None = None
         self._lock = asyncio.Lock()
 
+    def assume(self, claims: Mapping[str, Any]) -> None:
+        """Act for this user from the first statement on: for a request that proves who it acts for
+        by other means than a bearer token (an OAuth callback's single-use state)."""
+        if self._conn is not None:
+            raise RuntimeError("a transaction is already open under other claims")
+        self.claims, self.auth_error = claims, None
+
     async def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
         async with self._lock:
             if self._conn is None:
@@ -121,6 +128,22 @@ def translate_db_error(exc: DBAPIError) -> Exception:
     if sqlstate in ("22P02", "22001", "22003", "22007", "22008"):
         return Invalid("Invalid value")
     return exc
+
+
+async def call_as_service(engine: AsyncEngine, statement: Executable, params: Mapping[str, Any]) -> list[Any]:
+    """A statement run as the service itself, not as any user, in a transaction of its own: only
+    for the few security-definer functions kept from `authenticated` (fluxopus.take_oauth_state)."""
+    try:
+        conn = await engine.connect()
+    except SATimeoutError:
+        raise Unavailable() from None
+    try:
+        async with conn.begin():
+            return list((await conn.execute(statement, params)).mappings())
+    except DBAPIError as exc:
+        raise translate_db_error(exc) from exc
+    finally:
+        await conn.close()
 
 
 async def ping(engine: AsyncEngine, timeout: float = 2.0) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import TypeAdapter
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from fluxopus.errors import DomainError
 from fluxopus.models.common import Page, parse, parse_json, parse_uuid
@@ -27,8 +27,12 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime
         try:
-            claims = await runtime.verifier.verify_header(request.headers.get("authorization"))
-            kwargs: dict[str, Any] = {name: parse_uuid(request.path_params[name], name) for name in route.path_params}
+            authorization = request.headers.get("authorization")
+            claims = None if route.public else await runtime.verifier.verify_header(authorization)
+            kwargs: dict[str, Any] = {
+                name: request.path_params[name] if name in route.names else parse_uuid(request.path_params[name], name)
+                for name in route.path_params
+            }
             if route.query is not None:
                 kwargs["query"] = parse(route.query, request.query_params)
             if route.body is not None:
@@ -54,6 +58,10 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
         except Exception:
             log.exception("%s %s failed", route.method, route.path)
             return error_response(500, "Internal server error")
+        if route.redirect and "application/json" not in request.headers.get("accept", ""):
+            # no-referrer: the page it lands on must not see this URL (a callback's code and state).
+            headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+            return RedirectResponse(result.url, status_code=302, headers=headers)
         headers = {}
         if isinstance(result, Page):
             headers["X-Total-Count"] = str(result.total)

@@ -61,7 +61,7 @@ def to_openapi30(schema: Any) -> Any:
 
 def _parameters(route: Route, schemas: dict[str, Any]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+        {"name": name, "in": "path", "required": True, "schema": _path_schema(route, name)}
         for name in route.path_params
     ]
     if route.query is not None:
@@ -77,6 +77,12 @@ def _parameters(route: Route, schemas: dict[str, Any]) -> list[dict[str, Any]]:
             param["schema"] = prop
             params.append(param)
     return params
+
+
+def _path_schema(route: Route, name: str) -> dict[str, Any]:
+    if name in route.names:
+        return {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$", "maxLength": 40, "example": "github"}
+    return {"type": "string", "format": "uuid"}
 
 
 def _operation(route: Route, schemas: dict[str, Any], refs: dict[Any, dict[str, str]]) -> dict[str, Any]:
@@ -95,8 +101,14 @@ def _operation(route: Route, schemas: dict[str, Any], refs: dict[Any, dict[str, 
         success["content"]["text/event-stream"] = {"schema": _event_stream_schema(route, refs)}
         success["description"] = "The default: an event stream. With `Accept: application/json`, the finished result"
     responses: dict[str, Any] = {str(route.status): success}
+    if route.redirect:
+        success["description"] = "With `Accept: application/json`: the URL the browser is sent to"
+        responses["302"] = {
+            "description": "The default: a redirect (browsers follow it)",
+            "headers": {"Location": {"description": "Where the browser goes next", "schema": {"type": "string"}}},
+        }
     for status in ERRORS:
-        if status != "429" or route.budgeted:
+        if (status != "429" or route.budgeted) and (status not in ("401", "403") or not route.public):
             responses[status] = {"$ref": f"#/components/responses/E{status}"}
     op: dict[str, Any] = {
         "operationId": route.operation_id,
@@ -107,6 +119,8 @@ def _operation(route: Route, schemas: dict[str, Any], refs: dict[Any, dict[str, 
     }
     if not op["parameters"]:
         del op["parameters"]
+    if route.public:
+        op["security"] = []
     if route.body is not None:
         op["requestBody"] = {
             "required": True,

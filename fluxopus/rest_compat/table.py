@@ -10,6 +10,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from fluxopus.models.common import Deleted, PageQuery
+from fluxopus.models.connections import (
+    AuthorizationUrl,
+    AuthorizeQuery,
+    CallbackQuery,
+    Connection,
+    ConnectionStatus,
+    Disconnected,
+)
 from fluxopus.models.knowledge import (
     KnowledgeCreate,
     KnowledgeFilter,
@@ -31,13 +39,13 @@ from fluxopus.models.skills import (
 )
 from fluxopus.models.tags import AssignTags, EntityRef, Tag, TagCreate, TagUpdate
 from fluxopus.models.tasks import Task, TaskCreate, TaskFilter, TaskUpdate, TimeLog, TimeLogCreate
-from fluxopus.resolvers import budget, knowledge, runs, skills, tags, tasks
+from fluxopus.resolvers import budget, connections, knowledge, runs, skills, tags, tasks
 
 
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # below /api; {name} segments are UUIDs passed to the resolver as `name`
+    path: str  # below /api; {name} segments are UUIDs passed to the resolver as `name`, except `names`
     resolver: Callable[..., Awaitable[Any]]
     summary: str
     tag: str
@@ -51,6 +59,12 @@ class Route:
     stream: Callable[..., Awaitable[AsyncIterator[BaseModel]]] | None = None
     events: type[BaseModel] | None = None  # the model of one event, for the OpenAPI document
     budgeted: bool = False  # spends model tokens: 429 when the company's budget is exhausted
+    names: tuple[str, ...] = ()  # path segments that are names (a provider), passed as strings
+    # Answers 302 to the `url` of the resolver's AuthorizationUrl; with Accept: application/json, 200 {"url"}.
+    redirect: bool = False
+    # No bearer token: a browser arrives here from a third party, and the request carries its own
+    # proof (the OAuth callback's single-use state).
+    public: bool = False
 
     @property
     def path_params(self) -> list[str]:
@@ -207,5 +221,55 @@ ROUTES: list[Route] = [
         "Delete a knowledge item and its chunks",
         "Knowledge",
         Deleted,
+    ),
+    Route(
+        "GET",
+        "/connections",
+        connections.list_connections,
+        "List connections: the caller's own; an admin's, the whole company's (never any token)",
+        "Connections",
+        list[Connection],
+        query=PageQuery,
+        paginated=True,
+    ),
+    Route(
+        "GET",
+        "/connections/authorize/{provider}",
+        connections.authorize_connection,
+        "Start connecting a provider: a redirect to its consent page (with `Accept: application/json`, its URL)",
+        "Connections",
+        AuthorizationUrl,
+        query=AuthorizeQuery,
+        names=("provider",),
+        redirect=True,
+    ),
+    Route(
+        "GET",
+        "/connections/callback/{provider}",
+        connections.connection_callback,
+        "Where the provider sends the browser back; redirects to the app with `connection` and `status`",
+        "Connections",
+        AuthorizationUrl,
+        query=CallbackQuery,
+        names=("provider",),
+        redirect=True,
+        public=True,
+    ),
+    Route(
+        "GET",
+        "/connections/status/{provider}",
+        connections.connection_status,
+        "The caller's connection to a provider, its access token refreshed first if it had expired",
+        "Connections",
+        ConnectionStatus,
+        names=("provider",),
+    ),
+    Route(
+        "DELETE",
+        "/connections/{id}",
+        connections.disconnect,
+        "Disconnect: revoke the grant at the provider where it can be, then delete the connection",
+        "Connections",
+        Disconnected,
     ),
 ]

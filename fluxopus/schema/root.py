@@ -8,6 +8,7 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.tools import merge_types
 
 from fluxopus.schema.accounts import AccountsQuery
+from fluxopus.schema.connections import ConnectionsMutation, ConnectionsQuery
 from fluxopus.schema.knowledge import KnowledgeMutation, KnowledgeQuery
 from fluxopus.schema.operation import FluxopusSchema, RlsOperation
 from fluxopus.schema.scalars import DateTime
@@ -15,8 +16,10 @@ from fluxopus.schema.skills import SkillsMutation, SkillsQuery, SkillsSubscripti
 from fluxopus.schema.tags import TagsMutation, TagsQuery
 from fluxopus.schema.tasks import TasksMutation, TasksQuery
 
-Query = merge_types("Query", (AccountsQuery, TasksQuery, TagsQuery, SkillsQuery, KnowledgeQuery))
-Mutation = merge_types("Mutation", (TasksMutation, TagsMutation, SkillsMutation, KnowledgeMutation))
+Query = merge_types("Query", (AccountsQuery, TasksQuery, TagsQuery, SkillsQuery, KnowledgeQuery, ConnectionsQuery))
+Mutation = merge_types(
+    "Mutation", (TasksMutation, TagsMutation, SkillsMutation, KnowledgeMutation, ConnectionsMutation)
+)
 Subscription = merge_types("Subscription", (SkillsSubscription,))
 
 # Clients send the same documents again and again: parse and validate each once.

@@ -1,0 +1,313 @@
+"""A fake OAuth 2.0 / OpenID Connect provider speaking the real HTTP protocol on 127.0.0.1.
+
+Real OAuth client code (Authlib's httpx client) runs unmodified against it: discovery, the authorization code
+grant with PKCE (RFC 7636), refresh with rotation, userinfo and revocation (RFC 7009). Behaviour is configured
+per registered client, so concurrent tests that register their own clients do not interfere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Self
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from tests.utils.server import ThreadedServer
+
+Json = dict[str, Any]
+CODE_TTL = 60.0  # seconds an authorization code stays redeemable
+_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636 4.1
+
+
+def _account() -> Json:
+    name = secrets.token_hex(6)
+    return {"sub": f"user-{name}", "email": f"{name}@example.com", "name": "Test User"}
+
+
+@dataclass
+class FakeClient:
+    """A registered client: its behaviour (tests may change it at any time) and what it was asked."""
+
+    client_id: str
+    client_secret: str
+    expires_in: int | None = 3600  # None = omit expires_in (and access tokens never expire)
+    issue_refresh: bool = True
+    rotate_refresh: bool = True  # a refresh returns a new refresh token and invalidates the old one
+    require_pkce: bool = True
+    scope: str | None = None  # granted scope; None = the requested one
+    deny: bool = False  # the user refuses consent: authorize redirects back with error=access_denied
+    token_status: int | None = None  # the token endpoint answers this status (both grants)
+    refresh_error: str | None = None  # e.g. "invalid_grant": the refresh grant answers 400 with it
+    refresh_delay: float = 0.0  # seconds slept in the refresh grant, so concurrent refreshes overlap
+    revoke_status: int | None = None
+    userinfo_status: int | None = None
+    account: Json = field(default_factory=_account)  # the consenting user's claims
+    # Records, written by the server thread under FakeOAuth's lock.
+    authorize_requests: list[Json] = field(default_factory=list)
+    token_requests: list[Json] = field(default_factory=list)  # form fields, grant_type included
+    refreshes: int = 0  # successful refresh grants
+    revoked: set[str] = field(default_factory=set)
+    issued: list[str] = field(default_factory=list)  # every access and refresh token ever issued
+
+
+@dataclass
+class _Code:
+    client: FakeClient
+    redirect_uri: str
+    scope: str
+    challenge: str | None
+    account: Json
+    expires_at: float = field(default_factory=lambda: time.monotonic() + CODE_TTL)
+    used: bool = False
+    grant: str | None = None  # set once redeemed, so a replay can revoke what it issued
+
+
+@dataclass
+class _Token:
+    client: FakeClient
+    kind: str  # "access" or "refresh"
+    grant: str  # one per redeemed code; revoking a refresh token revokes the whole grant (RFC 7009 2.1)
+    scope: str
+    account: Json
+    expires_at: float | None = None
+    rotated: bool = False
+
+
+def _error(status: int, error: str, description: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    body = {"error": error} | ({"error_description": description} if description else {})
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+def _with_query(uri: str, params: dict[str, str | None]) -> str:
+    """Add params to uri, keeping any query it already has (RFC 6749 3.1.2)."""
+    parts = urlsplit(uri)
+    query = parse_qsl(parts.query, keep_blank_values=True) + [(k, v) for k, v in params.items() if v is not None]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+class FakeOAuth:
+    def __init__(self) -> None:
+        self.client_by_id: dict[str, FakeClient] = {}
+        self._codes: dict[str, _Code] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._lock = threading.Lock()  # the server thread writes, the test thread reads
+        routes = [
+            Route("/.well-known/openid-configuration", self._discovery),
+            Route("/authorize", self._authorize),
+            Route("/token", self._token, methods=["POST"]),
+            Route("/userinfo", self._userinfo),
+            Route("/revoke", self._revoke, methods=["POST"]),
+        ]
+        self._server = ThreadedServer(Starlette(routes=routes))
+        self._server.__enter__()
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    def client(self, **behaviour: Any) -> FakeClient:
+        """Register a client with a random id and secret (both overridable) and the given behaviour."""
+        ids = {"client_id": f"client-{secrets.token_hex(6)}", "client_secret": secrets.token_urlsafe(24)}
+        client = FakeClient(**(ids | behaviour))
+        with self._lock:
+            self.client_by_id[client.client_id] = client
+        return client
+
+    def close(self) -> None:
+        self._server.__exit__(None, None, None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def _discovery(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "issuer": self.url,
+                "authorization_endpoint": f"{self.url}/authorize",
+                "token_endpoint": f"{self.url}/token",
+                "userinfo_endpoint": f"{self.url}/userinfo",
+                "revocation_endpoint": f"{self.url}/revoke",
+                "response_types_supported": ["code"],
+                "grant_types_supported": ["authorization_code", "refresh_token"],
+                "code_challenge_methods_supported": ["S256"],
+                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                "revocation_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                "scopes_supported": ["openid", "email", "profile", "offline_access"],
+            }
+        )
+
+    async def _authorize(self, request: Request) -> Response:
+        q = request.query_params
+        client = self.client_by_id.get(q.get("client_id", ""))
+        redirect_uri, state = q.get("redirect_uri"), q.get("state")
+        # Never redirect to an unverified redirect_uri (RFC 6749 4.1.2.1): tell the user instead.
+        if client is None or not redirect_uri or urlsplit(redirect_uri).fragment:
+            return PlainTextResponse("invalid client_id or redirect_uri", status_code=400)
+        with self._lock:
+            client.authorize_requests.append(dict(q))
+
+        def back(**params: str | None) -> Response:
+            return RedirectResponse(_with_query(redirect_uri, {**params, "state": state}), status_code=302)
+
+        challenge, method = q.get("code_challenge"), q.get("code_challenge_method", "plain")
+        if q.get("response_type") != "code":
+            return back(error="unsupported_response_type")
+        if (challenge or client.require_pkce) and not (challenge and method == "S256"):
+            return back(error="invalid_request", error_description="code_challenge with method S256 is required")
+        if client.deny:
+            return back(error="access_denied", error_description="The user denied the request")
+        code = secrets.token_urlsafe(16)
+        with self._lock:
+            self._codes[code] = _Code(client, redirect_uri, q.get("scope", ""), challenge, dict(client.account))
+        return back(code=code)
+
+    def _authenticate(self, request: Request, form: Json) -> tuple[FakeClient | None, Response | None]:
+        """The client the request names, and the error to answer unless it proved its secret.
+
+        By client_secret_basic (id and secret form-urlencoded first, RFC 6749 2.3.1) or client_secret_post.
+        """
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        if scheme.lower() == "basic":
+            if secret is not None:  # one method per request (RFC 6749 2.3)
+                return None, _error(400, "invalid_request", "more than one client authentication method")
+            try:
+                basic_id, _, secret = base64.b64decode(credentials, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                basic_id = ""
+            basic_id, secret = unquote_plus(basic_id), unquote_plus(secret)
+            client_id = basic_id if client_id in (None, basic_id) else ""
+        client = self.client_by_id.get(client_id or "")
+        if (
+            client is None
+            or secret is None
+            or not secrets.compare_digest(secret.encode(), client.client_secret.encode())
+        ):
+            return client, _error(401, "invalid_client", headers={"WWW-Authenticate": 'Basic realm="fake-oauth"'})
+        return client, None
+
+    async def _token(self, request: Request) -> Response:
+        if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return _error(400, "invalid_request", "the body must be application/x-www-form-urlencoded")
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        client, denied = self._authenticate(request, form)
+        if client is not None:
+            with self._lock:
+                client.token_requests.append(form)
+        if client is None or denied is not None:
+            return denied or _error(401, "invalid_client")
+        if client.token_status is not None:
+            return _error(client.token_status, "server_error")
+        if form.get("grant_type") == "authorization_code":
+            return self._code_grant(client, form)
+        if form.get("grant_type") == "refresh_token":
+            return await self._refresh_grant(client, form)
+        return _error(400, "unsupported_grant_type" if "grant_type" in form else "invalid_request")
+
+    def _code_grant(self, client: FakeClient, form: Json) -> Response:
+        with self._lock:  # codes are single-use: mark it used before checking anything else
+            code = self._codes.get(form.get("code", ""))
+            replayed = code is not None and code.used
+            if code is not None:
+                if replayed and code.grant:  # RFC 6749 4.1.2: a replayed code revokes what it issued
+                    self._revoke_grant(code.grant)
+                code.used = True
+        if code is None or replayed or code.client is not client or time.monotonic() > code.expires_at:
+            return _error(400, "invalid_grant", "unknown, used or expired code")
+        if form.get("redirect_uri") != code.redirect_uri:
+            return _error(400, "invalid_grant", "redirect_uri does not match the authorization request")
+        verifier = form.get("code_verifier", "")
+        if code.challenge is not None and not (_VERIFIER.fullmatch(verifier) and s256(verifier) == code.challenge):
+            return _error(400, "invalid_grant", "PKCE verification failed")
+        code.grant = secrets.token_hex(8)
+        scope = code.scope if client.scope is None else client.scope
+        return self._issue(client, code.grant, scope, code.account, refresh=client.issue_refresh)
+
+    async def _refresh_grant(self, client: FakeClient, form: Json) -> Response:
+        with self._lock:  # check and rotate in one step, as a database transaction would
+            rt = form.get("refresh_token", "")
+            old = self._tokens.get(rt)
+            if old is None or old.kind != "refresh" or old.client is not client or old.rotated or rt in client.revoked:
+                return _error(400, "invalid_grant", "unknown, rotated or revoked refresh token")
+            if client.refresh_error is not None:
+                return _error(400, client.refresh_error)
+            old.rotated = client.rotate_refresh
+        await asyncio.sleep(client.refresh_delay)
+        with self._lock:
+            client.refreshes += 1
+        return self._issue(client, old.grant, old.scope, old.account, refresh=client.rotate_refresh)
+
+    def _issue(self, client: FakeClient, grant: str, scope: str, account: Json, *, refresh: bool) -> Response:
+        access = "at-" + secrets.token_urlsafe(24)
+        expires_at = None if client.expires_in is None else time.monotonic() + client.expires_in
+        body: Json = {"access_token": access, "token_type": "Bearer"}
+        with self._lock:
+            self._tokens[access] = _Token(client, "access", grant, scope, account, expires_at)
+            client.issued.append(access)
+            if refresh:
+                body["refresh_token"] = "rt-" + secrets.token_urlsafe(24)
+                self._tokens[body["refresh_token"]] = _Token(client, "refresh", grant, scope, account)
+                client.issued.append(body["refresh_token"])
+        if client.expires_in is not None:
+            body["expires_in"] = client.expires_in
+        if scope:
+            body["scope"] = scope
+        return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    async def _userinfo(self, request: Request) -> Response:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        with self._lock:
+            token = self._tokens.get(value) if scheme.lower() == "bearer" else None
+        if token is not None and token.client.userinfo_status is not None:
+            return _error(token.client.userinfo_status, "server_error")
+        if (
+            token is None
+            or token.kind != "access"
+            or value in token.client.revoked
+            or (token.expires_at is not None and time.monotonic() > token.expires_at)
+        ):
+            return _error(401, "invalid_token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return JSONResponse(token.account)
+
+    async def _revoke(self, request: Request) -> Response:
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        client, denied = self._authenticate(request, form)
+        if client is None or denied is not None:
+            return denied or _error(401, "invalid_client")
+        if client.revoke_status is not None:
+            return _error(client.revoke_status, "server_error")
+        if "token" not in form:
+            return _error(400, "invalid_request", "token is required")
+        with self._lock:
+            token = self._tokens.get(form["token"])
+            # Unknown tokens and other clients' tokens are not revoked, but still answer 200 (RFC 7009 2.2).
+            if token is not None and token.client is client:
+                client.revoked.add(form["token"])
+                if token.kind == "refresh":
+                    self._revoke_grant(token.grant)
+        return Response(status_code=200)
+
+    def _revoke_grant(self, grant: str) -> None:
+        """Revoke every token issued under one grant. The caller holds the lock."""
+        for value, token in self._tokens.items():
+            if token.grant == grant:
+                token.client.revoked.add(value)
