@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import hashlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,9 +18,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.config import Settings
+from fluxopus.errors import Conflict, NotFound
+from fluxopus.resolvers import connections
 from tests.test_platform import assert_error_body
 from tests.utils.builders import Company, User
-from tests.utils.connections import APP_URL, JSON, World, world
+from tests.utils.connections import APP_URL, JSON, World, new_key, world
 from tests.utils.fake_oauth import FakeOAuth, s256
 
 
@@ -280,9 +284,7 @@ async def test_a_provider_outage_during_refresh_is_an_error_retried_next_time(
     assert status["status"] == "connected" and status["error"] is None and w.provider.refreshes == 1
 
 
-async def test_an_expired_token_without_refresh_token_is_expired(
-    w: World, acme: Company, engine: AsyncEngine
-) -> None:
+async def test_an_expired_token_without_refresh_token_is_expired(w: World, acme: Company, engine: AsyncEngine) -> None:
     w.provider.issue_refresh = False
     await w.connect(acme.alice)
     [row] = await stored(engine, acme.alice)
@@ -323,9 +325,7 @@ async def test_only_the_owner_disconnects(w: World, acme: Company, globex: Compa
     assert len(await stored(engine, acme.alice)) == 1 and w.provider.revoked == set()
 
 
-async def test_admins_list_the_company_connections_members_their_own(
-    w: World, acme: Company, globex: Company
-) -> None:
+async def test_admins_list_the_company_connections_members_their_own(w: World, acme: Company, globex: Company) -> None:
     await w.connect(acme.alice)
     await w.connect(acme.bob)
     await w.connect(globex.alice)
@@ -423,3 +423,128 @@ def _unreachable() -> FakeOAuth:
     fake = FakeOAuth()
     fake.close()
     return fake
+
+
+# --- tokens at rest and in use ---------------------------------------------------------------
+
+
+async def _database_text(engine: AsyncEngine) -> str:
+    """Every row of every table of ours, as PostgreSQL prints it (bytea as hex)."""
+    tables = await _rows(engine, "select tablename from pg_tables where schemaname = 'public'")
+    parts = []
+    for table in tables:
+        rows = await _rows(engine, f'select t::text as row from public."{table["tablename"]}" t')
+        parts.extend(r["row"] for r in rows)
+    return "\n".join(parts)
+
+
+async def test_no_token_in_the_database_any_response_or_any_log(
+    w: World, acme: Company, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await w.connect(acme.alice)
+    [row] = await stored(engine, acme.alice)
+    await _expire(engine, row["id"])
+    await w.status(acme.alice)  # a refresh: new tokens stored
+    await w.connections(acme.alice)
+    await w.connections(acme.admin)
+    await w.authorize(acme.alice)  # a pending state with its PKCE verifier
+    w.provider.revoke_status = 500  # a failed revocation reports an error: still no token in it
+    await w.client.delete(f"/api/connections/{row['id']}", headers=acme.alice.headers)
+    await w.connect(acme.alice)
+
+    secrets = [*w.provider.issued, *(r["code_verifier"] for r in w.provider.token_requests if "code_verifier" in r)]
+    assert len(w.provider.issued) == 6 and len(secrets) >= 8
+    dump = await _database_text(engine)
+    logs = caplog.text + "\n".join(str(r.args) for r in caplog.records)
+    [row] = await stored(engine, acme.alice)
+    assert str(row["id"]) in dump and row["access_token"].hex() in dump  # the scan reads the sealed columns
+    for secret in secrets:
+        for form in (secret, secret.encode().hex(), base64.b64encode(secret.encode()).decode()):
+            assert form not in dump
+            assert form not in logs
+            assert all(form not in body for body in w.bodies)
+    # Tokens are there all the same: sealed, and they open with the server's key to the newest ones.
+    cipher = w.app.state.runtime.oauth.cipher
+    aad = f"connection:{acme.alice.id}:fake:"
+    assert cipher.decrypt(row["access_token"], aad + "access") == w.provider.issued[-2]
+    assert cipher.decrypt(row["refresh_token"], aad + "refresh") == w.provider.issued[-1]
+
+
+async def _access_token(w: World, user: User) -> str:
+    """The internal API skills will use: a usable token for the caller's connection."""
+    runtime = w.app.state.runtime
+    ctx = runtime.context(await runtime.verifier.verify(user.token))
+    try:
+        token = await connections.get_access_token(ctx, "fake")
+    except BaseException:
+        await ctx.db.finish(commit=False)
+        raise
+    await ctx.db.finish(commit=True)
+    return token
+
+
+async def _works_at_the_provider(w: World, token: str) -> bool:
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"{w.fake.url}/userinfo", headers={"Authorization": f"Bearer {token}"})
+    return answer.status_code == 200 and answer.json()["sub"] == w.provider.account["sub"]
+
+
+async def test_get_access_token_returns_a_usable_token_refreshed_when_expired(
+    w: World, acme: Company, engine: AsyncEngine
+) -> None:
+    with pytest.raises(NotFound):
+        await _access_token(w, acme.alice)
+    await w.connect(acme.alice)
+    token = await _access_token(w, acme.alice)
+    assert token == w.provider.issued[0] and await _works_at_the_provider(w, token)
+    [row] = await stored(engine, acme.alice)
+    await _expire(engine, row["id"])
+    fresh = await _access_token(w, acme.alice)
+    assert fresh != token and w.provider.refreshes == 1 and await _works_at_the_provider(w, fresh)
+    # Revoked at the provider: the refresh is refused and the connection is unusable until reconnected.
+    await _expire(engine, row["id"])
+    w.provider.refresh_error = "invalid_grant"
+    with pytest.raises(Conflict, match="revoked"):
+        await _access_token(w, acme.alice)
+
+
+async def test_tokens_sealed_under_a_rotated_out_key_are_still_read(
+    settings: Settings, engine: AsyncEngine, fake_oauth: FakeOAuth, acme: Company
+) -> None:
+    old = new_key()
+    async with world(settings, engine, fake_oauth, key=old) as before:
+        await before.connect(acme.alice)
+        provider = before.provider
+    new = new_key()
+    async with world(settings, engine, fake_oauth, key=new, old_keys=(old,), provider=provider) as after:
+        assert await _access_token(after, acme.alice) == provider.issued[0]  # opened with the old key
+        [row] = await stored(engine, acme.alice)
+        cipher = after.app.state.runtime.oauth.cipher
+        assert not cipher.is_current(row["access_token"])
+        await _expire(engine, row["id"])
+        assert (await after.status(acme.alice))["status"] == "connected"  # refreshed: sealed anew
+        [row] = await stored(engine, acme.alice)
+        assert cipher.is_current(row["access_token"]) and cipher.is_current(row["refresh_token"])
+    # A server that lost the key cannot read the tokens: an error that says so, not a crash.
+    async with world(settings, engine, fake_oauth, key=old, provider=provider) as lost:
+        await _expire(engine, row["id"])
+        status = await lost.status(acme.alice)
+        assert status["status"] == "error" and "FLUXOPUS_ENCRYPTION_OLD_KEYS" in status["error"]
+        with pytest.raises(Conflict):
+            await _access_token(lost, acme.alice)
+
+
+async def test_a_sealed_token_copied_to_another_row_does_not_open(w: World, acme: Company, engine: AsyncEngine) -> None:
+    await w.connect(acme.alice)
+    await w.connect(acme.bob)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "update connections set access_token = (select access_token from connections where user_id = :a),"
+                " expires_at = null where user_id = :b"
+            ),
+            {"a": acme.alice.id, "b": acme.bob.id},
+        )
+    with pytest.raises(Conflict, match="cannot be read"):
+        await _access_token(w, acme.bob)

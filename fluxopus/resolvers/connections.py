@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
@@ -289,16 +290,16 @@ def _aad(row: Any, kind: str) -> str:
     return f"connection:{row['user_id']}:{row['provider']}:{kind}"
 
 
-def _expired(row: RowMapping, margin: dt.timedelta = dt.timedelta(0)) -> bool:
+def _expired(row: Mapping[Any, Any], margin: dt.timedelta = dt.timedelta(0)) -> bool:
     expires_at = row["expires_at"]
     return expires_at is not None and expires_at <= dt.datetime.now(dt.UTC) + margin
 
 
-def _needs_refresh(row: RowMapping) -> bool:
+def _needs_refresh(row: Mapping[Any, Any]) -> bool:
     return _expired(row, EXPIRY_MARGIN) and bool(row["has_refresh_token"]) and row["status"] != "revoked"
 
 
-def _state(row: RowMapping) -> ConnectionState:
+def _state(row: Mapping[Any, Any]) -> ConnectionState:
     if row["status"] == "revoked":
         return ConnectionState.revoked
     if _expired(row):

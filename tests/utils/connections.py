@@ -113,10 +113,18 @@ class World:
 
 @asynccontextmanager
 async def world(
-    settings: Settings, engine: AsyncEngine, fake: FakeOAuth, *, key: str | None = None, **behaviour: Any
+    settings: Settings,
+    engine: AsyncEngine,
+    fake: FakeOAuth,
+    *,
+    key: str | None = None,
+    old_keys: tuple[str, ...] = (),
+    provider: FakeClient | None = None,
+    **behaviour: Any,
 ) -> AsyncIterator[World]:
-    provider = fake.client(**behaviour)
-    app = create_app(oauth_settings(settings, fake, provider, key=key or new_key()), engine=engine)
+    """An app whose provider `fake` is a new client of the fake (or `provider`, to share one between apps)."""
+    provider = provider or fake.client(**behaviour)
+    app = create_app(oauth_settings(settings, fake, provider, key=key or new_key(), old_keys=old_keys), engine=engine)
     bodies: list[str] = []
 
     async def keep(response: httpx.Response) -> None:
