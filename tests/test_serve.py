@@ -10,12 +10,14 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import psutil
@@ -24,6 +26,7 @@ import pytest
 from fluxopus.auth.jwt import mint_token
 from fluxopus.auth.keys import SigningKey
 from fluxopus.db.accounts import ensure_member
+from tests.utils.fake_oauth import FakeOAuth
 from tests.utils.server import free_port
 
 STARTUP_SECONDS = 20
@@ -331,3 +334,46 @@ def test_serve_with_database_url_starts_no_embedded_server(
     # Stopping serve leaves an external database alone.
     assert is_alive(external_pid)
     assert not (own_dir / "pgdata").exists()
+
+
+def test_serve_connects_a_provider_seals_with_a_generated_key_and_hides_codes_from_logs(
+    processes: Processes, work_dir: Path, fake_oauth: FakeOAuth
+) -> None:
+    """The embedded default end to end: providers from the environment, the key generated into the data
+    dir, the browser's round trip over real HTTP, and no authorization code in the access log."""
+    provider = fake_oauth.client()
+    data_dir = work_dir / "data"
+    env = clean_env(
+        FLUXOPUS_OAUTH_ACME_SSO_CLIENT_ID=provider.client_id,
+        FLUXOPUS_OAUTH_ACME_SSO_CLIENT_SECRET=provider.client_secret,
+        FLUXOPUS_OAUTH_ACME_SSO_DISCOVERY_URL=f"{fake_oauth.url}/.well-known/openid-configuration",
+        FLUXOPUS_APP_URL="https://app.example.com",
+    )
+    server = processes.serve(data_dir, env)
+    server.wait_healthy()
+    processes.remember_postgres(server)
+    assert "acme_sso" in server.stdout and "/api/connections/callback/<provider>" in server.stdout, server.logs()
+    token = server.token("oauth@example.com")
+
+    authorize = httpx.get(
+        f"{server.url}/api/connections/authorize/acme_sso",
+        headers={**bearer(token), "Accept": "application/json"},
+        timeout=10,
+    )
+    assert authorize.status_code == 200, authorize.text
+    at_provider = httpx.get(authorize.json()["url"], timeout=10)
+    callback = at_provider.headers["location"]
+    assert callback.startswith(f"{server.url}/api/connections/callback/acme_sso?"), callback
+    back = httpx.get(callback, timeout=10)
+    assert back.status_code == 302, back.text
+    assert back.headers["location"] == "https://app.example.com/?connection=acme_sso&status=connected"
+    status = httpx.get(f"{server.url}/api/connections/status/acme_sso", headers=bearer(token), timeout=10)
+    assert status.json()["connected"] is True and status.json()["account"] == provider.account["email"]
+
+    key = data_dir / "encryption-key"
+    assert key.exists() and stat.S_IMODE(key.stat().st_mode) == 0o600
+    server.stop(signal.SIGTERM)
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+    logs = server.logs()
+    assert "/api/connections/callback/acme_sso?[hidden]" in logs  # the request was logged, without its query
+    assert code not in logs and all(t not in logs for t in provider.issued)

@@ -215,6 +215,13 @@ class OAuth:
         self._cipher = _cipher(settings) if self.providers else None
         self._discovered: dict[str, tuple[float, Provider]] = {}
 
+    def describe(self, base_url: str) -> str:
+        """For the start-up banner: what users can connect, and the callback to register."""
+        if not self.providers:
+            return "none configured (FLUXOPUS_OAUTH_<PROVIDER>_CLIENT_ID and _CLIENT_SECRET enable one)"
+        names = ", ".join(self.providers)
+        return f"{names}   (callback {base_url}/api/connections/callback/<provider>)"
+
     @property
     def cipher(self) -> TokenCipher:
         if self._cipher is None:

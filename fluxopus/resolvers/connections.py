@@ -347,4 +347,4 @@ def with_query(url: str, **params: str) -> str:
     """`url` with these query parameters set (replacing any of the same name), before its fragment."""
     parts = urlsplit(url)
     kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
-    return urlunsplit(parts._replace(query=urlencode([*kept, *params.items()])))
+    return urlunsplit(parts._replace(path=parts.path or "/", query=urlencode([*kept, *params.items()])))
