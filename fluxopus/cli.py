@@ -1,4 +1,4 @@
-"""The `fluxopus` command: serve · migrate · token · budget · reindex · openapi."""
+"""The `fluxopus` command: serve · migrate · token · budget · reindex · reseal · openapi."""
 
 from __future__ import annotations
 
@@ -217,6 +217,33 @@ def budget(
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from exc
     typer.echo(f"{company}: {tokens if tokens is not None else 'the server default'} tokens a month")
+
+
+@app.command()
+def reseal(data_dir: DataDir = None) -> None:
+    """Seal every stored provider token anew with FLUXOPUS_ENCRYPTION_KEY, so the keys in
+    FLUXOPUS_ENCRYPTION_OLD_KEYS can be retired."""
+    from fluxopus.db.connections import reseal as reseal_all
+    from fluxopus.db.migrate import migrate
+    from fluxopus.integrations.oauth import token_cipher
+
+    settings = _settings(data_dir)
+    try:
+        cipher = token_cipher(settings)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        done = asyncio.run(reseal_all(url, cipher))
+    typer.echo(f"resealed {done.resealed}, already current {done.current}, unreadable {done.unreadable}")
+    if done.unreadable:
+        typer.echo(
+            "some tokens open with none of the configured keys: add the key that sealed them to "
+            "FLUXOPUS_ENCRYPTION_OLD_KEYS, or have their users reconnect",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -9,19 +9,24 @@ import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.config import Settings
+from fluxopus.db.engine import create_engine
+from fluxopus.db.migrate import migrate
 from fluxopus.errors import Conflict, NotFound
+from fluxopus.integrations.crypto import connection_context
 from fluxopus.resolvers import connections
 from tests.test_platform import assert_error_body
-from tests.utils.builders import Company, User
+from tests.utils.builders import Company, User, make_company
+from tests.utils.cli import cli_env, run_cli
 from tests.utils.connections import APP_URL, JSON, World, new_key, world
 from tests.utils.fake_oauth import FakeOAuth, s256
 
@@ -466,9 +471,9 @@ async def test_no_token_in_the_database_any_response_or_any_log(
             assert all(form not in body for body in w.bodies)
     # Tokens are there all the same: sealed, and they open with the server's key to the newest ones.
     cipher = w.app.state.runtime.oauth.cipher
-    aad = f"connection:{acme.alice.id}:fake:"
-    assert cipher.decrypt(row["access_token"], aad + "access") == w.provider.issued[-2]
-    assert cipher.decrypt(row["refresh_token"], aad + "refresh") == w.provider.issued[-1]
+    access, refresh = (connection_context(acme.alice.id, "fake", kind) for kind in ("access", "refresh"))
+    assert cipher.decrypt(row["access_token"], access) == w.provider.issued[-2]
+    assert cipher.decrypt(row["refresh_token"], refresh) == w.provider.issued[-1]
 
 
 async def _access_token(w: World, user: User) -> str:
@@ -548,3 +553,50 @@ async def test_a_sealed_token_copied_to_another_row_does_not_open(w: World, acme
         )
     with pytest.raises(Conflict, match="cannot be read"):
         await _access_token(w, acme.bob)
+
+
+@pytest.fixture
+async def own_database(database_url: str, engine: AsyncEngine) -> AsyncIterator[str]:
+    """A database of its own in the same server, for a command that sweeps every row."""
+    name = f"reseal_{uuid.uuid4().hex[:12]}"
+    async with engine.connect() as conn:
+        await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text(f"create database {name}"))
+    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    await migrate(url)
+    yield url
+    async with engine.connect() as conn:
+        await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
+            text(f"drop database {name} with (force)")
+        )
+
+
+async def test_reseal_moves_every_token_to_the_current_key(
+    settings: Settings, fake_oauth: FakeOAuth, own_database: str, tmp_path: Path
+) -> None:
+    own_engine = create_engine(own_database, settings)
+    company = await make_company(own_database)
+    old, new = new_key(), new_key()
+    try:
+        async with world(settings, own_engine, fake_oauth, key=old) as before:
+            await before.connect(company.alice)
+            await before.connect(company.bob)
+            pending = await before.authorize(company.alice)  # a pending state: its verifier is sealed too
+            provider = before.provider
+
+        env = cli_env(tmp_path, own_database, FLUXOPUS_ENCRYPTION_KEY=new)
+        refused = await run_cli(env, tmp_path, "reseal")  # without the old key nothing opens
+        assert refused.code == 1 and "unreadable 5" in refused.stdout, refused
+        assert "FLUXOPUS_ENCRYPTION_OLD_KEYS" in refused.stderr
+
+        done = await run_cli({**env, "FLUXOPUS_ENCRYPTION_OLD_KEYS": old}, tmp_path, "reseal")
+        assert done.code == 0, done
+        assert done.stdout.strip() == "resealed 5, already current 0, unreadable 0"
+        again = await run_cli({**env, "FLUXOPUS_ENCRYPTION_OLD_KEYS": old}, tmp_path, "reseal")
+        assert again.stdout.strip() == "resealed 0, already current 5, unreadable 0"
+
+        async with world(settings, own_engine, fake_oauth, key=new, provider=provider) as after:
+            assert await _access_token(after, company.alice) in provider.issued  # the new key alone opens it
+            # The flow begun before the reseal completes after it: its verifier was resealed too.
+            assert (await after.callback(await after.consent(pending)))["status"] == "connected"
+    finally:
+        await own_engine.dispose()

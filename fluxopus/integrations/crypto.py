@@ -58,6 +58,16 @@ def load_or_create_key(path: Path) -> bytes:
     return load_or_create_key(path)
 
 
+def connection_context(user_id: object, provider: str, kind: str) -> str:
+    """Where a connection's token belongs: its user, its provider, and which token (access|refresh)."""
+    return f"connection:{user_id}:{provider}:{kind}"
+
+
+def state_context(state_hash: str) -> str:
+    """Where a pending authorization's PKCE verifier belongs."""
+    return f"oauth-state:{state_hash}"
+
+
 def _key_id(key: bytes) -> bytes:
     return hashlib.sha256(b"fluxopus key id\x00" + key).digest()[:_KEY_ID]
 

@@ -212,7 +212,7 @@ class OAuth:
             for name, config in sorted(settings.oauth.items())
             if config.client_id or config.client_secret or name not in BUILT_IN
         }
-        self._cipher = _cipher(settings) if self.providers else None
+        self._cipher = token_cipher(settings) if self.providers else None
         self._discovered: dict[str, tuple[float, Provider]] = {}
 
     def describe(self, base_url: str) -> str:
@@ -343,7 +343,8 @@ def _apply_discovery(provider: Provider, document: Json) -> Provider:
     return dataclasses.replace(provider, **changes)
 
 
-def _cipher(settings: Settings) -> TokenCipher:
+def token_cipher(settings: Settings) -> TokenCipher:
+    """The cipher of FLUXOPUS_ENCRYPTION_KEY (and the old keys); embedded, the data dir's generated key."""
     old = [parse_key(k.get_secret_value()) for k in settings.encryption_old_keys]
     if settings.encryption_key is not None:
         return TokenCipher(parse_key(settings.encryption_key.get_secret_value()), old)

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from fluxopus.context import Context
 from fluxopus.db.session import call_as_service
 from fluxopus.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
-from fluxopus.integrations.crypto import DecryptError
+from fluxopus.integrations.crypto import DecryptError, connection_context, state_context
 from fluxopus.integrations.oauth import Grant, Provider, reason_code
 from fluxopus.integrations.providers import OAuthFailure
 from fluxopus.models.common import Page, PageQuery
@@ -129,7 +129,7 @@ async def authorize_connection(ctx: Context, *, provider: str, query: AuthorizeQ
         insert(oauth_states).values(
             state_hash=state_hash,
             provider=provider,
-            code_verifier=ctx.oauth.cipher.encrypt(verifier, f"oauth-state:{state_hash}"),
+            code_verifier=ctx.oauth.cipher.encrypt(verifier, state_context(state_hash)),
             redirect_to=redirect_to,
         )
     )
@@ -159,7 +159,7 @@ async def connection_callback(ctx: Context, *, provider: str, query: CallbackQue
     if not query.code:
         return _failed(target, provider, "missing_code", "no code")
     try:
-        verifier = ctx.oauth.cipher.decrypt(pending["code_verifier"], f"oauth-state:{_hash(query.state)}")
+        verifier = ctx.oauth.cipher.decrypt(pending["code_verifier"], state_context(_hash(query.state)))
         configured = await ctx.oauth.provider(provider)
         async with ctx.oauth.session(configured) as session:
             grant = await session.exchange(query.code, verifier if configured.pkce else None)
@@ -286,8 +286,7 @@ async def _unseal(ctx: Context, row: RowMapping) -> Grant:
 
 
 def _aad(row: Any, kind: str) -> str:
-    """Binds a sealed token to its place: the user, the provider and which token it is."""
-    return f"connection:{row['user_id']}:{row['provider']}:{kind}"
+    return connection_context(row["user_id"], row["provider"], kind)
 
 
 def _expired(row: Mapping[Any, Any], margin: dt.timedelta = dt.timedelta(0)) -> bool:
