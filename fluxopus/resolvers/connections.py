@@ -65,6 +65,7 @@ async def list_connections(ctx: Context, *, query: PageQuery) -> Page[Connection
 
 async def connection_status(ctx: Context, *, provider: str) -> ConnectionStatus:
     """The caller's own connection to `provider`, refreshed first when its access token has expired."""
+    await require_membership(ctx)  # 401 before 404: an anonymous caller learns nothing about providers
     configured = await ctx.oauth.provider(provider)
     row = await _own(ctx, provider)
     if row is not None and _needs_refresh(row):
@@ -96,6 +97,7 @@ async def connection_status(ctx: Context, *, provider: str) -> ConnectionStatus:
 async def get_access_token(ctx: Context, provider: str) -> str:
     """A usable access token of the caller's connection to `provider` (refreshed if it had expired),
     for code that calls the provider's API on the user's behalf."""
+    await require_membership(ctx)
     configured = await ctx.oauth.provider(provider)
     row = await _own(ctx, provider)
     if row is None:
@@ -113,8 +115,8 @@ async def get_access_token(ctx: Context, provider: str) -> str:
 
 
 async def authorize_connection(ctx: Context, *, provider: str, query: AuthorizeQuery) -> AuthorizationUrl:
+    await require_membership(ctx)  # 401 before 404, and no discovery request for an anonymous caller
     configured = await ctx.oauth.provider(provider)
-    await require_membership(ctx)
     redirect_to = app_redirect(query.redirect_to, ctx.oauth.app_url)
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)  # 86 characters, within RFC 7636's 43–128
