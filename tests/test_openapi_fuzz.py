@@ -15,10 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from fluxopus.app import create_app
-from fluxopus.config import Settings
+from fluxopus.config import OAuthProviderSettings, Settings
 from tests.utils.builders import Company
+from tests.utils.connections import new_key
+from tests.utils.fake_oauth import FakeOAuth
 from tests.utils.server import ThreadedServer
 
 CHECKS = ",".join(
@@ -33,8 +36,18 @@ CHECKS = ",".join(
 
 
 @pytest.fixture
-def server(settings: Settings, database_url: str) -> Iterator[ThreadedServer]:
-    with ThreadedServer(create_app(settings, database_url=database_url)) as server:
+def server(settings: Settings, database_url: str, fake_oauth: FakeOAuth) -> Iterator[ThreadedServer]:
+    # "github" is the provider name the document gives as its example, so the explicit-example phase
+    # reaches a configured provider (its endpoints moved to the fake) and not only 404s.
+    provider = fake_oauth.client()
+    github = OAuthProviderSettings(
+        client_id=provider.client_id,
+        client_secret=SecretStr(provider.client_secret),
+        authorize_url=f"{fake_oauth.url}/authorize",
+        token_url=f"{fake_oauth.url}/token",
+    )
+    configured = settings.model_copy(update={"oauth": {"github": github}, "encryption_key": SecretStr(new_key())})
+    with ThreadedServer(create_app(configured, database_url=database_url)) as server:
         yield server
 
 
