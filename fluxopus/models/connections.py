@@ -99,10 +99,18 @@ class CallbackQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    code: Annotated[str, StringConstraints(max_length=4096)] | None = None
-    state: Annotated[str, StringConstraints(max_length=512)] | None = None
-    error: Annotated[str, StringConstraints(max_length=256)] | None = None
-    error_description: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    code: Annotated[str, StringConstraints(max_length=4096)] | None = Field(
+        default=None, description="The authorization code, exchanged once for tokens"
+    )
+    state: Annotated[str, StringConstraints(max_length=512)] | None = Field(
+        default=None, description="The single-use state issued by authorize: the only proof the callback trusts"
+    )
+    error: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None, description="Set by the provider instead of a code, e.g. access_denied"
+    )
+    error_description: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+        default=None, description="The provider's explanation of `error` (logged, not shown)"
+    )
 
 
 class AuthorizationUrl(Output):
