@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import httpx2
@@ -93,7 +95,7 @@ class Grant:
 class OAuthSession:
     """One provider's Authlib client for the steps of one request."""
 
-    def __init__(self, provider: Provider, timeout: float) -> None:
+    def __init__(self, provider: Provider, timeout: float, tls: ssl.SSLContext) -> None:
         self.provider = provider
         self.timeout = timeout
         client_class = _JsonTokenClient if provider.token_body == "json" else AsyncOAuth2Client
@@ -106,6 +108,7 @@ class OAuthSession:
             redirect_uri=provider.redirect_uri,
             code_challenge_method="S256" if provider.pkce else None,
             timeout=timeout,
+            verify=tls,
             headers={"User-Agent": "fluxopus", "Accept": "application/json", **provider.headers},
         )
 
@@ -215,6 +218,11 @@ class OAuth:
         self._cipher = token_cipher(settings) if self.providers else None
         self._discovered: dict[str, tuple[float, Provider]] = {}
 
+    @cached_property
+    def _tls(self) -> ssl.SSLContext:
+        # Loading the CA bundle takes ~50 ms of CPU: once per app, not once per OAuth request.
+        return httpx2.create_ssl_context()
+
     def describe(self, base_url: str) -> str:
         """For the start-up banner: what users can connect, and the callback to register."""
         if not self.providers:
@@ -250,7 +258,7 @@ class OAuth:
         cached = self._discovered.get(name)
         if cached is not None and time.monotonic() - cached[0] < DISCOVERY_TTL:
             return cached[1]
-        session = OAuthSession(provider, self.timeout)
+        session = OAuthSession(provider, self.timeout, self._tls)
         try:
             document = await session.get_json(provider.discovery_url, None)
         except OAuthFailure as exc:
@@ -263,7 +271,7 @@ class OAuth:
 
     @asynccontextmanager
     async def session(self, provider: Provider) -> AsyncIterator[OAuthSession]:
-        session = OAuthSession(provider, self.timeout)
+        session = OAuthSession(provider, self.timeout, self._tls)
         try:
             yield session
         finally:

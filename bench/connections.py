@@ -1,0 +1,183 @@
+"""What connections cost over real HTTP: authorize, the callback's code exchange, status, refresh.
+
+Starts an embedded PostgreSQL in a temp dir, the fake OAuth provider of tests/utils/fake_oauth.py
+(in this process, on its own thread) and `fluxopus serve` against both, provisions users, then:
+
+1. times `GET /api/connections/authorize/{provider}` (a state row + the URL) at a fixed concurrency;
+2. times whole connect flows (authorize → the provider's consent redirect → our callback, which
+   exchanges the code and reads userinfo) and the callback step alone;
+3. times `GET /api/connections/status/{provider}` with a fresh token (a read), and just after
+   every access token was made to expire (a read, a row lock, a refresh at the provider, a write);
+4. fires N simultaneous status calls at ONE expired connection and prints how many refreshes the
+   provider saw (the row lock should make it exactly 1).
+
+    python bench/connections.py [--users 100] [--concurrency 8] [--herd 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from fluxopus.auth.jwt import mint_token
+from fluxopus.db.accounts import ensure_member
+from fluxopus.db.embedded import EmbeddedPostgres
+from fluxopus.db.engine import asyncpg_dsn
+from fluxopus.db.migrate import migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.utils.fake_oauth import FakeOAuth  # noqa: E402
+from tests.utils.server import free_port  # noqa: E402
+
+SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
+PROVIDER = "bench"
+
+
+def report(name: str, latencies: list[float], elapsed: float | None, errors: int) -> None:
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 100
+    rate = f"{len(latencies) / elapsed:7.0f} /s" if elapsed else " " * 10
+    print(f"{name:<44} {rate}   p50 {q[49] * 1000:6.1f} ms   p95 {q[94] * 1000:6.1f} ms   errors {errors}")
+
+
+async def drive(name: str, items: list[object], step: Callable[[object], Awaitable[bool]], concurrency: int) -> None:
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        nonlocal errors
+        while not queue.empty():
+            item = queue.get_nowait()
+            start = time.perf_counter()
+            ok = await step(item)
+            latencies.append(time.perf_counter() - start)
+            errors += not ok
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    report(name, latencies, time.perf_counter() - began, errors)
+
+
+async def main(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="fluxopus-bench-"))
+    pg = EmbeddedPostgres(workdir)
+    url = pg.start()
+    fake = FakeOAuth()
+    client = fake.client()
+    server = None
+    try:
+        await migrate(url)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        prefix = f"FLUXOPUS_OAUTH_{PROVIDER.upper()}_"
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "FLUXOPUS_JWT_SECRET": SECRET,
+            "FLUXOPUS_DATA_DIR": str(workdir),
+            "FLUXOPUS_LOG_LEVEL": "warning",
+            "FLUXOPUS_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+            prefix + "CLIENT_ID": client.client_id,
+            prefix + "CLIENT_SECRET": client.client_secret,
+            prefix + "DISCOVERY_URL": f"{fake.url}/.well-known/openid-configuration",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "fluxopus.cli", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
+        )
+        async with httpx.AsyncClient(base_url=base) as probe:
+            for _ in range(300):
+                try:
+                    if (await probe.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        users = []
+        for i in range(args.users):
+            m = await ensure_member(url, email=f"user{i}@bench.test", company="Bench", role="member")
+            token = mint_token(SECRET, user_id=m.user_id, email=m.email, role=m.role, company_id=m.company_id, ttl=3600)
+            users.append({"Authorization": f"Bearer {token}"})
+        print(f"{args.users} users, concurrency {args.concurrency}; provider: the fake on {fake.url}")
+
+        limits = httpx.Limits(max_connections=max(args.concurrency, args.herd))
+        async with (
+            httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as api,
+            httpx.AsyncClient(limits=limits, timeout=60) as browser,
+        ):
+            authorize = f"/api/connections/authorize/{PROVIDER}"
+            status = f"/api/connections/status/{PROVIDER}"
+            json_accept = {"Accept": "application/json"}
+
+            async def start(headers: object) -> bool:
+                assert isinstance(headers, dict)
+                return (await api.get(authorize, headers=headers | json_accept)).status_code == 200
+
+            await drive("authorize (state row + URL)", users, start, args.concurrency)
+
+            callback_times: list[float] = []
+
+            async def connect(headers: object) -> bool:
+                assert isinstance(headers, dict)
+                consent = (await api.get(authorize, headers=headers | json_accept)).json()["url"]
+                back = (await browser.get(consent)).headers["location"]
+                began = time.perf_counter()
+                landed = await api.get(back)
+                callback_times.append(time.perf_counter() - began)
+                return "status=connected" in landed.headers.get("location", "")
+
+            await drive("connect: authorize + consent + callback", users, connect, args.concurrency)
+            report("  of which the callback (exchange + userinfo)", callback_times, None, 0)
+
+            async def check(headers: object) -> bool:
+                assert isinstance(headers, dict)
+                return (await api.get(status, headers=headers)).json().get("status") == "connected"
+
+            await drive("status, token fresh", users * 4, check, args.concurrency)
+            conn = await asyncpg.connect(asyncpg_dsn(url))
+            try:
+                await conn.execute("update connections set expires_at = now() - interval '1 minute'")
+                refreshes = client.refreshes
+                await drive("status, token expired (refresh first)", users, check, args.concurrency)
+                print(f"{'':<44} the provider saw {client.refreshes - refreshes} refreshes for {args.users} calls")
+
+                await conn.execute("update connections set expires_at = now() - interval '1 minute'")
+                refreshes = client.refreshes
+                client.refresh_delay = 0.05  # a provider that takes 50 ms to refresh
+                herd = [users[0]] * args.herd
+                await drive(f"{args.herd} simultaneous status, one expired token", herd, check, args.herd)
+                print(f"{'':<44} the provider saw {client.refreshes - refreshes} refresh(es)")
+            finally:
+                await conn.close()
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        fake.close()
+        pg.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--herd", type=int, default=50)
+    asyncio.run(main(parser.parse_args()))
