@@ -10,7 +10,6 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -27,7 +26,7 @@ from fluxopus.resolvers import connections
 from tests.test_platform import assert_error_body
 from tests.utils.builders import Company, User, make_company
 from tests.utils.cli import cli_env, run_cli
-from tests.utils.connections import APP_URL, JSON, World, new_key, world
+from tests.utils.connections import APP_URL, JSON, World, expire, new_key, owner_rows, pending_states, stored, world
 from tests.utils.fake_oauth import FakeOAuth, s256
 
 
@@ -35,20 +34,6 @@ from tests.utils.fake_oauth import FakeOAuth, s256
 async def w(settings: Settings, engine: AsyncEngine, fake_oauth: FakeOAuth) -> AsyncIterator[World]:
     async with world(settings, engine, fake_oauth) as w:
         yield w
-
-
-async def _rows(engine: AsyncEngine, sql: str, **params: Any) -> list[dict[str, Any]]:
-    """Read as the database owner (no RLS): what is really stored."""
-    async with engine.connect() as conn:
-        return [dict(r) for r in (await conn.execute(text(sql), params)).mappings()]
-
-
-async def stored(engine: AsyncEngine, user: User) -> list[dict[str, Any]]:
-    return await _rows(engine, "select * from connections where user_id = :u", u=user.id)
-
-
-async def pending_states(engine: AsyncEngine, user: User) -> int:
-    return len(await _rows(engine, "select 1 from oauth_states where user_id = :u", u=user.id))
 
 
 # --- the whole flow --------------------------------------------------------------------------
@@ -88,7 +73,7 @@ async def test_authorize_callback_status_refresh_and_disconnect(w: World, acme: 
     assert w.provider.refreshes == 0  # not expired: no refresh
 
     # The access token expires: the next status call refreshes it first.
-    await _expire(engine, row["id"])
+    await expire(engine, row["id"])
     status = await w.status(alice)
     assert status["status"] == "connected" and w.provider.refreshes == 1
     expires_at = dt.datetime.fromisoformat(status["expires_at"])
@@ -112,14 +97,6 @@ async def test_authorize_callback_status_refresh_and_disconnect(w: World, acme: 
     async with httpx.AsyncClient() as http:
         answer = await http.get(f"{w.fake.url}/userinfo", headers={"Authorization": f"Bearer {w.provider.issued[-2]}"})
     assert answer.status_code == 401
-
-
-async def _expire(engine: AsyncEngine, connection_id: Any) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            text("update connections set expires_at = now() - interval '1 minute' where id = :id"),
-            {"id": connection_id},
-        )
 
 
 async def test_authorize_answers_json_with_the_url(w: World, acme: Company) -> None:
@@ -150,13 +127,13 @@ async def test_reconnecting_replaces_the_tokens_of_the_same_connection(
 async def test_two_concurrent_status_calls_refresh_once(w: World, acme: Company, engine: AsyncEngine) -> None:
     await w.connect(acme.alice)
     [row] = await stored(engine, acme.alice)
-    await _expire(engine, row["id"])
+    await expire(engine, row["id"])
     w.provider.refresh_delay = 0.5  # both calls arrive while the first refresh is in flight
     first, second = await asyncio.gather(w.status(acme.alice), w.status(acme.alice))
     assert first["status"] == second["status"] == "connected"
     assert w.provider.refreshes == 1
     # The refresh token rotated once; the stored one is the newest, and it works.
-    await _expire(engine, row["id"])
+    await expire(engine, row["id"])
     w.provider.refresh_delay = 0
     assert (await w.status(acme.alice))["status"] == "connected" and w.provider.refreshes == 2
 
@@ -261,7 +238,7 @@ async def test_invalid_grant_on_refresh_marks_the_connection_revoked(
 ) -> None:
     await w.connect(acme.alice)
     [row] = await stored(engine, acme.alice)
-    await _expire(engine, row["id"])
+    await expire(engine, row["id"])
     w.provider.refresh_error = "invalid_grant"
     status = await w.status(acme.alice)
     assert status["connected"] is False and status["status"] == "revoked"
@@ -280,7 +257,7 @@ async def test_a_provider_outage_during_refresh_is_an_error_retried_next_time(
 ) -> None:
     await w.connect(acme.alice)
     [row] = await stored(engine, acme.alice)
-    await _expire(engine, row["id"])
+    await expire(engine, row["id"])
     w.provider.token_status = 503
     status = await w.status(acme.alice)
     assert status["status"] == "error" and "HTTP 503" in status["error"] and status["connected"] is False
@@ -294,7 +271,7 @@ async def test_an_expired_token_without_refresh_token_is_expired(w: World, acme:
     await w.connect(acme.alice)
     [row] = await stored(engine, acme.alice)
     assert row["refresh_token"] is None
-    await _expire(engine, row["id"])
+    await expire(engine, row["id"])
     status = await w.status(acme.alice)
     assert status["status"] == "expired" and status["connected"] is False
     assert (await w.connections(acme.alice))[0]["status"] == "expired"
@@ -435,10 +412,10 @@ def _unreachable() -> FakeOAuth:
 
 async def _database_text(engine: AsyncEngine) -> str:
     """Every row of every table of ours, as PostgreSQL prints it (bytea as hex)."""
-    tables = await _rows(engine, "select tablename from pg_tables where schemaname = 'public'")
+    tables = await owner_rows(engine, "select tablename from pg_tables where schemaname = 'public'")
     parts = []
     for table in tables:
-        rows = await _rows(engine, f'select t::text as row from public."{table["tablename"]}" t')
+        rows = await owner_rows(engine, f'select t::text as row from public."{table["tablename"]}" t')
         parts.extend(r["row"] for r in rows)
     return "\n".join(parts)
 
@@ -449,7 +426,7 @@ async def test_no_token_in_the_database_any_response_or_any_log(
     caplog.set_level(logging.DEBUG)
     await w.connect(acme.alice)
     [row] = await stored(engine, acme.alice)
-    await _expire(engine, row["id"])
+    await expire(engine, row["id"])
     await w.status(acme.alice)  # a refresh: new tokens stored
     await w.connections(acme.alice)
     await w.connections(acme.admin)
@@ -504,11 +481,11 @@ async def test_get_access_token_returns_a_usable_token_refreshed_when_expired(
     token = await _access_token(w, acme.alice)
     assert token == w.provider.issued[0] and await _works_at_the_provider(w, token)
     [row] = await stored(engine, acme.alice)
-    await _expire(engine, row["id"])
+    await expire(engine, row["id"])
     fresh = await _access_token(w, acme.alice)
     assert fresh != token and w.provider.refreshes == 1 and await _works_at_the_provider(w, fresh)
     # Revoked at the provider: the refresh is refused and the connection is unusable until reconnected.
-    await _expire(engine, row["id"])
+    await expire(engine, row["id"])
     w.provider.refresh_error = "invalid_grant"
     with pytest.raises(Conflict, match="revoked"):
         await _access_token(w, acme.alice)
@@ -527,13 +504,13 @@ async def test_tokens_sealed_under_a_rotated_out_key_are_still_read(
         [row] = await stored(engine, acme.alice)
         cipher = after.app.state.runtime.oauth.cipher
         assert not cipher.is_current(row["access_token"])
-        await _expire(engine, row["id"])
+        await expire(engine, row["id"])
         assert (await after.status(acme.alice))["status"] == "connected"  # refreshed: sealed anew
         [row] = await stored(engine, acme.alice)
         assert cipher.is_current(row["access_token"]) and cipher.is_current(row["refresh_token"])
     # A server that lost the key cannot read the tokens: an error that says so, not a crash.
     async with world(settings, engine, fake_oauth, key=old, provider=provider) as lost:
-        await _expire(engine, row["id"])
+        await expire(engine, row["id"])
         status = await lost.status(acme.alice)
         assert status["status"] == "error" and "FLUXOPUS_ENCRYPTION_OLD_KEYS" in status["error"]
         with pytest.raises(Conflict):

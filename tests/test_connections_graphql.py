@@ -14,12 +14,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.config import Settings
 from tests.utils.builders import Company, User, error_codes, gql
-from tests.utils.connections import APP_URL, World, world
+from tests.utils.connections import APP_URL, World, expire, pending_states, stored, world
 from tests.utils.fake_oauth import FakeOAuth
 
 CONNECTION_FIELDS = "id userId provider status account scopes expiresAt error createdAt updatedAt"
@@ -51,29 +50,6 @@ def failed(result: dict[str, Any], code: str) -> str:
     assert error_codes(result) == [code], result
     message: str = result["errors"][0]["message"]
     return message
-
-
-async def _rows(engine: AsyncEngine, sql: str, **params: Any) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
-        return [dict(r) for r in (await conn.execute(text(sql), params)).mappings()]
-
-
-async def stored(engine: AsyncEngine, user: User) -> list[dict[str, Any]]:
-    return await _rows(engine, "select * from connections where user_id = :u", u=user.id)
-
-
-async def pending_states(engine: AsyncEngine, user: User | None = None) -> int:
-    if user is None:
-        return len(await _rows(engine, "select 1 from oauth_states"))
-    return len(await _rows(engine, "select 1 from oauth_states where user_id = :u", u=user.id))
-
-
-async def _expire(engine: AsyncEngine, connection_id: Any) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            text("update connections set expires_at = now() - interval '1 minute' where id = :id"),
-            {"id": connection_id},
-        )
 
 
 async def connect(w: World, user: User, **variables: Any) -> dict[str, str]:
@@ -121,7 +97,7 @@ async def test_authorize_consent_list_status_refresh_and_disconnect(
     assert w.provider.refreshes == 0
 
     # The access token expires: connectionStatus refreshes it first.
-    await _expire(engine, row["id"])
+    await expire(engine, row["id"])
     status = ok(await gql(w.client, alice, STATUS, {"provider": "fake"}))["connectionStatus"]
     assert status["connected"] is True and status["status"] == "connected" and w.provider.refreshes == 1
     expires_at = dt.datetime.fromisoformat(status["expiresAt"])

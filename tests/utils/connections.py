@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from fastapi import FastAPI
 from pydantic import SecretStr
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.app import create_app
@@ -134,3 +135,29 @@ async def world(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test", event_hooks={"response": [keep]}) as c:
         yield World(app, c, fake, provider, bodies)
+
+
+async def owner_rows(engine: AsyncEngine, sql: str, **params: Any) -> list[dict[str, Any]]:
+    """Read as the database owner (no RLS): what is really stored."""
+    async with engine.connect() as conn:
+        return [dict(r) for r in (await conn.execute(text(sql), params)).mappings()]
+
+
+async def stored(engine: AsyncEngine, user: User) -> list[dict[str, Any]]:
+    return await owner_rows(engine, "select * from connections where user_id = :u", u=user.id)
+
+
+async def pending_states(engine: AsyncEngine, user: User | None = None) -> int:
+    """Authorizations in flight: the user's, or everyone's."""
+    if user is None:
+        return len(await owner_rows(engine, "select 1 from oauth_states"))
+    return len(await owner_rows(engine, "select 1 from oauth_states where user_id = :u", u=user.id))
+
+
+async def expire(engine: AsyncEngine, connection_id: Any) -> None:
+    """The connection's access token expired a minute ago (as the provider said it would)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("update connections set expires_at = now() - interval '1 minute' where id = :id"),
+            {"id": connection_id},
+        )
