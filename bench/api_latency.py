@@ -13,16 +13,13 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from harness import serving
 
 from fluxopus.auth.jwt import mint_token
 from fluxopus.db.accounts import ensure_member
@@ -31,12 +28,6 @@ from fluxopus.db.migrate import migrate
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 GRAPHQL_NESTED = "{ tasks(limit: 50) { id title totalMinutes timeLogs { minutes } tags { name } assignee { email } } }"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def seed(url: str, base: str, tasks: int) -> tuple[dict[str, str], str]:
@@ -90,10 +81,8 @@ async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="fluxopus-bench-"))
     pg = EmbeddedPostgres(workdir)
     url = pg.start()
-    server = None
     try:
         await migrate(url)
-        port = free_port()
         env = {
             **os.environ,
             "DATABASE_URL": url,
@@ -101,35 +90,21 @@ async def main(args: argparse.Namespace) -> None:
             "FLUXOPUS_DATA_DIR": str(workdir),
             "FLUXOPUS_LOG_LEVEL": "warning",
         }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "fluxopus.cli", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
-        )
-        base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=base) as probe:
-            for _ in range(200):
-                try:
-                    if (await probe.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        headers, task_id = await seed(url, base, args.tasks)
-        print(f"{args.tasks} tasks seeded; {args.requests} requests per row at concurrency {args.concurrency}")
-        limits = httpx.Limits(max_connections=args.concurrency)
-        async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as client:
-            cases = {
-                "GET /healthz (no auth, select 1)": lambda c, i: c.get("/healthz"),
-                "GET /api/tasks/{id}": lambda c, i: c.get(f"/api/tasks/{task_id}"),
-                "GET /api/tasks?limit=50": lambda c, i: c.get("/api/tasks", params={"limit": 50}),
-                "POST /api/tasks": lambda c, i: c.post("/api/tasks", json={"title": f"bench {i}"}),
-                "GraphQL tasks(limit:50) + nested": lambda c, i: c.post("/graphql", json={"query": GRAPHQL_NESTED}),
-            }
-            for name, make_request in cases.items():
-                await drive(name, client, make_request, args.requests, args.concurrency)
+        async with serving(env) as base:
+            headers, task_id = await seed(url, base, args.tasks)
+            print(f"{args.tasks} tasks seeded; {args.requests} requests per row at concurrency {args.concurrency}")
+            limits = httpx.Limits(max_connections=args.concurrency)
+            async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as client:
+                cases = {
+                    "GET /healthz (no auth, select 1)": lambda c, i: c.get("/healthz"),
+                    "GET /api/tasks/{id}": lambda c, i: c.get(f"/api/tasks/{task_id}"),
+                    "GET /api/tasks?limit=50": lambda c, i: c.get("/api/tasks", params={"limit": 50}),
+                    "POST /api/tasks": lambda c, i: c.post("/api/tasks", json={"title": f"bench {i}"}),
+                    "GraphQL tasks(limit:50) + nested": lambda c, i: c.post("/graphql", json={"query": GRAPHQL_NESTED}),
+                }
+                for name, make_request in cases.items():
+                    await drive(name, client, make_request, args.requests, args.concurrency)
     finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
         pg.close()
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -22,9 +22,7 @@ import base64
 import os
 import secrets
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,8 +40,9 @@ from fluxopus.db.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.utils.fake_oauth import FakeOAuth  # noqa: E402
-from tests.utils.server import free_port  # noqa: E402
+from harness import serving  # noqa: E402
+
+from tests.utils.fake_oauth import FakeClient, FakeOAuth  # noqa: E402
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 PROVIDER = "bench"
@@ -82,11 +81,8 @@ async def main(args: argparse.Namespace) -> None:
     url = pg.start()
     fake = FakeOAuth()
     client = fake.client()
-    server = None
     try:
         await migrate(url)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         prefix = f"FLUXOPUS_OAUTH_{PROVIDER.upper()}_"
         env = {
             **os.environ,
@@ -99,80 +95,71 @@ async def main(args: argparse.Namespace) -> None:
             prefix + "CLIENT_SECRET": client.client_secret,
             prefix + "DISCOVERY_URL": f"{fake.url}/.well-known/openid-configuration",
         }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "fluxopus.cli", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
-        )
-        async with httpx.AsyncClient(base_url=base) as probe:
-            for _ in range(300):
-                try:
-                    if (await probe.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        users = []
-        for i in range(args.users):
-            m = await ensure_member(url, email=f"user{i}@bench.test", company="Bench", role="member")
-            token = mint_token(SECRET, user_id=m.user_id, email=m.email, role=m.role, company_id=m.company_id, ttl=3600)
-            users.append({"Authorization": f"Bearer {token}"})
-        print(f"{args.users} users, concurrency {args.concurrency}; provider: the fake on {fake.url}")
-
-        limits = httpx.Limits(max_connections=max(args.concurrency, args.herd))
-        async with (
-            httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as api,
-            httpx.AsyncClient(limits=limits, timeout=60) as browser,
-        ):
-            authorize = f"/api/connections/authorize/{PROVIDER}"
-            status = f"/api/connections/status/{PROVIDER}"
-            json_accept = {"Accept": "application/json"}
-
-            async def start(headers: object) -> bool:
-                assert isinstance(headers, dict)
-                return (await api.get(authorize, headers=headers | json_accept)).status_code == 200
-
-            await drive("authorize (state row + URL)", users, start, args.concurrency)
-
-            callback_times: list[float] = []
-
-            async def connect(headers: object) -> bool:
-                assert isinstance(headers, dict)
-                consent = (await api.get(authorize, headers=headers | json_accept)).json()["url"]
-                back = (await browser.get(consent)).headers["location"]
-                began = time.perf_counter()
-                landed = await api.get(back)
-                callback_times.append(time.perf_counter() - began)
-                return "status=connected" in landed.headers.get("location", "")
-
-            await drive("connect: authorize + consent + callback", users, connect, args.concurrency)
-            report("  of which the callback (exchange + userinfo)", callback_times, None, 0)
-
-            async def check(headers: object) -> bool:
-                assert isinstance(headers, dict)
-                return (await api.get(status, headers=headers)).json().get("status") == "connected"
-
-            await drive("status, token fresh", users * 4, check, args.concurrency)
-            conn = await asyncpg.connect(asyncpg_dsn(url))
-            try:
-                await conn.execute("update connections set expires_at = now() - interval '1 minute'")
-                refreshes = client.refreshes
-                await drive("status, token expired (refresh first)", users, check, args.concurrency)
-                print(f"{'':<44} the provider saw {client.refreshes - refreshes} refreshes for {args.users} calls")
-
-                await conn.execute("update connections set expires_at = now() - interval '1 minute'")
-                refreshes = client.refreshes
-                client.refresh_delay = 0.05  # a provider that takes 50 ms to refresh
-                herd = [users[0]] * args.herd
-                await drive(f"{args.herd} simultaneous status, one expired token", herd, check, args.herd)
-                print(f"{'':<44} the provider saw {client.refreshes - refreshes} refresh(es)")
-            finally:
-                await conn.close()
+        async with serving(env) as base:
+            await exercise(args, url, base, fake, client)
     finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
         fake.close()
         pg.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def exercise(args: argparse.Namespace, url: str, base: str, fake: FakeOAuth, client: FakeClient) -> None:
+    users = []
+    for i in range(args.users):
+        m = await ensure_member(url, email=f"user{i}@bench.test", company="Bench", role="member")
+        token = mint_token(SECRET, user_id=m.user_id, email=m.email, role=m.role, company_id=m.company_id, ttl=3600)
+        users.append({"Authorization": f"Bearer {token}"})
+    print(f"{args.users} users, concurrency {args.concurrency}; provider: the fake on {fake.url}")
+
+    limits = httpx.Limits(max_connections=max(args.concurrency, args.herd))
+    async with (
+        httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as api,
+        httpx.AsyncClient(limits=limits, timeout=60) as browser,
+    ):
+        authorize = f"/api/connections/authorize/{PROVIDER}"
+        status = f"/api/connections/status/{PROVIDER}"
+        json_accept = {"Accept": "application/json"}
+
+        async def start(headers: object) -> bool:
+            assert isinstance(headers, dict)
+            return (await api.get(authorize, headers=headers | json_accept)).status_code == 200
+
+        await drive("authorize (state row + URL)", users, start, args.concurrency)
+
+        callback_times: list[float] = []
+
+        async def connect(headers: object) -> bool:
+            assert isinstance(headers, dict)
+            consent = (await api.get(authorize, headers=headers | json_accept)).json()["url"]
+            back = (await browser.get(consent)).headers["location"]
+            began = time.perf_counter()
+            landed = await api.get(back)
+            callback_times.append(time.perf_counter() - began)
+            return "status=connected" in landed.headers.get("location", "")
+
+        await drive("connect: authorize + consent + callback", users, connect, args.concurrency)
+        report("  of which the callback (exchange + userinfo)", callback_times, None, 0)
+
+        async def check(headers: object) -> bool:
+            assert isinstance(headers, dict)
+            return (await api.get(status, headers=headers)).json().get("status") == "connected"
+
+        await drive("status, token fresh", users * 4, check, args.concurrency)
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            await conn.execute("update connections set expires_at = now() - interval '1 minute'")
+            refreshes = client.refreshes
+            await drive("status, token expired (refresh first)", users, check, args.concurrency)
+            print(f"{'':<44} the provider saw {client.refreshes - refreshes} refreshes for {args.users} calls")
+
+            await conn.execute("update connections set expires_at = now() - interval '1 minute'")
+            refreshes = client.refreshes
+            client.refresh_delay = 0.05  # a provider that takes 50 ms to refresh
+            herd = [users[0]] * args.herd
+            await drive(f"{args.herd} simultaneous status, one expired token", herd, check, args.herd)
+            print(f"{'':<44} the provider saw {client.refreshes - refreshes} refresh(es)")
+        finally:
+            await conn.close()
 
 
 if __name__ == "__main__":
