@@ -84,7 +84,10 @@ class OAuthEnvironment(PydanticBaseSettingsSource):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLUXOPUS_", env_file=".env", extra="ignore")
+    # validate_by_name: Settings(database_url=...) must work too, not only the DATABASE_URL alias.
+    model_config = SettingsConfigDict(
+        env_prefix="FLUXOPUS_", env_file=".env", extra="ignore", validate_by_name=True, validate_by_alias=True
+    )
 
     data_dir: Path = Field(default_factory=default_data_dir)
     # No DATABASE_URL → an embedded PostgreSQL is started in data_dir/pgdata.

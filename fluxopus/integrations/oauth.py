@@ -241,7 +241,7 @@ class OAuth:
         provider = self.providers.get(name)
         if provider is not None:
             return provider
-        upper = re.sub(r"[^A-Za-z0-9]", "_", name).upper()[:40]
+        upper = _env_name(name)
         if name in BUILT_IN:
             raise NotFound(
                 f"{BUILT_IN[name].title} is not configured on this server: "
@@ -278,10 +278,15 @@ class OAuth:
             await session.aclose()
 
 
+def _env_name(name: str) -> str:
+    """How a provider's name appears in its FLUXOPUS_OAUTH_<NAME>_* variables."""
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()[:40]
+
+
 def _configure(name: str, config: OAuthProviderSettings, base_url: str) -> Provider:
     if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
         raise ValueError(f"OAuth provider name {name!r}: use lower-case letters, digits, - or _ (at most 40)")
-    upper = name.upper()
+    upper = _env_name(name)
     if not config.client_id or config.client_secret is None:
         raise ValueError(f"OAuth provider {name}: set both FLUXOPUS_OAUTH_{upper}_CLIENT_ID and _CLIENT_SECRET")
     spec = BUILT_IN.get(name)

@@ -3,6 +3,11 @@
 Real OAuth client code (Authlib's httpx client) runs unmodified against it: discovery, the authorization code
 grant with PKCE (RFC 7636), refresh with rotation, userinfo and revocation (RFC 7009). Behaviour is configured
 per registered client, so concurrent tests that register their own clients do not interfere.
+
+A client's `dialect` makes it answer as a provider that departs from the standards does (see DIALECTS):
+GitHub (errors in HTTP 200, `GET /user`, `DELETE /applications/{client_id}/grant`), Slack (`ok` envelopes,
+the workspace in the token response, `auth.revoke` by bearer token) and Notion (a JSON token body with HTTP
+Basic and a Notion-Version header, the workspace in the token response, JSON revocation).
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import json
 import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from starlette.applications import Starlette
@@ -31,9 +37,76 @@ CODE_TTL = 60.0  # seconds an authorization code stays redeemable
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636 4.1
 
 
+Dialect = Literal["standard", "github", "slack", "notion"]
+DIALECTS: tuple[Dialect, ...] = ("standard", "github", "slack", "notion")
+# Token prefixes as the real providers issue them, so a test can tell whose token it holds.
+_PREFIXES = {
+    "standard": ("at-", "rt-"),
+    "github": ("gho_", "ghr_"),
+    "slack": ("xoxb-", "xoxe-1-"),
+    "notion": ("ntn_", "nrt_"),
+}
+# How providers that answer token errors with HTTP 200 name RFC 6749's errors.
+_ERRORS_IN_200 = {
+    "github": {"invalid_grant": "bad_verification_code", "invalid_client": "incorrect_client_credentials"},
+    "slack": {"invalid_grant": "invalid_code", "invalid_client": "bad_client_secret"},
+}
+
+
 def _account() -> Json:
     name = secrets.token_hex(6)
     return {"sub": f"user-{name}", "email": f"{name}@example.com", "name": "Test User"}
+
+
+def _dialect_account(dialect: Dialect) -> Json:
+    """The consenting user as the provider describes them: in `GET /user`, or in the token response."""
+    name = secrets.token_hex(6)
+    if dialect == "github":
+        return {"id": secrets.randbelow(10**8), "login": f"user-{name}", "name": "Test User", "email": None}
+    if dialect == "slack":
+        return {"team": {"id": f"T{name.upper()}", "name": f"Team {name}"}, "authed_user": {"id": f"U{name.upper()}"}}
+    if dialect == "notion":
+        return {
+            "workspace_id": f"ws-{name}",
+            "workspace_name": f"Workspace {name}",
+            "workspace_icon": None,
+            "bot_id": f"bot-{name}",
+            "owner": {
+                "type": "user",
+                "user": {"object": "user", "id": f"u-{name}", "person": {"email": f"{name}@example.com"}},
+            },
+        }
+    return _account()
+
+
+# What differs from the standard client defaults, as the real providers issue tokens.
+_DIALECT_DEFAULTS: dict[str, Json] = {
+    "github": {"expires_in": None, "issue_refresh": False},  # OAuth apps' tokens do not expire
+    "slack": {"expires_in": None, "issue_refresh": False, "require_pkce": False},  # without token rotation
+    "notion": {"expires_in": None, "issue_refresh": False, "require_pkce": False},
+}
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request to the token endpoint, a revocation endpoint or GitHub's `/user`, as it arrived."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: Json  # form fields or the JSON object; {} when empty
+
+    @property
+    def auth_scheme(self) -> str | None:
+        scheme = self.headers.get("authorization", "").partition(" ")[0].lower()
+        return scheme or None
+
+    def basic_credentials(self) -> tuple[str, str] | None:
+        scheme, _, value = self.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        user, _, password = base64.b64decode(value).decode().partition(":")
+        return unquote_plus(user), unquote_plus(password)
 
 
 @dataclass
@@ -54,12 +127,14 @@ class FakeClient:
     revoke_status: int | None = None
     userinfo_status: int | None = None
     account: Json = field(default_factory=_account)  # the consenting user's claims
+    dialect: Dialect = "standard"  # answer as this provider does where it departs from the standards
     # Records, written by the server thread under FakeOAuth's lock.
     authorize_requests: list[Json] = field(default_factory=list)
     token_requests: list[Json] = field(default_factory=list)  # form fields, grant_type included
     refreshes: int = 0  # successful refresh grants
     revoked: set[str] = field(default_factory=set)
     issued: list[str] = field(default_factory=list)  # every access and refresh token ever issued
+    received: list[Received] = field(default_factory=list)  # token, revocation and /user requests
 
 
 @dataclass
@@ -113,6 +188,9 @@ class FakeOAuth:
             Route("/token", self._token, methods=["POST"]),
             Route("/userinfo", self._userinfo),
             Route("/revoke", self._revoke, methods=["POST"]),
+            Route("/user", self._github_user),  # GitHub's "who am I"
+            Route("/applications/{client_id}/grant", self._github_delete_grant, methods=["DELETE"]),
+            Route("/api/auth.revoke", self._slack_revoke, methods=["GET", "POST"]),
         ]
         self._server = ThreadedServer(Starlette(routes=routes))
         self._server.__enter__()
@@ -122,12 +200,35 @@ class FakeOAuth:
         return self._server.url
 
     def client(self, **behaviour: Any) -> FakeClient:
-        """Register a client with a random id and secret (both overridable) and the given behaviour."""
-        ids = {"client_id": f"client-{secrets.token_hex(6)}", "client_secret": secrets.token_urlsafe(24)}
-        client = FakeClient(**(ids | behaviour))
+        """Register a client with a random id and secret (both overridable) and the given behaviour.
+
+        A `dialect` brings that provider's usual defaults (e.g. GitHub's tokens do not expire) and account shape."""
+        defaults = {"client_id": f"client-{secrets.token_hex(6)}", "client_secret": secrets.token_urlsafe(24)}
+        dialect = behaviour.get("dialect", "standard")
+        if dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r}")
+        if dialect != "standard":
+            defaults |= _DIALECT_DEFAULTS[dialect] | {"account": _dialect_account(dialect)}
+        client = FakeClient(**(defaults | behaviour))
         with self._lock:
             self.client_by_id[client.client_id] = client
         return client
+
+    def endpoints(self, dialect: Dialect = "standard") -> dict[str, str]:
+        """This fake's endpoints as a provider of `dialect` names them: OAuthProviderSettings' URL fields."""
+        urls = {"authorize_url": f"{self.url}/authorize", "token_url": f"{self.url}/token"}
+        if dialect == "github":  # the revocation URL is a prefix: GitHub's client appends /{client_id}/grant
+            return urls | {"userinfo_url": f"{self.url}/user", "revoke_url": f"{self.url}/applications"}
+        if dialect == "slack":
+            return urls | {"revoke_url": f"{self.url}/api/auth.revoke"}
+        if dialect == "notion":
+            return urls | {"revoke_url": f"{self.url}/revoke"}
+        return urls | {"userinfo_url": f"{self.url}/userinfo", "revoke_url": f"{self.url}/revoke"}
+
+    def uninstall(self, client: FakeClient) -> None:
+        """The user removes the app at the provider: every token ever issued to `client` stops working."""
+        with self._lock:
+            client.revoked.update(client.issued)
 
     def close(self) -> None:
         self._server.__exit__(None, None, None)
@@ -206,22 +307,25 @@ class FakeOAuth:
         return client, None
 
     async def _token(self, request: Request) -> Response:
-        if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        form = await _read_body(request)
+        if form is None:
             return _error(400, "invalid_request", "the body must be application/x-www-form-urlencoded")
-        form = {k: str(v) for k, v in (await request.form()).items()}
         client, denied = self._authenticate(request, form)
         if client is not None:
             with self._lock:
                 client.token_requests.append(form)
+                client.received.append(_received(request, form))
         if client is None or denied is not None:
-            return denied or _error(401, "invalid_client")
+            return _in_dialect(client, denied or _error(401, "invalid_client"))
+        if (problem := _dialect_problem(client, request)) is not None:
+            return problem
         if client.token_status is not None:
             return _error(client.token_status, "server_error")
         if form.get("grant_type") == "authorization_code":
-            return self._code_grant(client, form)
+            return _in_dialect(client, self._code_grant(client, form))
         if form.get("grant_type") == "refresh_token":
-            return await self._refresh_grant(client, form)
-        return _error(400, "unsupported_grant_type" if "grant_type" in form else "invalid_request")
+            return _in_dialect(client, await self._refresh_grant(client, form))
+        return _in_dialect(client, _error(400, "unsupported_grant_type" if "grant_type" in form else "invalid_request"))
 
     def _code_grant(self, client: FakeClient, form: Json) -> Response:
         with self._lock:  # codes are single-use: mark it used before checking anything else
@@ -257,20 +361,28 @@ class FakeOAuth:
         return self._issue(client, old.grant, old.scope, old.account, refresh=client.rotate_refresh)
 
     def _issue(self, client: FakeClient, grant: str, scope: str, account: Json, *, refresh: bool) -> Response:
-        access = "at-" + secrets.token_urlsafe(24)
+        access_prefix, refresh_prefix = _PREFIXES[client.dialect]
+        access = access_prefix + secrets.token_urlsafe(24)
         expires_at = None if client.expires_in is None else time.monotonic() + client.expires_in
         body: Json = {"access_token": access, "token_type": "Bearer"}
         with self._lock:
             self._tokens[access] = _Token(client, "access", grant, scope, account, expires_at)
             client.issued.append(access)
             if refresh:
-                body["refresh_token"] = "rt-" + secrets.token_urlsafe(24)
+                body["refresh_token"] = refresh_prefix + secrets.token_urlsafe(24)
                 self._tokens[body["refresh_token"]] = _Token(client, "refresh", grant, scope, account)
                 client.issued.append(body["refresh_token"])
         if client.expires_in is not None:
             body["expires_in"] = client.expires_in
         if scope:
             body["scope"] = scope
+        if client.dialect == "github":  # GitHub lists the granted scopes with commas
+            body |= {"token_type": "bearer"} | ({"scope": ",".join(scope.split())} if scope else {})
+        elif client.dialect == "slack":  # oauth.v2.access: a bot token, the workspace it is for
+            body = {"ok": True, "app_id": "A0FAKE", **body, "token_type": "bot", "bot_user_id": "B0FAKE"}
+            body |= {"enterprise": None, "is_enterprise_install": False} | account
+        elif client.dialect == "notion":  # the workspace and its owner come with the token, no scope
+            body = {k: v for k, v in body.items() if k != "scope"} | {"token_type": "bearer"} | account
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     async def _userinfo(self, request: Request) -> Response:
@@ -289,10 +401,15 @@ class FakeOAuth:
         return JSONResponse(token.account)
 
     async def _revoke(self, request: Request) -> Response:
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        form = await _read_body(request) or {}
         client, denied = self._authenticate(request, form)
+        if client is not None:
+            with self._lock:
+                client.received.append(_received(request, form))
         if client is None or denied is not None:
             return denied or _error(401, "invalid_client")
+        if (problem := _dialect_problem(client, request)) is not None:
+            return problem
         if client.revoke_status is not None:
             return _error(client.revoke_status, "server_error")
         if "token" not in form:
@@ -311,3 +428,119 @@ class FakeOAuth:
         for value, token in self._tokens.items():
             if token.grant == grant:
                 token.client.revoked.add(value)
+
+    def _live_token(self, value: str, kind: str = "access") -> _Token | None:
+        """The token, unless unknown, of another kind, revoked or expired. The caller holds the lock."""
+        token = self._tokens.get(value)
+        if token is None or token.kind != kind or value in token.client.revoked:
+            return None
+        if token.expires_at is not None and time.monotonic() > token.expires_at:
+            return None
+        return token
+
+    async def _github_user(self, request: Request) -> Response:
+        """GitHub's `GET /user`: the account, for `Authorization: Bearer` (or GitHub's older `token`) scheme."""
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        with self._lock:
+            token = self._live_token(value) if scheme.lower() in ("bearer", "token") else None
+            if token is not None:
+                token.client.received.append(_received(request, {}))
+        if token is not None and token.client.userinfo_status is not None:
+            return JSONResponse({"message": "Server Error"}, status_code=token.client.userinfo_status)
+        if token is None:
+            return JSONResponse({"message": "Bad credentials", "documentation_url": _GITHUB_DOCS}, status_code=401)
+        return JSONResponse(token.account)
+
+    async def _github_delete_grant(self, request: Request) -> Response:
+        """GitHub's `DELETE /applications/{client_id}/grant`: the app's client id and secret by HTTP Basic,
+        `{"access_token"}` in a JSON body; 204, and every token of that authorization stops working."""
+        body = await _read_body(request) or {}
+        client, denied = self._authenticate(request, {})
+        if client is not None:
+            with self._lock:
+                client.received.append(_received(request, body))
+        if client is None or denied is not None or client.client_id != request.path_params["client_id"]:
+            return JSONResponse({"message": "Not Found", "documentation_url": _GITHUB_DOCS}, status_code=404)
+        if client.revoke_status is not None:
+            return JSONResponse({"message": "Server Error"}, status_code=client.revoke_status)
+        if not request.headers.get("content-type", "").startswith("application/json") or "access_token" not in body:
+            return JSONResponse({"message": "Invalid request.", "documentation_url": _GITHUB_DOCS}, status_code=422)
+        with self._lock:
+            token = self._live_token(str(body["access_token"]))
+            if token is None or token.client is not client:
+                return JSONResponse({"message": "Not Found", "documentation_url": _GITHUB_DOCS}, status_code=404)
+            self._revoke_grant(token.grant)
+        return Response(status_code=204)
+
+    async def _slack_revoke(self, request: Request) -> Response:
+        """Slack's `auth.revoke`: authenticated by the very token it revokes; errors are HTTP 200 `ok: false`."""
+        form = await _read_body(request) or {}
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        value = value if scheme.lower() == "bearer" else str(form.get("token", ""))
+        with self._lock:
+            known = self._tokens.get(value)
+            if known is not None:
+                known.client.received.append(_received(request, form))
+            if known is None:
+                return JSONResponse({"ok": False, "error": "invalid_auth"})
+            if value in known.client.revoked:
+                return JSONResponse({"ok": False, "error": "token_revoked"})
+        if known.client.revoke_status is not None:
+            return JSONResponse({"ok": False, "error": "internal_error"}, status_code=known.client.revoke_status)
+        with self._lock:
+            self._revoke_grant(known.grant)
+        return JSONResponse({"ok": True, "revoked": True})
+
+
+_GITHUB_DOCS = "https://docs.github.com/rest"
+
+
+async def _read_body(request: Request) -> Json | None:
+    """Form fields or a JSON object; {} for an empty body; None for anything else."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        return {k: str(v) for k, v in (await request.form()).items()}
+    raw = await request.body()
+    if content_type.startswith("application/json"):
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+    return {} if not raw else None
+
+
+def _received(request: Request, body: Json) -> Received:
+    return Received(request.method, request.url.path, {k.lower(): v for k, v in request.headers.items()}, body)
+
+
+def _dialect_problem(client: FakeClient, request: Request) -> Response | None:
+    """What the client's dialect requires of a request to its token or revocation endpoint, when missing."""
+    json_body = request.headers.get("content-type", "").startswith("application/json")
+    if client.dialect != "notion":
+        if json_body:
+            return _in_dialect(
+                client, _error(400, "invalid_request", "the body must be application/x-www-form-urlencoded")
+            )
+        return None
+    if request.headers.get("notion-version") is None:
+        message = "Notion-Version header failed validation: Notion-Version header should be defined"
+        return JSONResponse({"object": "error", "status": 400, "code": "missing_version", "message": message}, 400)
+    if not json_body:
+        return _error(400, "invalid_request", "the body must be JSON")
+    if not request.headers.get("authorization", "").lower().startswith("basic "):
+        return _error(401, "invalid_client", "client credentials go in an HTTP Basic Authorization header")
+    return None
+
+
+def _in_dialect(client: FakeClient | None, response: Response) -> Response:
+    """A token endpoint's 400/401 as GitHub (HTTP 200, GitHub's error names) or Slack (HTTP 200, `ok: false`)."""
+    if client is None or client.dialect not in _ERRORS_IN_200 or response.status_code not in (400, 401):
+        return response
+    body = json.loads(bytes(response.body))
+    error = _ERRORS_IN_200[client.dialect].get(body["error"], body["error"])
+    if "redirect_uri" in body.get("error_description", ""):
+        error = {"github": "redirect_uri_mismatch", "slack": "bad_redirect_uri"}[client.dialect]
+    if client.dialect == "slack":
+        return JSONResponse({"ok": False, "error": error})
+    return JSONResponse({"error": error, "error_description": body.get("error_description", error)})
