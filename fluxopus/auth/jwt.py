@@ -186,3 +186,11 @@ def mint_token(
     else:
         token = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid})
     return token
+
+
+def mint_anon_key(key: SigningKey) -> str:
+    """Supabase clients are created with a project's public "anon" key: a JWT with role anon.
+    Ours never expires and opens nothing (`/api` requires aud=authenticated); /auth/v1 accepts
+    requests with or without it, as Supabase's gateway would with it."""
+    claims = {"iss": "fluxopus", "role": "anon", "iat": 1767225600}  # fixed iat: the same key every time
+    return jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid})
