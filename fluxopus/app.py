@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from fluxopus.ai.indexer import Indexer
 from fluxopus.ai.models import model_settings
+from fluxopus.auth.gotrue import gotrue_router
 from fluxopus.config import Settings
 from fluxopus.db.engine import create_engine
 from fluxopus.db.session import ping
@@ -88,7 +89,15 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Accept"],
+            # apikey, x-client-info and x-supabase-api-version: what supabase-js sends to /auth/v1.
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Accept",
+                "apikey",
+                "x-client-info",
+                "x-supabase-api-version",
+            ],
             expose_headers=["X-Total-Count"],
             max_age=600,
         )
@@ -104,6 +113,8 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     async def openapi() -> Response:
         return JSONResponse(openapi_document)
 
+    if settings.uses_dev_signing_key:  # an external JWT secret or JWKS means sign-in happens elsewhere
+        app.include_router(gotrue_router(), prefix="/auth/v1")
     app.include_router(rest_router(), prefix="/api")
     app.include_router(graphql_router(), prefix="/graphql")
     return app
