@@ -257,7 +257,7 @@ async def test_refresh_rotates_and_a_reused_token_ends_the_session(auth: httpx.A
 
     # The spent token again: someone copied it. The whole session ends, the newest token with it.
     assert_auth_error(await refresh(auth, session["refresh_token"]), 400, "refresh_token_already_used")
-    assert_auth_error(await refresh(auth, rotated["refresh_token"]), 400, "session_not_found")
+    assert_auth_error(await refresh(auth, rotated["refresh_token"]), 400, "refresh_token_not_found")
     assert_auth_error(await auth.get("/auth/v1/user", headers=bearer(rotated)), 403, "session_not_found")
 
 
@@ -283,17 +283,17 @@ async def test_sign_out_ends_refresh_and_scopes_choose_the_sessions(auth: httpx.
 
     local = await auth.post("/auth/v1/logout", params={"scope": "local"}, headers=bearer(phone))
     assert local.status_code == 204
-    assert_auth_error(await refresh(auth, phone["refresh_token"]), 400, "session_not_found")
+    assert_auth_error(await refresh(auth, phone["refresh_token"]), 400, "refresh_token_not_found")
     laptop = (await refresh(auth, laptop["refresh_token"])).json()  # other sessions live on
 
     others = await auth.post("/auth/v1/logout", params={"scope": "others"}, headers=bearer(laptop))
     assert others.status_code == 204
-    assert_auth_error(await refresh(auth, tablet["refresh_token"]), 400, "session_not_found")
+    assert_auth_error(await refresh(auth, tablet["refresh_token"]), 400, "refresh_token_not_found")
     laptop = (await refresh(auth, laptop["refresh_token"])).json()
 
     everywhere = await auth.post("/auth/v1/logout", headers=bearer(laptop))  # scope=global by default
     assert everywhere.status_code == 204
-    assert_auth_error(await refresh(auth, laptop["refresh_token"]), 400, "session_not_found")
+    assert_auth_error(await refresh(auth, laptop["refresh_token"]), 400, "refresh_token_not_found")
     assert_auth_error(await auth.post("/auth/v1/logout"), 401, "no_authorization")
     bad_scope = await auth.post("/auth/v1/logout", params={"scope": "galaxy"}, headers=bearer(laptop))
     assert_auth_error(bad_scope, 400, "validation_failed")

@@ -93,12 +93,12 @@ class Accounts:
     async def refresh(self, refresh_token: str, client: Client) -> dict[str, Any]:
         token, new_hash = _new_refresh_token()
         rotated = await db.rotate_refresh_token(self.engine, _hash(refresh_token), new_hash)
-        if rotated.outcome == "unknown":
+        # A signed-out session's tokens are gone, as GoTrue deletes them (supabase-js reads
+        # session_not_found here as "no session stored locally", which would mislead).
+        if rotated.outcome in ("unknown", "revoked"):
             raise AuthError(400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found")
         if rotated.outcome == "reused":
             raise AuthError(400, "refresh_token_already_used", "Invalid Refresh Token: Already Used")
-        if rotated.outcome == "revoked":
-            raise AuthError(400, "session_not_found", "Invalid Refresh Token: the session has ended")
         assert rotated.user_id is not None and rotated.session_id is not None
         user = await db.user_by_id(self.engine, rotated.user_id)
         if user is None:
