@@ -1,12 +1,15 @@
-"""Companies, members and the caller's identity."""
+"""Companies, members, invitations and the caller's identity."""
 
 from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
 
-from fluxopus.models.common import Output
+from pydantic import StringConstraints
+
+from fluxopus.models.common import Input, Output
 
 
 class Role(StrEnum):
@@ -33,3 +36,23 @@ class Me(Output):
     email: str | None
     role: Role | None
     company: Company | None
+
+
+# Deliberately loose (one @, a dot in the domain, no spaces): the address is proven by whoever
+# signs up with it; this only catches typos and pasted junk.
+_EMAIL = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]+$"
+Email = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=320, pattern=_EMAIL)]
+
+
+class InvitationCreate(Input):
+    email: Email
+    role: Role = Role.member
+
+
+class Invitation(Output):
+    id: UUID
+    email: str
+    role: Role
+    invited_by: UUID
+    created_at: dt.datetime
+    accepted_at: dt.datetime | None

@@ -1,4 +1,9 @@
-"""The caller's identity, company and membership."""
+"""The caller's identity and company; the company's members and invitations.
+
+Admins manage members only through security-definer functions (migrations 005 and 006): they lock
+the company's admins, so it always keeps one, and they see what RLS hides from an admin (whether an
+email already belongs to another company), answering only an outcome.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ from uuid import UUID
 from sqlalchemy import text
 
 from fluxopus.context import Context
-from fluxopus.errors import Forbidden, Invalid
-from fluxopus.models.accounts import Company, Me
+from fluxopus.errors import Conflict, Forbidden, Invalid, NotFound
+from fluxopus.models.accounts import Company, Invitation, InvitationCreate, Me, Member, Role
+from fluxopus.models.common import Page, PageQuery
 
 _ME = text(
     """
@@ -47,3 +53,104 @@ async def ensure_colleague(ctx: Context, user_id: UUID, field: str) -> None:
     found = await ctx.db.execute(text("select 1 from members where user_id = :id"), {"id": user_id})
     if found.first() is None:
         raise Invalid(f"{field}: user {user_id} is not a member of your company")
+
+
+async def require_admin(ctx: Context) -> Me:
+    caller = await require_membership(ctx)
+    if caller.role != Role.admin:
+        raise Forbidden("Only an admin of your company can manage its members")
+    return caller
+
+
+async def company(ctx: Context) -> Company | None:
+    return (await me(ctx)).company
+
+
+_MEMBERS = """
+    select m.user_id, u.email, m.role, m.company_id, m.created_at, count(*) over () as total
+    from members m join users u on u.id = m.user_id
+    {where}
+    order by m.created_at, m.user_id
+    limit :limit offset :offset
+"""
+_LIST_MEMBERS = text(_MEMBERS.format(where=""))
+_ONE_MEMBER = text(_MEMBERS.format(where="where m.user_id = :id"))
+
+
+async def list_members(ctx: Context, *, query: PageQuery) -> Page[Member]:
+    """RLS shows the caller's company; a user without one sees nobody."""
+    rows = list((await ctx.db.execute(_LIST_MEMBERS, {"limit": query.limit, "offset": query.offset})).mappings())
+    total = rows[0]["total"] if rows else 0
+    return Page([Member.model_validate(r) for r in rows], total)
+
+
+async def get_member(ctx: Context, *, user_id: UUID) -> Member:
+    row = (await ctx.db.execute(_ONE_MEMBER, {"id": user_id, "limit": 1, "offset": 0})).mappings().first()
+    if row is None:
+        raise NotFound("Member not found")
+    return Member.model_validate(row)
+
+
+_INVITATION_COLUMNS = "id, email, role, invited_by, created_at, accepted_at"
+_PENDING = text(f"select {_INVITATION_COLUMNS} from invitations where accepted_at is null order by created_at desc, id")
+_INVITATION = text(f"select {_INVITATION_COLUMNS} from invitations where id = :id")
+_INVITE = text("select outcome, invitation_id from fluxopus.invite_member(:email, :role)")
+_CANCEL = text("delete from invitations where id = :id and accepted_at is null returning id")
+_CHANGE = text("select fluxopus.change_membership(:target, :role)")
+
+
+async def pending_invitations(ctx: Context) -> list[Invitation]:
+    await require_admin(ctx)
+    return [Invitation.model_validate(r) for r in (await ctx.db.execute(_PENDING)).mappings()]
+
+
+async def invite_member(ctx: Context, *, data: InvitationCreate) -> Invitation:
+    """A pending invitation, taken up when the email signs up; an existing user without a company
+    (one removed earlier) joins at once, and the invitation comes back accepted."""
+    await require_admin(ctx)
+    params = {"email": data.email, "role": data.role.value}
+    result = (await ctx.db.execute(_INVITE, params)).mappings().one()
+    outcome, invitation_id = result["outcome"], result["invitation_id"]
+    if outcome == "member":
+        raise Conflict(f"{data.email} already belongs to a company; a user can be a member of one company only")
+    if outcome == "pending":
+        raise Conflict(f"{data.email} already has a pending invitation")
+    if outcome == "forbidden":  # the caller stopped being an admin since require_admin read their role
+        raise Conflict("Your role changed while this ran: you are no longer an admin of the company")
+    row = (await ctx.db.execute(_INVITATION, {"id": invitation_id})).mappings().one()
+    return Invitation.model_validate(row)
+
+
+async def cancel_invitation(ctx: Context, *, id: UUID) -> UUID:
+    await require_admin(ctx)
+    if (await ctx.db.execute(_CANCEL, {"id": id})).first() is None:
+        raise NotFound("Pending invitation not found")
+    return id
+
+
+async def _change_membership(ctx: Context, user_id: UUID, role: Role | None) -> None:
+    await require_admin(ctx)
+    outcome = (await ctx.db.execute(_CHANGE, {"target": user_id, "role": role.value if role else None})).scalar_one()
+    if outcome == "not_found":
+        raise NotFound("Member not found")
+    if outcome == "last_admin":
+        raise Conflict("The company's last admin cannot be removed or demoted; make another member an admin first")
+    if outcome == "forbidden":
+        # require_admin saw an admin, and the function (after waiting for the company's admin locks)
+        # did not: another admin demoted or removed the caller meanwhile, e.g. two admins demoting
+        # each other at once. The request lost a race; it was not a member overreaching.
+        raise Conflict("Your role changed while this ran: you are no longer an admin of the company")
+    if outcome != "ok":
+        raise RuntimeError(f"fluxopus.change_membership answered {outcome!r}")
+    ctx.cache.pop("me", None)  # the caller may have changed their own role
+
+
+async def update_member_role(ctx: Context, *, user_id: UUID, role: Role) -> Member:
+    await _change_membership(ctx, user_id, role)
+    return await get_member(ctx, user_id=user_id)
+
+
+async def remove_member(ctx: Context, *, user_id: UUID) -> UUID:
+    """The user keeps their account (and can be invited again); their company's data stays with it."""
+    await _change_membership(ctx, user_id, None)
+    return user_id

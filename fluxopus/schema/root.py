@@ -7,7 +7,7 @@ import datetime as dt
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.tools import merge_types
 
-from fluxopus.schema.accounts import AccountsQuery
+from fluxopus.schema.accounts import AccountsMutation, AccountsQuery
 from fluxopus.schema.connections import ConnectionsMutation, ConnectionsQuery
 from fluxopus.schema.knowledge import KnowledgeMutation, KnowledgeQuery
 from fluxopus.schema.operation import FluxopusSchema, RlsOperation
@@ -18,7 +18,7 @@ from fluxopus.schema.tasks import TasksMutation, TasksQuery
 
 Query = merge_types("Query", (AccountsQuery, TasksQuery, TagsQuery, SkillsQuery, KnowledgeQuery, ConnectionsQuery))
 Mutation = merge_types(
-    "Mutation", (TasksMutation, TagsMutation, SkillsMutation, KnowledgeMutation, ConnectionsMutation)
+    "Mutation", (AccountsMutation, TasksMutation, TagsMutation, SkillsMutation, KnowledgeMutation, ConnectionsMutation)
 )
 Subscription = merge_types("Subscription", (SkillsSubscription,))
 

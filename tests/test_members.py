@@ -1,0 +1,650 @@
+"""Companies and members on GraphQL: `company`, `members`, `invitations`, and the admin mutations
+`inviteMember`, `cancelInvitation`, `updateMemberRole`, `removeMember`.
+
+Everything goes through the real app and the embedded PostgreSQL. Direct SQL (as the database
+owner, so without RLS) only reads what really is stored, sets up a user without a company, and
+holds the company's admin rows locked so that two concurrent demotions meet inside the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fluxopus.auth.jwt import mint_token
+from tests.utils.builders import SECRET, Company, User, error_codes, gql, make_user, unique
+
+MEMBER_FIELDS = "userId email role companyId createdAt"
+INVITATION_FIELDS = "id email role invitedBy createdAt acceptedAt"
+
+COMPANY = "{ company { id name createdAt } }"
+MEMBERS = (
+    f"query($limit: Int! = 50, $offset: Int! = 0) {{ members(limit: $limit, offset: $offset) {{ {MEMBER_FIELDS} }} }}"
+)
+INVITATIONS = f"{{ invitations {{ {INVITATION_FIELDS} }} }}"
+INVITE = (
+    "mutation($email: String!, $role: Role! = member)"
+    f" {{ inviteMember(email: $email, role: $role) {{ {INVITATION_FIELDS} }} }}"
+)
+CANCEL = "mutation($id: ID!) { cancelInvitation(id: $id) }"
+UPDATE_ROLE = (
+    f"mutation($userId: ID!, $role: Role!) {{ updateMemberRole(userId: $userId, role: $role) {{ {MEMBER_FIELDS} }} }}"
+)
+REMOVE = "mutation($userId: ID!) { removeMember(userId: $userId) }"
+
+NIL = "00000000-0000-4000-8000-000000000000"
+LAST_ADMIN = "last admin cannot be removed or demoted"
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def ok(result: dict[str, Any]) -> dict[str, Any]:
+    assert "errors" not in result, result
+    data: dict[str, Any] = result["data"]
+    return data
+
+
+def expect(result: dict[str, Any], code: str) -> dict[str, Any]:
+    assert error_codes(result) == [code], result
+    # A failed non-null field nulls the whole `data`; a nullable one (`company`) only itself.
+    assert not any((result.get("data") or {}).values()), result
+    message = result["errors"][0]["message"]
+    assert isinstance(message, str) and message.strip(), result
+    error: dict[str, Any] = result["errors"][0]
+    return error
+
+
+def utc(value: str) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(value)
+    assert parsed.utcoffset() == dt.timedelta(0), value
+    return parsed
+
+
+def new_email() -> str:
+    return f"{unique('invitee')}@example.com"
+
+
+async def roles(engine: AsyncEngine, company_id: str) -> dict[str, str]:
+    """user_id → role of every member of a company, as stored."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("select user_id::text, role from members where company_id = cast(:c as uuid)"), {"c": company_id}
+        )
+        return {r[0]: r[1] for r in rows}
+
+
+async def invitation_rows(engine: AsyncEngine, email: str) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "select id::text, company_id::text, email, role, invited_by::text, accepted_at"
+                " from invitations where lower(email) = lower(:e) order by created_at"
+            ),
+            {"e": email},
+        )
+        return [dict(r) for r in rows.mappings()]
+
+
+async def all_invitations(engine: AsyncEngine, company_id: str) -> list[tuple[str, str, Any]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("select id::text, role, accepted_at from invitations where company_id = cast(:c as uuid) order by id"),
+            {"c": company_id},
+        )
+        return [tuple(r) for r in rows]
+
+
+async def make_companyless(engine: AsyncEngine, database_url: str) -> User:
+    """A user with an account and a valid token who belongs to no company (as after a removal)."""
+    user = await make_user(database_url, company=unique("company"), role="admin")
+    async with engine.begin() as conn:
+        await conn.execute(text("delete from members where user_id = cast(:u as uuid)"), {"u": user.id})
+    return user
+
+
+async def invite(client: httpx.AsyncClient, admin: User, email: str, role: str = "member") -> dict[str, Any]:
+    invitation: dict[str, Any] = ok(await gql(client, admin, INVITE, {"email": email, "role": role}))["inviteMember"]
+    return invitation
+
+
+async def member_ids(client: httpx.AsyncClient, user: User) -> list[str]:
+    return [m["userId"] for m in ok(await gql(client, user, MEMBERS))["members"]]
+
+
+def expired(user: User) -> User:
+    token = mint_token(
+        SECRET,
+        user_id=uuid.UUID(user.id),
+        email=user.email,
+        role=user.role,
+        company_id=uuid.UUID(user.company_id),
+        ttl=-3600,
+    )
+    return dataclasses.replace(user, token=token)
+
+
+# ---------------------------------------------------------------------------------------------
+# company
+
+
+async def test_company_is_the_callers(client: httpx.AsyncClient, acme: Company, globex: Company) -> None:
+    mine = ok(await gql(client, acme.bob, COMPANY))["company"]
+    assert mine["id"] == acme.bob.company_id
+    assert mine["name"] == acme.name
+    utc(mine["createdAt"])
+    theirs = ok(await gql(client, globex.admin, COMPANY))["company"]
+    assert theirs["id"] == globex.admin.company_id != mine["id"]
+    assert theirs["name"] == globex.name
+
+
+async def test_company_is_null_without_one(client: httpx.AsyncClient, engine: AsyncEngine, database_url: str) -> None:
+    loner = await make_companyless(engine, database_url)
+    data = ok(await gql(client, loner, "{ company { id } me { id email role company { id } } members { userId } }"))
+    assert data == {
+        "company": None,
+        "me": {"id": loner.id, "email": loner.email, "role": None, "company": None},
+        "members": [],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# members
+
+
+@pytest.mark.parametrize("who", ["admin", "alice"])
+async def test_members_lists_the_company_in_join_order(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, who: str
+) -> None:
+    members = ok(await gql(client, getattr(acme, who), MEMBERS))["members"]
+    expected = [acme.admin, acme.alice, acme.bob]
+    assert [m["userId"] for m in members] == [u.id for u in expected]
+    for member, user in zip(members, expected, strict=True):
+        assert member["email"] == user.email
+        assert member["role"] == user.role
+        assert member["companyId"] == acme.admin.company_id
+        utc(member["createdAt"])
+    assert {m["userId"]: m["role"] for m in members} == await roles(engine, acme.admin.company_id)
+
+
+async def test_members_pages(client: httpx.AsyncClient, acme: Company) -> None:
+    page = ok(await gql(client, acme.alice, MEMBERS, {"limit": 1, "offset": 1}))["members"]
+    assert [m["userId"] for m in page] == [acme.alice.id]
+    assert ok(await gql(client, acme.alice, MEMBERS, {"limit": 2, "offset": 2}))["members"][0]["userId"] == acme.bob.id
+    assert ok(await gql(client, acme.alice, MEMBERS, {"offset": 3}))["members"] == []
+
+
+@pytest.mark.parametrize(
+    "variables", [{"limit": 0}, {"limit": 201}, {"limit": -1}, {"offset": -1}, {"limit": "ten"}, {"offset": 1.5}]
+)
+async def test_members_bad_paging(client: httpx.AsyncClient, acme: Company, variables: dict[str, Any]) -> None:
+    expect(await gql(client, acme.alice, MEMBERS, variables), "BAD_USER_INPUT")
+
+
+async def test_members_isolated_between_companies(client: httpx.AsyncClient, acme: Company, globex: Company) -> None:
+    acme_ids = set(await member_ids(client, acme.alice))
+    globex_ids = set(await member_ids(client, globex.alice))
+    assert acme_ids == {acme.admin.id, acme.alice.id, acme.bob.id}
+    assert globex_ids == {globex.admin.id, globex.alice.id, globex.bob.id}
+
+
+# ---------------------------------------------------------------------------------------------
+# inviteMember and invitations
+
+
+async def test_invite_member_stores_a_pending_invitation(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company
+) -> None:
+    email = new_email()
+    invitation = await invite(client, acme.admin, email, "admin")
+    assert invitation["email"] == email
+    assert invitation["role"] == "admin"
+    assert invitation["invitedBy"] == acme.admin.id
+    assert invitation["acceptedAt"] is None
+    utc(invitation["createdAt"])
+    assert await invitation_rows(engine, email) == [
+        {
+            "id": invitation["id"],
+            "company_id": acme.admin.company_id,
+            "email": email,
+            "role": "admin",
+            "invited_by": acme.admin.id,
+            "accepted_at": None,
+        }
+    ]
+    assert ok(await gql(client, acme.admin, INVITATIONS))["invitations"] == [invitation]
+    # An invitation is not a membership: nobody joined yet.
+    assert len(await roles(engine, acme.admin.company_id)) == 3
+
+
+async def test_invite_member_defaults_to_member_and_normalises_the_email(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company
+) -> None:
+    email = new_email()
+    result = ok(
+        await gql(
+            client,
+            acme.admin,
+            "mutation($e: String!) { inviteMember(email: $e) { email role } }",
+            {"e": f"  {email.upper()} "},
+        )
+    )
+    assert result["inviteMember"] == {"email": email, "role": "member"}
+    assert [r["role"] for r in await invitation_rows(engine, email)] == ["member"]
+
+
+async def test_invitations_lists_pending_ones_newest_first(
+    client: httpx.AsyncClient, engine: AsyncEngine, database_url: str, acme: Company
+) -> None:
+    first = await invite(client, acme.admin, new_email())
+    second = await invite(client, acme.admin, new_email(), "admin")
+    loner = await make_companyless(engine, database_url)
+    accepted = await invite(client, acme.admin, loner.email)
+    assert accepted["acceptedAt"] is not None
+    listed = ok(await gql(client, acme.admin, INVITATIONS))["invitations"]
+    assert [i["id"] for i in listed] == [second["id"], first["id"]]
+
+
+async def test_invite_an_existing_user_without_a_company_joins_them_at_once(
+    client: httpx.AsyncClient, engine: AsyncEngine, database_url: str, acme: Company
+) -> None:
+    loner = await make_companyless(engine, database_url)
+    invitation = await invite(client, acme.admin, loner.email, "admin")
+    assert invitation["email"] == loner.email
+    assert invitation["role"] == "admin"
+    assert utc(invitation["acceptedAt"]) >= utc(invitation["createdAt"]) - dt.timedelta(seconds=1)
+    assert (await roles(engine, acme.admin.company_id))[loner.id] == "admin"
+    [row] = await invitation_rows(engine, loner.email)
+    assert row["accepted_at"] is not None and row["company_id"] == acme.admin.company_id
+    # The same token now sees the company, as an admin of it.
+    me = ok(await gql(client, loner, "{ me { role company { id } } }"))["me"]
+    assert me == {"role": "admin", "company": {"id": acme.admin.company_id}}
+    assert loner.id in await member_ids(client, acme.bob)
+
+
+async def test_a_removed_member_can_be_invited_back(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company
+) -> None:
+    ok(await gql(client, acme.admin, REMOVE, {"userId": acme.bob.id}))
+    invitation = await invite(client, acme.admin, acme.bob.email)
+    assert invitation["acceptedAt"] is not None
+    assert (await roles(engine, acme.admin.company_id))[acme.bob.id] == "member"
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "",
+        "   ",
+        "no-at-sign.example.com",
+        "two@@example.com",
+        "a@b@example.com",
+        "spaces in@example.com",
+        "nodomain@",
+        "@example.com",
+        "nodot@localhost",
+        "trailing-dot@example.",
+        f"{'x' * 65}@example.com",
+        f"long@{'d' * 320}.com",
+    ],
+)
+async def test_invite_member_refuses_bad_emails(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, email: str
+) -> None:
+    before = await all_invitations(engine, acme.admin.company_id)
+    error = expect(await gql(client, acme.admin, INVITE, {"email": email}), "BAD_USER_INPUT")
+    assert "email" in error["message"].lower()
+    assert await all_invitations(engine, acme.admin.company_id) == before
+
+
+@pytest.mark.parametrize(
+    "document, variables",
+    [
+        (INVITE, {"email": "ok@example.com", "role": "owner"}),
+        (INVITE, {"email": "ok@example.com", "role": None}),
+        (INVITE, {"email": None}),
+        (INVITE, {"email": 42}),
+        ('mutation { inviteMember(email: "ok@example.com", role: superadmin) { id } }', {}),
+        ('mutation { inviteMember(email: "ok@example.com", role: "admin") { id } }', {}),
+        ("mutation { inviteMember { id } }", {}),
+    ],
+)
+async def test_invite_member_refuses_bad_roles_and_types(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, document: str, variables: dict[str, Any]
+) -> None:
+    before = await all_invitations(engine, acme.admin.company_id)
+    expect(await gql(client, acme.admin, document, variables), "BAD_USER_INPUT")
+    assert await all_invitations(engine, acme.admin.company_id) == before
+    assert await invitation_rows(engine, "ok@example.com") == []
+
+
+async def test_invite_member_refuses_a_member_of_any_company_without_naming_it(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, globex: Company
+) -> None:
+    for email in (globex.alice.email, globex.admin.email.upper(), acme.bob.email):
+        error = expect(await gql(client, acme.admin, INVITE, {"email": email}), "CONFLICT")
+        assert globex.name.lower() not in error["message"].lower()
+        assert globex.admin.company_id not in error["message"]
+        assert await invitation_rows(engine, email) == []
+    assert (await roles(engine, globex.admin.company_id))[globex.alice.id] == "member"
+
+
+async def test_invite_member_refuses_an_email_with_a_pending_invitation(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, globex: Company
+) -> None:
+    email = new_email()
+    first = await invite(client, globex.admin, email)
+    for inviter, address in ((acme.admin, email), (globex.admin, email.upper())):
+        error = expect(await gql(client, inviter, INVITE, {"email": address, "role": "admin"}), "CONFLICT")
+        assert "pending" in error["message"].lower()
+        assert globex.name.lower() not in error["message"].lower()
+    assert [(r["id"], r["role"]) for r in await invitation_rows(engine, email)] == [(first["id"], "member")]
+
+
+async def test_invitations_isolated_between_companies(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, globex: Company
+) -> None:
+    mine = await invite(client, acme.admin, new_email())
+    theirs = await invite(client, globex.admin, new_email())
+    assert [i["id"] for i in ok(await gql(client, acme.admin, INVITATIONS))["invitations"]] == [mine["id"]]
+    assert [i["id"] for i in ok(await gql(client, globex.admin, INVITATIONS))["invitations"]] == [theirs["id"]]
+    # Neither admin can withdraw the other company's invitation: to them it does not exist.
+    expect(await gql(client, acme.admin, CANCEL, {"id": theirs["id"]}), "NOT_FOUND")
+    assert len(await all_invitations(engine, globex.admin.company_id)) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# cancelInvitation
+
+
+async def test_cancel_invitation(client: httpx.AsyncClient, engine: AsyncEngine, acme: Company) -> None:
+    email = new_email()
+    kept = await invite(client, acme.admin, new_email())
+    invitation = await invite(client, acme.admin, email)
+    assert ok(await gql(client, acme.admin, CANCEL, {"id": invitation["id"]})) == {"cancelInvitation": invitation["id"]}
+    assert await invitation_rows(engine, email) == []
+    assert [i["id"] for i in ok(await gql(client, acme.admin, INVITATIONS))["invitations"]] == [kept["id"]]
+    # Gone means gone; and the email can be invited again.
+    expect(await gql(client, acme.admin, CANCEL, {"id": invitation["id"]}), "NOT_FOUND")
+    assert (await invite(client, acme.admin, email))["email"] == email
+
+
+async def test_cancel_invitation_not_found(
+    client: httpx.AsyncClient, engine: AsyncEngine, database_url: str, acme: Company
+) -> None:
+    loner = await make_companyless(engine, database_url)
+    accepted = await invite(client, acme.admin, loner.email)
+    before = await all_invitations(engine, acme.admin.company_id)
+    for invitation_id in (NIL, str(uuid.uuid4()), accepted["id"]):
+        expect(await gql(client, acme.admin, CANCEL, {"id": invitation_id}), "NOT_FOUND")
+    assert await all_invitations(engine, acme.admin.company_id) == before
+
+
+@pytest.mark.parametrize("bad_id", ["not-a-uuid", "", "1234", NIL + "0", "' or 1=1 --"])
+async def test_cancel_invitation_bad_id(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, bad_id: str
+) -> None:
+    await invite(client, acme.admin, new_email())
+    before = await all_invitations(engine, acme.admin.company_id)
+    expect(await gql(client, acme.admin, CANCEL, {"id": bad_id}), "BAD_USER_INPUT")
+    assert await all_invitations(engine, acme.admin.company_id) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# updateMemberRole and removeMember
+
+
+async def test_update_member_role_promotes_and_demotes(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company
+) -> None:
+    promoted = ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.alice.id, "role": "admin"}))
+    member = promoted["updateMemberRole"]
+    assert {k: member[k] for k in ("userId", "email", "role", "companyId")} == {
+        "userId": acme.alice.id,
+        "email": acme.alice.email,
+        "role": "admin",
+        "companyId": acme.admin.company_id,
+    }
+    utc(member["createdAt"])
+    assert (await roles(engine, acme.admin.company_id))[acme.alice.id] == "admin"
+    # Alice is an admin now, with the same token: she can invite.
+    assert (await invite(client, acme.alice, new_email()))["invitedBy"] == acme.alice.id
+    demoted = ok(await gql(client, acme.alice, UPDATE_ROLE, {"userId": acme.alice.id, "role": "member"}))
+    assert demoted["updateMemberRole"]["role"] == "member"
+    # Setting the role a member already has is fine and changes nothing.
+    same = ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.bob.id, "role": "member"}))
+    assert same["updateMemberRole"]["role"] == "member"
+    assert await roles(engine, acme.admin.company_id) == {
+        acme.admin.id: "admin",
+        acme.alice.id: "member",
+        acme.bob.id: "member",
+    }
+
+
+async def test_remove_member(client: httpx.AsyncClient, engine: AsyncEngine, acme: Company) -> None:
+    assert ok(await gql(client, acme.admin, REMOVE, {"userId": acme.bob.id})) == {"removeMember": acme.bob.id}
+    assert acme.bob.id not in await roles(engine, acme.admin.company_id)
+    assert await member_ids(client, acme.alice) == [acme.admin.id, acme.alice.id]
+    # Bob keeps his account but sees nothing of the company any more.
+    data = ok(await gql(client, acme.bob, "{ me { id company { id } } company { id } members { userId } }"))
+    assert data == {"me": {"id": acme.bob.id, "company": None}, "company": None, "members": []}
+    async with engine.connect() as conn:
+        still = await conn.execute(text("select 1 from users where id = cast(:u as uuid)"), {"u": acme.bob.id})
+        assert still.first() is not None
+    expect(await gql(client, acme.admin, REMOVE, {"userId": acme.bob.id}), "NOT_FOUND")
+
+
+async def test_an_admin_may_step_down_when_another_admin_remains(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company
+) -> None:
+    ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.alice.id, "role": "admin"}))
+    stepped = ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.admin.id, "role": "member"}))
+    assert stepped["updateMemberRole"]["role"] == "member"
+    # Now a member: the admin mutations are closed to them.
+    expect(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.admin.id, "role": "admin"}), "FORBIDDEN")
+    ok(await gql(client, acme.alice, UPDATE_ROLE, {"userId": acme.admin.id, "role": "admin"}))
+    assert ok(await gql(client, acme.alice, REMOVE, {"userId": acme.alice.id})) == {"removeMember": acme.alice.id}
+    assert await roles(engine, acme.admin.company_id) == {acme.admin.id: "admin", acme.bob.id: "member"}
+
+
+@pytest.mark.parametrize("change", ["demote", "remove"])
+async def test_the_last_admin_cannot_be_demoted_or_removed(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, change: str
+) -> None:
+    before = await roles(engine, acme.admin.company_id)
+    if change == "demote":
+        result = await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.admin.id, "role": "member"})
+    else:
+        result = await gql(client, acme.admin, REMOVE, {"userId": acme.admin.id})
+    error = expect(result, "CONFLICT")
+    assert LAST_ADMIN in error["message"].lower()
+    assert await roles(engine, acme.admin.company_id) == before
+
+
+async def wait_for_lock_waiters(engine: AsyncEngine, count: int) -> None:
+    """Until `count` sessions wait on a lock inside fluxopus.change_membership."""
+    query = text(
+        "select count(*) from pg_stat_activity"
+        " where wait_event_type = 'Lock' and query ilike '%change_membership%' and pid <> pg_backend_pid()"
+    )
+    for _ in range(2000):
+        async with engine.connect() as conn:
+            if (await conn.execute(query)).scalar_one() >= count:
+                return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{count} requests never reached fluxopus.change_membership")
+
+
+@pytest.mark.parametrize("change", ["demote", "remove"])
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, change: str
+) -> None:
+    ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.alice.id, "role": "admin"}))
+
+    async def demote(caller: User, target: User) -> dict[str, Any]:
+        if change == "demote":
+            return await gql(client, caller, UPDATE_ROLE, {"userId": target.id, "role": "member"})
+        return await gql(client, caller, REMOVE, {"userId": target.id})
+
+    # Hold the company's admin rows so both requests are inside the database, past their own admin
+    # check, before either can change anything: they really overlap, whatever the event loop does.
+    async with engine.connect() as holder:
+        await holder.begin()
+        await holder.execute(
+            text("select 1 from members where company_id = cast(:c as uuid) and role = 'admin' for update"),
+            {"c": acme.admin.company_id},
+        )
+        both = asyncio.gather(demote(acme.admin, acme.alice), demote(acme.alice, acme.admin))
+        await wait_for_lock_waiters(engine, 2)
+        await holder.rollback()
+        results = await both
+
+    codes = sorted(error_codes(r)[0] if "errors" in r else "ok" for r in results)
+    assert codes == ["CONFLICT", "ok"], results
+    stored = await roles(engine, acme.admin.company_id)
+    admins = [user_id for user_id, role in stored.items() if role == "admin"]
+    assert len(admins) == 1, stored
+    winner = acme.admin if results[0].get("data") else acme.alice
+    assert admins == [winner.id]
+    # The survivor is still an admin through the API, the loser's refusal changed nothing of theirs.
+    assert ok(await gql(client, winner, "{ me { role } }"))["me"]["role"] == "admin"
+
+
+async def test_update_member_role_and_remove_member_not_found(
+    client: httpx.AsyncClient, engine: AsyncEngine, database_url: str, acme: Company, globex: Company
+) -> None:
+    loner = await make_companyless(engine, database_url)
+    before_acme = await roles(engine, acme.admin.company_id)
+    before_globex = await roles(engine, globex.admin.company_id)
+    for target in (globex.alice.id, globex.admin.id, loner.id, NIL, str(uuid.uuid4())):
+        expect(await gql(client, acme.admin, UPDATE_ROLE, {"userId": target, "role": "admin"}), "NOT_FOUND")
+        expect(await gql(client, acme.admin, REMOVE, {"userId": target}), "NOT_FOUND")
+    assert await roles(engine, acme.admin.company_id) == before_acme
+    assert await roles(engine, globex.admin.company_id) == before_globex
+
+
+@pytest.mark.parametrize(
+    "document, variables",
+    [
+        (UPDATE_ROLE, {"userId": "not-a-uuid", "role": "admin"}),
+        (UPDATE_ROLE, {"userId": "", "role": "admin"}),
+        (UPDATE_ROLE, {"userId": "BOB", "role": "owner"}),
+        (UPDATE_ROLE, {"userId": "BOB", "role": "ADMIN"}),
+        (UPDATE_ROLE, {"userId": "BOB", "role": None}),
+        (UPDATE_ROLE, {"userId": "BOB"}),
+        (UPDATE_ROLE, {"userId": None, "role": "admin"}),
+        (REMOVE, {"userId": "12345"}),
+        (REMOVE, {"userId": "BOB" + "0"}),
+        (REMOVE, {"userId": None}),
+        (REMOVE, {"userId": ["BOB"]}),
+    ],
+)
+async def test_update_member_role_and_remove_member_bad_input(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, document: str, variables: dict[str, Any]
+) -> None:
+    def fill(value: Any) -> Any:
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value.replace("BOB", acme.bob.id) if isinstance(value, str) else value
+
+    before = await roles(engine, acme.admin.company_id)
+    expect(await gql(client, acme.admin, document, {k: fill(v) for k, v in variables.items()}), "BAD_USER_INPUT")
+    assert await roles(engine, acme.admin.company_id) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# FORBIDDEN: members (and users without a company) calling admin operations
+
+
+def admin_operations(acme: Company, invitation_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    return {
+        "inviteMember": (INVITE, {"email": new_email(), "role": "admin"}),
+        "cancelInvitation": (CANCEL, {"id": invitation_id}),
+        "cancelInvitation(random id)": (CANCEL, {"id": str(uuid.uuid4())}),
+        "updateMemberRole(bob)": (UPDATE_ROLE, {"userId": acme.bob.id, "role": "admin"}),
+        "updateMemberRole(self)": (UPDATE_ROLE, {"userId": acme.alice.id, "role": "admin"}),
+        "updateMemberRole(admin)": (UPDATE_ROLE, {"userId": acme.admin.id, "role": "member"}),
+        "updateMemberRole(random id)": (UPDATE_ROLE, {"userId": str(uuid.uuid4()), "role": "admin"}),
+        "removeMember(bob)": (REMOVE, {"userId": acme.bob.id}),
+        "removeMember(admin)": (REMOVE, {"userId": acme.admin.id}),
+        "removeMember(random id)": (REMOVE, {"userId": str(uuid.uuid4())}),
+        "invitations": (INVITATIONS, {}),
+    }
+
+
+async def test_members_get_forbidden_on_admin_operations(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company
+) -> None:
+    pending = await invite(client, acme.admin, new_email())
+    before_roles = await roles(engine, acme.admin.company_id)
+    before_invitations = await all_invitations(engine, acme.admin.company_id)
+    for name, (document, variables) in admin_operations(acme, pending["id"]).items():
+        error = expect(await gql(client, acme.alice, document, variables), "FORBIDDEN")
+        assert "admin" in error["message"].lower(), name
+    assert await roles(engine, acme.admin.company_id) == before_roles
+    assert await all_invitations(engine, acme.admin.company_id) == before_invitations
+
+
+async def test_users_without_a_company_get_forbidden_on_admin_operations(
+    client: httpx.AsyncClient, engine: AsyncEngine, database_url: str, acme: Company
+) -> None:
+    loner = await make_companyless(engine, database_url)
+    pending = await invite(client, acme.admin, new_email())
+    before_roles = await roles(engine, acme.admin.company_id)
+    before_invitations = await all_invitations(engine, acme.admin.company_id)
+    for document, variables in admin_operations(acme, pending["id"]).values():
+        expect(await gql(client, loner, document, variables), "FORBIDDEN")
+    assert await roles(engine, acme.admin.company_id) == before_roles
+    assert await all_invitations(engine, acme.admin.company_id) == before_invitations
+    async with engine.connect() as conn:
+        joined = await conn.execute(text("select 1 from members where user_id = cast(:u as uuid)"), {"u": loner.id})
+        assert joined.first() is None
+
+
+# ---------------------------------------------------------------------------------------------
+# UNAUTHENTICATED on every field
+
+
+FIELDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "company": (COMPANY, {}),
+    "members": (MEMBERS, {}),
+    "invitations": (INVITATIONS, {}),
+    "inviteMember": (INVITE, {"email": "EMAIL", "role": "admin"}),
+    "cancelInvitation": (CANCEL, {"id": "INVITATION"}),
+    "updateMemberRole": (UPDATE_ROLE, {"userId": "BOB", "role": "admin"}),
+    "removeMember": (REMOVE, {"userId": "BOB"}),
+    "me": ("{ me { id } }", {}),
+}
+
+
+@pytest.mark.parametrize("field", list(FIELDS))
+@pytest.mark.parametrize("auth", ["missing", "expired", "malformed"])
+async def test_unauthenticated(
+    client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, field: str, auth: str
+) -> None:
+    email = new_email()
+    pending = await invite(client, acme.admin, new_email())
+    before_roles = await roles(engine, acme.admin.company_id)
+    before_invitations = await all_invitations(engine, acme.admin.company_id)
+    caller = {
+        "missing": None,
+        "expired": expired(acme.admin),
+        "malformed": dataclasses.replace(acme.admin, token="not-a-jwt"),
+    }[auth]
+    document, variables = FIELDS[field]
+    placeholders = {"EMAIL": email, "INVITATION": pending["id"], "BOB": acme.bob.id}
+    result = await gql(client, caller, document, {k: placeholders.get(v, v) for k, v in variables.items()})
+    error = expect(result, "UNAUTHENTICATED")
+    assert error["path"] == [field]
+    assert await roles(engine, acme.admin.company_id) == before_roles
+    assert await all_invitations(engine, acme.admin.company_id) == before_invitations
+    assert await invitation_rows(engine, email) == []
