@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.app import create_app
+from fluxopus.auth.jwt import mint_anon_key
 from fluxopus.auth.keys import SigningKey
 from fluxopus.config import Settings
 from tests.utils.builders import Company, unique
@@ -318,3 +319,22 @@ async def test_not_served_when_an_external_identity_provider_signs_tokens(client
     """The `client` app verifies tokens with FLUXOPUS_JWT_SECRET / JWKS: sign-in happens there."""
     assert (await client.post("/auth/v1/signup", json={"email": email(), "password": PASSWORD})).status_code == 404
     assert (await client.get("/auth/v1/settings")).status_code == 404
+
+
+async def test_the_anon_key_is_stable_public_and_opens_nothing(
+    auth: httpx.AsyncClient, auth_settings: Settings
+) -> None:
+    key = SigningKey.load_or_create(auth_settings.dev_signing_key_path)
+    anon = mint_anon_key(key)
+    assert anon == mint_anon_key(key)  # the banner, `fluxopus anon-key` and the demo print the same one
+    [jwk] = (await auth.get("/auth/v1/.well-known/jwks.json")).json()["keys"]
+    assert jwt.decode(anon, jwt.PyJWK.from_dict(jwk).key, algorithms=["ES256"])["role"] == "anon"
+    response = await auth.get("/api/tasks", headers={"Authorization": f"Bearer {anon}"})
+    assert response.status_code == 401
+    # Sent as Supabase clients send it, it neither helps nor hurts a sign-up.
+    session = await auth.post(
+        "/auth/v1/signup",
+        json={"email": email(), "password": PASSWORD},
+        headers={"apikey": anon, "Authorization": f"Bearer {anon}"},
+    )
+    assert session.status_code == 200 and session.json()["access_token"]

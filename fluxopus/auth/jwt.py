@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -10,7 +12,9 @@ from uuid import UUID
 
 import httpx
 import jwt
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from fluxopus.auth.keys import SigningKey
 from fluxopus.errors import Unauthorized
@@ -191,6 +195,19 @@ def mint_token(
 def mint_anon_key(key: SigningKey) -> str:
     """Supabase clients are created with a project's public "anon" key: a JWT with role anon.
     Ours never expires and opens nothing (`/api` requires aud=authenticated); /auth/v1 accepts
-    requests with or without it, as Supabase's gateway would with it."""
-    claims = {"iss": "fluxopus", "role": "anon", "iat": 1767225600}  # fixed iat: the same key every time
-    return jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid})
+    requests with or without it, as Supabase's gateway would with it. Signed deterministically
+    (RFC 6979), so the banner, `fluxopus anon-key` and the demo all print the same key."""
+    header = {"alg": "ES256", "kid": key.kid, "typ": "JWT"}
+    claims = {"iss": "fluxopus", "role": "anon", "iat": 1767225600}
+    signing_input = f"{_b64_json(header)}.{_b64_json(claims)}"
+    der = key.private_key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    r, s = decode_dss_signature(der)
+    return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64_json(value: object) -> str:
+    return _b64(json.dumps(value, separators=(",", ":")).encode())
