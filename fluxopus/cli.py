@@ -1,8 +1,9 @@
-"""The `fluxopus` command: serve · migrate · token · budget · reindex · reseal · openapi."""
+"""The `fluxopus` command: serve · migrate · token · anon-key · users · demo · budget · reindex · reseal · openapi."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import signal
@@ -122,6 +123,9 @@ def _banner(settings: Settings, applied: list[str], models: str, connections: st
         token_help = "fluxopus token --email you@example.com   (signs with FLUXOPUS_JWT_SECRET)"
     else:
         token_help = "sign in with your identity provider (tokens are verified against FLUXOPUS_JWKS_URL)"
+    auth = []
+    if settings.uses_dev_signing_key:
+        auth = [f"  auth       {base}/auth/v1  (Supabase-compatible; anon key: {anon_key(settings)})"]
     lines = [
         "",
         "  Fluxopus is starting",
@@ -130,6 +134,7 @@ def _banner(settings: Settings, applied: list[str], models: str, connections: st
         f"  REST       {base}/api",
         f"  OpenAPI    {base}/openapi.json",
         f"  health     {base}/healthz",
+        *auth,
         f"  models     {models}",
         f"  connect    {connections}",
         f"  token      {token_help}",
@@ -192,6 +197,164 @@ def token(
             company_id=member.company_id,
             ttl=ttl,
             audience=settings.jwt_audience,
+        )
+    )
+
+
+def anon_key(settings: Settings) -> str:
+    """The public key Supabase clients are created with, signed by the data dir's key."""
+    from fluxopus.auth.jwt import mint_anon_key
+    from fluxopus.auth.keys import SigningKey
+
+    return mint_anon_key(SigningKey.load_or_create(settings.dev_signing_key_path))
+
+
+@app.command("anon-key")
+def anon_key_command(data_dir: DataDir = None) -> None:
+    """Print the anon key for Supabase clients: createClient(url, anonKey)."""
+    settings = _settings(data_dir)
+    if not settings.uses_dev_signing_key:
+        _fail("No built-in sign-in (and so no anon key) here: FLUXOPUS_JWT_SECRET or FLUXOPUS_JWKS_URL is set")
+    typer.echo(anon_key(settings))
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(1)
+
+
+def _check_email(email: str) -> None:
+    if "@" not in email or len(email) > 320:
+        _fail(f"Not an email address: {email!r}")
+
+
+users_app = typer.Typer(help="Users, their companies and roles.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="The user's email")],
+    password: Annotated[str | None, typer.Option(help="Asked for (hidden) when omitted; at least 8 characters")] = None,
+    company: Annotated[str | None, typer.Option(help="Company name; created when missing")] = None,
+    role: Annotated[RoleChoice | None, typer.Option(help="admin or member (a new company's first user: admin)")] = None,
+    reset_password: Annotated[
+        bool, typer.Option("--reset-password", help="The user exists: set this new password and end their sessions")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a user who signs in with a password (POST /auth/v1/token?grant_type=password)."""
+    from fluxopus.auth.passwords import hash_password_now, weakness
+    from fluxopus.db.accounts import AccountError, create_user
+    from fluxopus.db.migrate import migrate
+
+    settings = _settings(data_dir)
+    _check_email(email)
+    if company is not None and not 1 <= len(company.strip()) <= 200:
+        _fail("A company name has 1 to 200 characters")
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    problem = weakness(password)
+    if problem is not None:
+        _fail(problem)
+    password_hash = hash_password_now(password)
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        try:
+            member, created = asyncio.run(
+                create_user(
+                    url,
+                    email=email,
+                    password_hash=password_hash,
+                    company=company.strip() if company else None,
+                    role=role.value if role else None,
+                    reset_password=reset_password,
+                )
+            )
+        except AccountError as exc:
+            _fail(str(exc))
+    done = "created" if created else "new password set for"
+    typer.echo(f"{done} {member.email}: {member.role} of {member.company}")
+
+
+@users_app.command("list")
+def users_list(
+    company: Annotated[str | None, typer.Option(help="Only this company's users")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List users: email, company, role, whether a password is set, when they were created."""
+    from fluxopus.db.accounts import AccountError, list_users
+    from fluxopus.db.migrate import migrate
+
+    settings = _settings(data_dir)
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        try:
+            accounts = asyncio.run(list_users(url, company=company))
+        except AccountError as exc:
+            _fail(str(exc))
+    rows = [("EMAIL", "COMPANY", "ROLE", "PASSWORD", "CREATED")] + [
+        (
+            a.email,
+            a.company or "-",
+            a.role or "-",
+            "yes" if a.has_password else "no",
+            a.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        )
+        for a in accounts
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if not accounts:
+        typer.echo("(no users)")
+
+
+@users_app.command("set-role")
+def users_set_role(
+    email: Annotated[str, typer.Option(help="The user's email")],
+    role: Annotated[RoleChoice, typer.Option(help="admin or member")],
+    data_dir: DataDir = None,
+) -> None:
+    """Make a member admin, or an admin member (a company keeps at least one admin)."""
+    from fluxopus.db.accounts import AccountError, set_role
+    from fluxopus.db.migrate import migrate
+
+    settings = _settings(data_dir)
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        try:
+            member = asyncio.run(set_role(url, email=email, role=role.value))
+        except AccountError as exc:
+            _fail(str(exc))
+    typer.echo(f"{member.email}: {member.role} of {member.company}")
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Host the printed commands call (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port the printed commands call (default 8000)")] = None,
+) -> None:
+    """Seed a demo company (idempotent) and print how to sign in and call the API."""
+    from fluxopus import demo as demo_data
+    from fluxopus.db.migrate import migrate
+
+    settings = _settings(data_dir, host=host, port=port)
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        try:
+            seeded = asyncio.run(demo_data.seed(settings, url))
+        except demo_data.DemoError as exc:
+            _fail(f"Demo not seeded: {exc}")
+    typer.echo(f"{demo_data.COMPANY} is ready ({seeded.describe()}).\n")
+    typer.echo(
+        demo_data.instructions(
+            settings,
+            data_dir=data_dir,
+            host=host,
+            port=port,
+            anon_key=anon_key(settings) if settings.uses_dev_signing_key else None,
         )
     )
 
