@@ -1,0 +1,100 @@
+"""What the built-in sign-in (/auth/v1) costs over real HTTP: sign-up, password sign-in, refresh.
+
+Starts an embedded PostgreSQL in a temp dir and `fluxopus serve` with the built-in auth (no JWT
+secret, no JWKS), then drives each step at a fixed concurrency. Sign-up and sign-in hash or
+check an argon2id password (64 MiB, 3 passes): that is the cost meant to slow down guessing.
+
+    python bench/auth.py [--users 60] [--concurrency 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from harness import serving
+
+from fluxopus.db.embedded import EmbeddedPostgres
+from fluxopus.db.migrate import migrate
+
+PASSWORD = "bench password 0123"
+
+
+async def drive(name: str, n: int, step: Callable[[int], Awaitable[bool]], concurrency: int) -> None:
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        nonlocal errors
+        while not queue.empty():
+            i = queue.get_nowait()
+            began = time.perf_counter()
+            errors += not await step(i)
+            latencies.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    q = statistics.quantiles(latencies, n=100)
+    print(
+        f"{name:<34} {n / elapsed:7.1f} /s   p50 {q[49] * 1000:6.1f} ms   p95 {q[94] * 1000:6.1f} ms   errors {errors}"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="fluxopus-bench-"))
+    pg = EmbeddedPostgres(workdir)
+    url = pg.start()
+    try:
+        await migrate(url)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("FLUXOPUS_")},
+            "DATABASE_URL": url,
+            "FLUXOPUS_DATA_DIR": str(workdir),
+            "FLUXOPUS_LOG_LEVEL": "warning",
+        }
+        async with serving(env) as base, httpx.AsyncClient(base_url=base, timeout=60) as client:
+            emails = [f"user{i}@bench.test" for i in range(args.users)]
+            refresh_tokens: dict[int, str] = {}
+
+            async def sign_up(i: int) -> bool:
+                body = {"email": emails[i], "password": PASSWORD}
+                return (await client.post("/auth/v1/signup", json=body)).status_code == 200
+
+            async def sign_in(i: int) -> bool:
+                body = {"email": emails[i], "password": PASSWORD}
+                response = await client.post("/auth/v1/token", params={"grant_type": "password"}, json=body)
+                refresh_tokens[i] = response.json().get("refresh_token", "")
+                return response.status_code == 200
+
+            async def refresh(i: int) -> bool:
+                body = {"refresh_token": refresh_tokens[i]}
+                response = await client.post("/auth/v1/token", params={"grant_type": "refresh_token"}, json=body)
+                refresh_tokens[i] = response.json().get("refresh_token", "")
+                return response.status_code == 200
+
+            print(f"{args.users} users, concurrency {args.concurrency}")
+            await drive("sign-up (argon2 hash)", args.users, sign_up, args.concurrency)
+            await drive("sign-in, password grant (argon2)", args.users, sign_in, args.concurrency)
+            await drive("refresh_token grant (rotation)", args.users, refresh, args.concurrency)
+    finally:
+        pg.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=60)
+    parser.add_argument("--concurrency", type=int, default=4)
+    asyncio.run(main(parser.parse_args()))
