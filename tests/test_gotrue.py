@@ -338,3 +338,18 @@ async def test_the_anon_key_is_stable_public_and_opens_nothing(
         headers={"apikey": anon, "Authorization": f"Bearer {anon}"},
     )
     assert session.status_code == 200 and session.json()["access_token"]
+
+
+async def test_attempts_older_than_a_day_are_pruned(auth: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    address = email()
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "insert into sign_in_attempts (email, address, succeeded, at)"
+                " select :e, 'old', false, now() - interval '2 days' from generate_series(1, 10)"
+            ),
+            {"e": address},
+        )
+    assert_auth_error(await sign_in(auth, address, "guess"), 400, "invalid_credentials")  # not 429: too old
+    rows = await owner_rows(engine, "select address from sign_in_attempts where email = :e", e=address)
+    assert [r["address"] for r in rows] == ["127.0.0.1"]

@@ -224,9 +224,17 @@ async def session_ended(engine: AsyncEngine, session_id: UUID) -> bool:
 
 async def record_attempt(engine: AsyncEngine, *, email: str, address: str, succeeded: bool) -> None:
     async with service_transaction(engine) as conn:
+        params = {"email": email.lower()[:320], "address": address, "ok": succeeded}
         await conn.execute(
-            text("insert into sign_in_attempts (email, address, succeeded) values (:email, :address, :ok)"),
-            {"email": email.lower()[:320], "address": address, "ok": succeeded},
+            text("insert into sign_in_attempts (email, address, succeeded) values (:email, :address, :ok)"), params
+        )
+        # Only the last window counts; older attempts of this email or address go (both indexed).
+        await conn.execute(
+            text(
+                "delete from sign_in_attempts where at < now() - interval '1 day'"
+                " and (lower(email) = lower(:email) or address = :address)"
+            ),
+            params,
         )
 
 
