@@ -34,11 +34,7 @@ async def ensure_member(database_url: str, *, email: str, company: str | None, r
                 " returning id, email",
                 email,
             )
-            member = await conn.fetchrow(
-                "select m.company_id, c.name, m.role from members m join companies c on c.id = m.company_id"
-                " where m.user_id = $1",
-                user["id"],
-            )
+            member = await _membership(conn, user["id"])
             if member is not None:
                 if company is not None and company.lower() != member["name"].lower():
                     raise ValueError(f"{email} already belongs to company {member['name']!r}; a user has one company")
@@ -46,16 +42,8 @@ async def ensure_member(database_url: str, *, email: str, company: str | None, r
                     await conn.execute("update members set role = $1 where user_id = $2", role, user["id"])
                 role = role or member["role"]
                 return Membership(user["id"], user["email"], member["company_id"], member["name"], role)
-            name = company or "Default company"
-            existing = await conn.fetchrow("select id, name from companies where lower(name) = lower($1)", name)
-            if existing is None:
-                existing = await conn.fetchrow("insert into companies (name) values ($1) returning id, name", name)
-                role = role or "admin"
-            role = role or "member"
-            await conn.execute(
-                "insert into members (user_id, company_id, role) values ($1, $2, $3)", user["id"], existing["id"], role
-            )
-            return Membership(user["id"], user["email"], existing["id"], existing["name"], role)
+            company_id, name, role = await _join(conn, user["id"], company or "Default company", role)
+            return Membership(user["id"], user["email"], company_id, name, role)
     finally:
         await conn.close()
 
@@ -134,11 +122,7 @@ async def create_user(
                     user["id"],
                 )
                 created = False
-            member = await conn.fetchrow(
-                "select m.company_id, c.name, m.role from members m join companies c on c.id = m.company_id"
-                " where m.user_id = $1",
-                user["id"],
-            )
+            member = await _membership(conn, user["id"])
             if member is not None:
                 if company is not None and company.lower() != member["name"].lower():
                     raise AccountError(
@@ -156,6 +140,14 @@ async def create_user(
             return Membership(user["id"], user["email"], joined[0], joined[1], joined[2]), created
     finally:
         await conn.close()
+
+
+async def _membership(conn: asyncpg.Connection, user_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "select m.company_id, c.name, m.role from members m join companies c on c.id = m.company_id"
+        " where m.user_id = $1",
+        user_id,
+    )
 
 
 async def _join(conn: asyncpg.Connection, user_id: UUID, company: str, role: str | None) -> tuple[UUID, str, str]:
