@@ -13,13 +13,12 @@ import argparse
 import asyncio
 import os
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
-from harness import serving
+from harness import drive, serving
 
 from fluxopus.auth.jwt import mint_token
 from fluxopus.db.accounts import ensure_member
@@ -50,33 +49,6 @@ async def seed(url: str, base: str, tasks: int) -> tuple[dict[str, str], str]:
     return headers, task_id
 
 
-async def drive(name: str, client: httpx.AsyncClient, make_request, requests: int, concurrency: int) -> None:  # noqa: ANN001
-    latencies: list[float] = []
-    errors = 0
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(requests):
-        queue.put_nowait(i)
-
-    async def worker() -> None:
-        nonlocal errors
-        while not queue.empty():
-            i = queue.get_nowait()
-            start = time.perf_counter()
-            response = await make_request(client, i)
-            latencies.append(time.perf_counter() - start)
-            if response.status_code >= 400:
-                errors += 1
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - began
-    q = statistics.quantiles(latencies, n=100)
-    print(
-        f"{name:<38} {requests / elapsed:8.0f} req/s   p50 {q[49] * 1000:6.1f} ms   "
-        f"p95 {q[94] * 1000:6.1f} ms   errors {errors}"
-    )
-
-
 async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="fluxopus-bench-"))
     pg = EmbeddedPostgres(workdir)
@@ -103,7 +75,11 @@ async def main(args: argparse.Namespace) -> None:
                     "GraphQL tasks(limit:50) + nested": lambda c, i: c.post("/graphql", json={"query": GRAPHQL_NESTED}),
                 }
                 for name, make_request in cases.items():
-                    await drive(name, client, make_request, args.requests, args.concurrency)
+
+                    async def step(i: int, make_request: Any = make_request) -> bool:
+                        return bool((await make_request(client, i)).status_code < 400)
+
+                    await drive(name, range(args.requests), step, args.concurrency)
     finally:
         pg.close()
         shutil.rmtree(workdir, ignore_errors=True)

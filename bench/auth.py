@@ -13,43 +13,16 @@ import argparse
 import asyncio
 import os
 import shutil
-import statistics
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-from harness import serving
+from harness import drive, serving
 
 from fluxopus.db.embedded import EmbeddedPostgres
 from fluxopus.db.migrate import migrate
 
 PASSWORD = "bench password 0123"
-
-
-async def drive(name: str, n: int, step: Callable[[int], Awaitable[bool]], concurrency: int) -> None:
-    latencies: list[float] = []
-    errors = 0
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(n):
-        queue.put_nowait(i)
-
-    async def worker() -> None:
-        nonlocal errors
-        while not queue.empty():
-            i = queue.get_nowait()
-            began = time.perf_counter()
-            errors += not await step(i)
-            latencies.append(time.perf_counter() - began)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - began
-    q = statistics.quantiles(latencies, n=100)
-    print(
-        f"{name:<34} {n / elapsed:7.1f} /s   p50 {q[49] * 1000:6.1f} ms   p95 {q[94] * 1000:6.1f} ms   errors {errors}"
-    )
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -85,9 +58,9 @@ async def main(args: argparse.Namespace) -> None:
                 return response.status_code == 200
 
             print(f"{args.users} users, concurrency {args.concurrency}")
-            await drive("sign-up (argon2 hash)", args.users, sign_up, args.concurrency)
-            await drive("sign-in, password grant (argon2)", args.users, sign_in, args.concurrency)
-            await drive("refresh_token grant (rotation)", args.users, refresh, args.concurrency)
+            await drive("sign-up (argon2 hash)", range(args.users), sign_up, args.concurrency)
+            await drive("sign-in, password grant (argon2)", range(args.users), sign_in, args.concurrency)
+            await drive("refresh_token grant (rotation)", range(args.users), refresh, args.concurrency)
     finally:
         pg.close()
         shutil.rmtree(workdir, ignore_errors=True)

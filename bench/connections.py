@@ -22,11 +22,9 @@ import base64
 import os
 import secrets
 import shutil
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -40,39 +38,12 @@ from fluxopus.db.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from harness import serving  # noqa: E402
+from harness import drive, report, serving  # noqa: E402
 
 from tests.utils.fake_oauth import FakeClient, FakeOAuth  # noqa: E402
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 PROVIDER = "bench"
-
-
-def report(name: str, latencies: list[float], elapsed: float | None, errors: int) -> None:
-    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 100
-    rate = f"{len(latencies) / elapsed:7.0f} /s" if elapsed else " " * 10
-    print(f"{name:<44} {rate}   p50 {q[49] * 1000:6.1f} ms   p95 {q[94] * 1000:6.1f} ms   errors {errors}")
-
-
-async def drive(name: str, items: list[object], step: Callable[[object], Awaitable[bool]], concurrency: int) -> None:
-    latencies: list[float] = []
-    errors = 0
-    queue: asyncio.Queue[object] = asyncio.Queue()
-    for item in items:
-        queue.put_nowait(item)
-
-    async def worker() -> None:
-        nonlocal errors
-        while not queue.empty():
-            item = queue.get_nowait()
-            start = time.perf_counter()
-            ok = await step(item)
-            latencies.append(time.perf_counter() - start)
-            errors += not ok
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    report(name, latencies, time.perf_counter() - began, errors)
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import statistics
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import IO
+from typing import IO, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -49,3 +53,31 @@ async def serving(env: dict[str, str], stderr: IO[str] | None = None) -> AsyncIt
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def report(name: str, latencies: list[float], elapsed: float | None, errors: int) -> None:
+    """One line: throughput (when `elapsed` is known), p50, p95 and errors."""
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 100
+    rate = f"{len(latencies) / elapsed:7.0f} /s" if elapsed else " " * 10
+    print(f"{name:<44} {rate}   p50 {q[49] * 1000:6.1f} ms   p95 {q[94] * 1000:6.1f} ms   errors {errors}")
+
+
+async def drive(name: str, items: Sequence[T], step: Callable[[T], Awaitable[bool]], concurrency: int) -> None:
+    """Runs `step` once per item, `concurrency` at a time, and reports; a step answers whether it succeeded."""
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[T] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        nonlocal errors
+        while not queue.empty():
+            item = queue.get_nowait()
+            began = time.perf_counter()
+            errors += not await step(item)
+            latencies.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    report(name, latencies, time.perf_counter() - began, errors)
