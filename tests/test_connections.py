@@ -577,3 +577,16 @@ async def test_reseal_moves_every_token_to_the_current_key(
             assert (await after.callback(await after.consent(pending)))["status"] == "connected"
     finally:
         await own_engine.dispose()
+
+
+async def test_a_grant_that_cannot_be_stored_is_revoked(w: World, acme: Company, engine: AsyncEngine) -> None:
+    """Alice starts connecting, then is removed from her company before she comes back: nothing is
+    stored, and the fresh grant is revoked at the provider rather than left alive."""
+    location = await w.consent(await w.authorize(acme.alice))
+    async with engine.begin() as conn:
+        await conn.execute(text("delete from members where user_id = :u"), {"u": acme.alice.id})
+    outcome = await w.callback(location)
+    assert outcome["status"] == "error" and outcome["reason"] == "not_allowed"
+    assert await stored(engine, acme.alice) == []
+    [access, refresh] = w.provider.issued
+    assert refresh in w.provider.revoked

@@ -353,3 +353,27 @@ async def test_attempts_older_than_a_day_are_pruned(auth: httpx.AsyncClient, eng
     assert_auth_error(await sign_in(auth, address, "guess"), 400, "invalid_credentials")  # not 429: too old
     rows = await owner_rows(engine, "select address from sign_in_attempts where email = :e", e=address)
     assert [r["address"] for r in rows] == ["127.0.0.1"]
+
+
+async def test_spent_refresh_tokens_are_kept_a_week(auth: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    session = await sign_up(auth)
+    first = (await refresh(auth, session["refresh_token"])).json()
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "update refresh_tokens set used_at = now() - interval '8 days', created_at = now() - interval '9 days'"
+                " where session_id = (select session_id from refresh_tokens r join auth_sessions s"
+                "                     on s.id = r.session_id where s.user_id = :u limit 1) and used_at is not null"
+            ),
+            {"u": session["user"]["id"]},
+        )
+    second = (await refresh(auth, first["refresh_token"])).json()
+    rows = await owner_rows(
+        engine,
+        "select r.used_at is not null as used from refresh_tokens r join auth_sessions s on s.id = r.session_id"
+        " where s.user_id = :u",
+        u=session["user"]["id"],
+    )
+    assert sorted(r["used"] for r in rows) == [False, True]  # the week-old spent token is gone
+    assert_auth_error(await refresh(auth, session["refresh_token"]), 400, "refresh_token_not_found")
+    assert (await refresh(auth, second["refresh_token"])).status_code == 200  # the session lives on

@@ -158,7 +158,8 @@ class Rotated:
 
 async def rotate_refresh_token(engine: AsyncEngine, token_hash: str, new_hash: str) -> Rotated:
     """Spend a refresh token for a new one. A token spent before means it was copied: the whole
-    session is revoked, so whoever holds its newer tokens is signed out too."""
+    session is revoked, so whoever holds its newer tokens is signed out too. (Spent tokens older
+    than a week are forgotten; one of those comes back as unknown.)"""
     async with service_transaction(engine) as conn:
         row = (
             (
@@ -191,7 +192,11 @@ async def rotate_refresh_token(engine: AsyncEngine, token_hash: str, new_hash: s
         await conn.execute(
             text(
                 "with spent as (update refresh_tokens set used_at = now() where token_hash = :hash),"
-                " touched as (update auth_sessions set refreshed_at = now() where id = :session)"
+                " touched as (update auth_sessions set refreshed_at = now() where id = :session),"
+                # Spent tokens are kept to catch their reuse, for a week: a session refreshed hourly
+                # keeps ~170 rows, not one per hour forever.
+                " pruned as (delete from refresh_tokens"
+                "            where session_id = :session and used_at < now() - interval '7 days')"
                 " insert into refresh_tokens (token_hash, session_id, parent_hash) values (:new, :session, :hash)"
             ),
             ids,

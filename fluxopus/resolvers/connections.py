@@ -176,8 +176,20 @@ async def connection_callback(ctx: Context, *, provider: str, query: CallbackQue
         await _store(ctx, configured, grant, account.id, account.label)
     except DomainError as exc:
         await ctx.db.finish(commit=False)
+        await _abandon(ctx, configured, grant)
         return _failed(target, provider, "not_allowed", exc.message)
     return AuthorizationUrl(url=with_query(target, connection=provider, status="connected"))
+
+
+async def _abandon(ctx: Context, provider: Provider, grant: Grant) -> None:
+    """A grant that will not be stored is revoked, so it does not live on at the provider unused."""
+    if provider.revoke is None or not provider.revoke_url:
+        return
+    try:
+        async with ctx.oauth.session(provider) as session:
+            await provider.revoke(session, provider, grant)
+    except OAuthFailure as exc:
+        log.warning("revoking an unstored %s grant failed: %s", provider.name, exc.message)
 
 
 async def disconnect(ctx: Context, *, id: UUID) -> Disconnected:
