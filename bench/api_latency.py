@@ -11,19 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import drive, serving
+from harness import drive, embedded_database, serving
 
 from fluxopus.auth.jwt import mint_token
 from fluxopus.db.accounts import ensure_member
-from fluxopus.db.embedded import EmbeddedPostgres
-from fluxopus.db.migrate import migrate
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 GRAPHQL_NESTED = "{ tasks(limit: 50) { id title totalMinutes timeLogs { minutes } tags { name } assignee { email } } }"
@@ -50,18 +44,8 @@ async def seed(url: str, base: str, tasks: int) -> tuple[dict[str, str], str]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="fluxopus-bench-"))
-    pg = EmbeddedPostgres(workdir)
-    url = pg.start()
-    try:
-        await migrate(url)
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "FLUXOPUS_JWT_SECRET": SECRET,
-            "FLUXOPUS_DATA_DIR": str(workdir),
-            "FLUXOPUS_LOG_LEVEL": "warning",
-        }
+    async with embedded_database() as (url, env):
+        env["FLUXOPUS_JWT_SECRET"] = SECRET
         async with serving(env) as base:
             headers, task_id = await seed(url, base, args.tasks)
             print(f"{args.tasks} tasks seeded; {args.requests} requests per row at concurrency {args.concurrency}")
@@ -80,9 +64,6 @@ async def main(args: argparse.Namespace) -> None:
                         return bool((await make_request(client, i)).status_code < 400)
 
                     await drive(name, range(args.requests), step, args.concurrency)
-    finally:
-        pg.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,33 +11,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import httpx
-from harness import drive, serving
-
-from fluxopus.db.embedded import EmbeddedPostgres
-from fluxopus.db.migrate import migrate
+from harness import drive, embedded_database, serving
 
 PASSWORD = "bench password 0123"
 
 
 async def main(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="fluxopus-bench-"))
-    pg = EmbeddedPostgres(workdir)
-    url = pg.start()
-    try:
-        await migrate(url)
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("FLUXOPUS_")},
-            "DATABASE_URL": url,
-            "FLUXOPUS_DATA_DIR": str(workdir),
-            "FLUXOPUS_LOG_LEVEL": "warning",
-        }
-        async with serving(env) as base, httpx.AsyncClient(base_url=base, timeout=60) as client:
+    # No FLUXOPUS_JWT_SECRET or JWKS: the server signs users in itself, at /auth/v1.
+    async with embedded_database() as (_, env), serving(env) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
             emails = [f"user{i}@bench.test" for i in range(args.users)]
             refresh_tokens: dict[int, str] = {}
 
@@ -61,9 +45,6 @@ async def main(args: argparse.Namespace) -> None:
             await drive("sign-up (argon2 hash)", range(args.users), sign_up, args.concurrency)
             await drive("sign-in, password grant (argon2)", range(args.users), sign_in, args.concurrency)
             await drive("refresh_token grant (rotation)", range(args.users), refresh, args.concurrency)
-    finally:
-        pg.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import os
 import secrets
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,13 +29,11 @@ import httpx
 
 from fluxopus.auth.jwt import mint_token
 from fluxopus.db.accounts import ensure_member
-from fluxopus.db.embedded import EmbeddedPostgres
 from fluxopus.db.engine import asyncpg_dsn
-from fluxopus.db.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from harness import drive, report, serving  # noqa: E402
+from harness import drive, embedded_database, report, serving  # noqa: E402
 
 from tests.utils.fake_oauth import FakeClient, FakeOAuth  # noqa: E402
 
@@ -47,31 +42,22 @@ PROVIDER = "bench"
 
 
 async def main(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="fluxopus-bench-"))
-    pg = EmbeddedPostgres(workdir)
-    url = pg.start()
     fake = FakeOAuth()
     client = fake.client()
+    prefix = f"FLUXOPUS_OAUTH_{PROVIDER.upper()}_"
     try:
-        await migrate(url)
-        prefix = f"FLUXOPUS_OAUTH_{PROVIDER.upper()}_"
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "FLUXOPUS_JWT_SECRET": SECRET,
-            "FLUXOPUS_DATA_DIR": str(workdir),
-            "FLUXOPUS_LOG_LEVEL": "warning",
-            "FLUXOPUS_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-            prefix + "CLIENT_ID": client.client_id,
-            prefix + "CLIENT_SECRET": client.client_secret,
-            prefix + "DISCOVERY_URL": f"{fake.url}/.well-known/openid-configuration",
-        }
-        async with serving(env) as base:
-            await exercise(args, url, base, fake, client)
+        async with embedded_database() as (url, env):
+            env |= {
+                "FLUXOPUS_JWT_SECRET": SECRET,
+                "FLUXOPUS_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+                prefix + "CLIENT_ID": client.client_id,
+                prefix + "CLIENT_SECRET": client.client_secret,
+                prefix + "DISCOVERY_URL": f"{fake.url}/.well-known/openid-configuration",
+            }
+            async with serving(env) as base:
+                await exercise(args, url, base, fake, client)
     finally:
         fake.close()
-        pg.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def exercise(args: argparse.Namespace, url: str, base: str, fake: FakeOAuth, client: FakeClient) -> None:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import IO, TypeVar
 
 import httpx
+
+from fluxopus.db.embedded import EmbeddedPostgres
+from fluxopus.db.migrate import migrate
 
 T = TypeVar("T")
 
@@ -22,6 +29,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def embedded_database() -> AsyncIterator[tuple[str, dict[str, str]]]:
+    """A migrated embedded PostgreSQL in a temp dir, removed afterwards. Yields its URL and the
+    environment for `serving` against it (the caller's FLUXOPUS_* settings left out)."""
+    workdir = Path(tempfile.mkdtemp(prefix="fluxopus-bench-"))
+    pg = EmbeddedPostgres(workdir)
+    url = pg.start()
+    try:
+        await migrate(url)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXOPUS_") and k != "DATABASE_URL"}
+        env |= {"DATABASE_URL": url, "FLUXOPUS_DATA_DIR": str(workdir), "FLUXOPUS_LOG_LEVEL": "warning"}
+        yield url, env
+    finally:
+        pg.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @asynccontextmanager
