@@ -512,3 +512,11 @@ async def test_migrations_are_idempotent(database_url: str, engine: AsyncEngine)
     async with engine.connect() as conn:
         recorded = (await conn.execute(text("select name from fluxopus_migrations order by name"))).scalars().all()
     assert list(recorded) == [name for name, _ in migration_files()]
+
+
+def test_every_package_folder_is_a_regular_package() -> None:
+    """setuptools' find_packages skips a folder without __init__.py, and a wheel then ships without it
+    (an editable install hides that)."""
+    folders = [d for d in PACKAGE_DIR.rglob("*") if d.is_dir() and any(d.glob("*.py"))]
+    assert [str(d) for d in folders if not (d / "__init__.py").exists()] == []
+    assert len(folders) >= 8  # ai, auth, db, integrations, models, resolvers, rest_compat, schema

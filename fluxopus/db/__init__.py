@@ -1,0 +1,1 @@
+"""Database: the embedded server, the engine, migrations (SQL + RLS) and the one place sessions are opened."""

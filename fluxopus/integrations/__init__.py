@@ -1,0 +1,1 @@
+"""Third-party integrations: OAuth providers for connections, the Authlib client, token sealing."""
