@@ -43,6 +43,16 @@ def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
 
 
 @contextmanager
+def migrated_database(settings: Settings) -> Iterator[str]:
+    """`database`, with pending migrations applied first: what every command but serve needs."""
+    from fluxopus.db.migrate import migrate
+
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        yield url
+
+
+@contextmanager
 def database(settings: Settings) -> Iterator[str]:
     """DATABASE_URL when set; otherwise the embedded server in the data dir (started or attached to)."""
     if settings.database_url is not None:
@@ -167,7 +177,6 @@ def token(
     from fluxopus.auth.jwt import mint_token
     from fluxopus.auth.keys import SigningKey
     from fluxopus.db.accounts import ensure_member
-    from fluxopus.db.migrate import migrate
 
     settings = _settings(data_dir)
     if "@" not in email or len(email) > 320:
@@ -181,8 +190,7 @@ def token(
     else:
         typer.echo("Tokens come from FLUXOPUS_JWKS_URL's issuer here; sign in there to get one.", err=True)
         raise typer.Exit(2)
-    with database(settings) as url:
-        asyncio.run(migrate(url))
+    with migrated_database(settings) as url:
         try:
             member = asyncio.run(ensure_member(url, email=email, company=company, role=role.value if role else None))
         except ValueError as exc:
@@ -246,7 +254,6 @@ def users_create(
     """Create a user who signs in with a password (POST /auth/v1/token?grant_type=password)."""
     from fluxopus.auth.passwords import hash_password_now, weakness
     from fluxopus.db.accounts import AccountError, create_user
-    from fluxopus.db.migrate import migrate
 
     settings = _settings(data_dir)
     _check_email(email)
@@ -258,8 +265,7 @@ def users_create(
     if problem is not None:
         _fail(problem)
     password_hash = hash_password_now(password)
-    with database(settings) as url:
-        asyncio.run(migrate(url))
+    with migrated_database(settings) as url:
         try:
             member, created = asyncio.run(
                 create_user(
@@ -284,11 +290,9 @@ def users_list(
 ) -> None:
     """List users: email, company, role, whether a password is set, when they were created."""
     from fluxopus.db.accounts import AccountError, list_users
-    from fluxopus.db.migrate import migrate
 
     settings = _settings(data_dir)
-    with database(settings) as url:
-        asyncio.run(migrate(url))
+    with migrated_database(settings) as url:
         try:
             accounts = asyncio.run(list_users(url, company=company))
         except AccountError as exc:
@@ -318,11 +322,9 @@ def users_set_role(
 ) -> None:
     """Make a member admin, or an admin member (a company keeps at least one admin)."""
     from fluxopus.db.accounts import AccountError, set_role
-    from fluxopus.db.migrate import migrate
 
     settings = _settings(data_dir)
-    with database(settings) as url:
-        asyncio.run(migrate(url))
+    with migrated_database(settings) as url:
         try:
             member = asyncio.run(set_role(url, email=email, role=role.value))
         except AccountError as exc:
@@ -338,11 +340,9 @@ def demo(
 ) -> None:
     """Seed a demo company (idempotent) and print how to sign in and call the API."""
     from fluxopus import demo as demo_data
-    from fluxopus.db.migrate import migrate
 
     settings = _settings(data_dir, host=host, port=port)
-    with database(settings) as url:
-        asyncio.run(migrate(url))
+    with migrated_database(settings) as url:
         try:
             seeded = asyncio.run(demo_data.seed(settings, url))
         except demo_data.DemoError as exc:
@@ -369,11 +369,9 @@ def budget(
 ) -> None:
     """Set a company's own monthly token budget for skill runs (FLUXOPUS_TOKEN_BUDGET is the default)."""
     from fluxopus.db.accounts import set_token_budget
-    from fluxopus.db.migrate import migrate
 
     settings = _settings(data_dir)
-    with database(settings) as url:
-        asyncio.run(migrate(url))
+    with migrated_database(settings) as url:
         try:
             asyncio.run(set_token_budget(url, company=company, tokens=tokens))
         except ValueError as exc:
@@ -387,7 +385,6 @@ def reseal(data_dir: DataDir = None) -> None:
     """Seal every stored provider token anew with FLUXOPUS_ENCRYPTION_KEY, so the keys in
     FLUXOPUS_ENCRYPTION_OLD_KEYS can be retired."""
     from fluxopus.db.connections import reseal as reseal_all
-    from fluxopus.db.migrate import migrate
     from fluxopus.integrations.oauth import token_cipher
 
     settings = _settings(data_dir)
@@ -396,8 +393,7 @@ def reseal(data_dir: DataDir = None) -> None:
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
-    with database(settings) as url:
-        asyncio.run(migrate(url))
+    with migrated_database(settings) as url:
         done = asyncio.run(reseal_all(url, cipher))
     typer.echo(f"resealed {done.resealed}, already current {done.current}, unreadable {done.unreadable}")
     if done.unreadable:
@@ -416,7 +412,6 @@ def reindex(data_dir: DataDir = None) -> None:
     from fluxopus.ai.models import model_settings
     from fluxopus.db.engine import create_engine
     from fluxopus.db.jobs import requeue_other_models
-    from fluxopus.db.migrate import migrate
 
     settings = _settings(data_dir)
 
@@ -430,8 +425,7 @@ def reindex(data_dir: DataDir = None) -> None:
             await engine.dispose()
             await models.aclose()
 
-    with database(settings) as url:
-        asyncio.run(migrate(url))
+    with migrated_database(settings) as url:
         queued, done = asyncio.run(run(url))
     typer.echo(f"queued {queued} item(s) made by another model; embedded {done} item(s)")
 
