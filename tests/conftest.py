@@ -23,6 +23,7 @@ from tests.utils.builders import SECRET, Company, make_company
 from tests.utils.fake_jwks import FakeJWKS
 from tests.utils.fake_llm import FakeAnthropic, FakeOpenAI
 from tests.utils.fake_oauth import FakeOAuth
+from tests.utils.serve import Processes
 
 
 @pytest.fixture(scope="session")
@@ -136,6 +137,22 @@ async def acme(database_url: str) -> Company:
 @pytest.fixture
 async def globex(database_url: str) -> Company:
     return await make_company(database_url)
+
+
+@pytest.fixture
+def work_dir() -> Iterator[Path]:
+    """A private folder outside pytest's basetemp: pytest resets /tmp/pytest-of-<user> to 0700 whenever a
+    session starts, and the embedded server (run as a separate system user under root) must traverse it."""
+    path = Path(tempfile.mkdtemp(prefix="fluxopus-serve-"))
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.fixture
+def processes(work_dir: Path) -> Iterator[Processes]:
+    tracker = Processes(work_dir)
+    yield tracker
+    tracker.close()
 
 
 class StatementCounter:

@@ -31,8 +31,8 @@ from fluxopus import demo
 from fluxopus.auth.keys import SigningKey
 from fluxopus.db.embedded import EmbeddedPostgres
 from fluxopus.db.engine import asyncpg_dsn
-from tests.test_serve import Processes, Serve, clean_env
 from tests.utils.cli import CliResult, cli_env, run_cli
+from tests.utils.serve import Processes, Serve, clean_env
 
 INDEXING_SECONDS = 90  # the server loads the embedding model, then embeds the demo's knowledge
 

@@ -1,254 +1,33 @@
 """`fluxopus serve` as a real process: embedded PostgreSQL lifecycle, signals, crash recovery.
 
 Every process a test starts (serve, and the PostgreSQL it starts) is stopped by PID in a
-fixture finalizer, also when the test fails.
+fixture finalizer (`processes`, in conftest.py), also when the test fails.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import stat
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import psutil
 import pytest
 
-from fluxopus.auth.jwt import mint_token
-from fluxopus.auth.keys import SigningKey
-from fluxopus.db.accounts import ensure_member
 from tests.utils.fake_oauth import FakeOAuth
-from tests.utils.server import free_port
-
-STARTUP_SECONDS = 20
-STOP_SECONDS = 15
-
-
-def fluxopus_command() -> list[str]:
-    script = Path(sys.executable).parent / "fluxopus"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "fluxopus.cli"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without any Fluxopus configuration, plus `extra`."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k != "DATABASE_URL" and not k.startswith("FLUXOPUS_") and not k.startswith("PYTEST_")
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def is_alive(pid: int) -> bool:
-    """Running and not a zombie (an orphan's zombie may linger where PID 1 does not reap)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def stopped(pid: int) -> Callable[[], bool]:
-    return lambda: not is_alive(pid)
-
-
-def postmaster_pid(pgdata: Path) -> int | None:
-    pid_file = pgdata / "postmaster.pid"
-    if not pid_file.exists():
-        return None
-    first_line = pid_file.read_text().splitlines()[:1]
-    return int(first_line[0]) if first_line and first_line[0].strip().isdigit() else None
-
-
-def is_postgres_of(pid: int, pgdata: Path) -> bool:
-    try:
-        proc = psutil.Process(pid)
-        return "postgres" in proc.name() and str(pgdata.resolve()) in " ".join(proc.cmdline())
-    except psutil.NoSuchProcess:
-        return False
-
-
-class Serve:
-    """One `fluxopus serve` subprocess with its output in files."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str], log_dir: Path, n: int) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stdout_path = log_dir / f"serve-{n}.stdout"
-        self.stderr_path = log_dir / f"serve-{n}.stderr"
-        self.env = env
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [*fluxopus_command(), "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
-                env=env,
-                cwd=log_dir,  # no stray .env file is picked up
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,  # signals reach only the process we aim at
-            )
-
-    @property
-    def pgdata(self) -> Path:
-        return self.data_dir / "pgdata"
-
-    @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def logs(self) -> str:
-        return f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
-
-    def healthz(self) -> httpx.Response | None:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=2)
-        except httpx.TransportError:
-            return None  # not listening yet
-
-    def wait_healthy(self) -> None:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited with {self.proc.returncode} before it was ready\n{self.logs()}")
-            response = self.healthz()
-            if response is not None and response.status_code == 200:
-                assert response.json() == {"status": "ok"}
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"serve did not become healthy\n{self.logs()}")
-            time.sleep(0.1)
-
-    def stop(self, signum: int) -> int:
-        self.proc.send_signal(signum)
-        try:
-            return self.proc.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"serve did not exit after signal {signum}\n{self.logs()}") from None
-
-    def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*fluxopus_command(), *args, "--data-dir", str(self.data_dir)],
-            env=self.env,
-            cwd=self.stdout_path.parent,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def token(self, email: str) -> str:
-        result = self.run_cli("token", "--email", email)
-        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-        token = result.stdout.strip()
-        assert token.count(".") == 2 and "\n" not in token, result.stdout
-        return token
-
-
-class Processes:
-    """Starts serve processes and, at teardown, stops them and any PostgreSQL they left running."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.started: list[Serve] = []
-        self.postgres: set[tuple[int, Path]] = set()
-
-    def serve(self, data_dir: Path, env: dict[str, str] | None = None) -> Serve:
-        server = Serve(data_dir, env if env is not None else clean_env(), self.tmp_path, len(self.started))
-        self.started.append(server)
-        return server
-
-    def remember_postgres(self, server: Serve) -> int:
-        pid = postmaster_pid(server.pgdata)
-        assert pid is not None, f"no postmaster.pid in {server.pgdata}\n{server.logs()}"
-        self.postgres.add((pid, server.pgdata))
-        return pid
-
-    def close(self) -> None:
-        for server in self.started:
-            if server.proc.poll() is None:
-                server.proc.terminate()
-                try:
-                    server.proc.wait(timeout=STOP_SECONDS)
-                except subprocess.TimeoutExpired:
-                    server.proc.kill()
-                    server.proc.wait(timeout=STOP_SECONDS)
-        candidates = set(self.postgres)
-        for server in self.started:
-            pid = postmaster_pid(server.pgdata)
-            if pid is not None:
-                candidates.add((pid, server.pgdata))
-        for pid, pgdata in candidates:
-            if is_alive(pid) and is_postgres_of(pid, pgdata):
-                os.kill(pid, signal.SIGINT)  # postgres: fast shutdown
-                deadline = time.monotonic() + STOP_SECONDS
-                while is_alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                if is_alive(pid):
-                    os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def work_dir() -> Iterator[Path]:
-    """A private folder outside pytest's basetemp: pytest resets /tmp/pytest-of-<user> to 0700 whenever a
-    session starts, and the embedded server (run as a separate system user under root) must traverse it."""
-    path = Path(tempfile.mkdtemp(prefix="fluxopus-serve-"))
-    yield path
-    shutil.rmtree(path)
-
-
-@pytest.fixture
-def processes(work_dir: Path) -> Iterator[Processes]:
-    tracker = Processes(work_dir)
-    yield tracker
-    tracker.close()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def provision_token(server: Serve, email: str) -> str:
-    """What `fluxopus token` does, in-process (saves a CLI start where the CLI itself is not under test):
-    the member is created in the running embedded server, the token signed with the data dir's key."""
-    lines = (server.pgdata / "postmaster.pid").read_text().splitlines()
-    socket_dir = lines[4].strip()  # postmaster.pid line 5: the Unix socket directory
-    assert socket_dir, lines
-    member = await ensure_member(
-        f"postgresql://postgres:@/postgres?host={socket_dir}", email=email, company=None, role=None
-    )
-    key_path = server.data_dir / "jwt-signing-key.pem"
-    assert key_path.exists(), f"serve generated no signing key in the data dir\n{server.logs()}"
-    return mint_token(
-        SigningKey.load_or_create(key_path),
-        user_id=member.user_id,
-        email=member.email,
-        role=member.role,
-        company_id=member.company_id,
-        ttl=3600,
-    )
+from tests.utils.serve import (
+    STOP_SECONDS,
+    Processes,
+    bearer,
+    clean_env,
+    is_alive,
+    is_postgres_of,
+    postmaster_pid,
+    provision_token,
+    stopped,
+    wait_until,
+)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
