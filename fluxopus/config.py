@@ -143,6 +143,27 @@ class Settings(BaseSettings):
     # Keys rotated out: still accepted for reading what they sealed.
     encryption_old_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
+    # Request bodies: every route, and the larger allowance where knowledge content travels (1 MB of
+    # UTF-8 can be 6 MB of JSON escapes): knowledge writes and GraphQL with a bearer token.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_upload_bytes: int = Field(default=8_388_608, ge=1024)
+    # A WebSocket message (GraphQL over graphql-transport-ws).
+    max_ws_message_bytes: int = Field(default=1_048_576, ge=1024)
+    # JSON nested deeper than this is refused (recursive validators and jsonb would overflow).
+    max_json_depth: int = Field(default=64, ge=4, le=500)
+    # Seconds a client has to send a request's headers (slowloris); `fluxopus serve` only.
+    header_timeout: float = Field(default=15.0, gt=0)
+
+    # GraphQL documents: limits checked before a document is validated or run (schema/limits.py).
+    graphql_max_bytes: int = Field(default=65_536, ge=1024, description="Size of the document's text")
+    graphql_max_tokens: int = Field(default=5_000, ge=100)
+    graphql_max_depth: int = Field(default=15, ge=2)
+    graphql_max_aliases: int = Field(default=100, ge=0)
+    graphql_max_directives: int = Field(default=50, ge=0)
+    graphql_max_fields: int = Field(default=2_000, ge=10, description="Fields once fragments are expanded")
+    graphql_max_merged_fields: int = Field(default=25, ge=2, description="Fields merging into one response path")
+    graphql_max_cost: int = Field(default=20_000, ge=100)
+
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
     # Seconds a request waits for a free connection before it is answered 503 (retry shortly).

@@ -14,6 +14,7 @@ from fluxopus.context import Context
 from fluxopus.db.session import RlsTransaction
 from fluxopus.errors import Unauthorized
 from fluxopus.integrations.oauth import OAuth
+from fluxopus.schema.limits import Documents, Limits
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -25,12 +26,28 @@ def build_verifier(settings: Settings) -> TokenVerifier:
     )
 
 
+def build_documents(settings: Settings) -> Documents:
+    return Documents(
+        Limits(
+            max_bytes=settings.graphql_max_bytes,
+            max_tokens=settings.graphql_max_tokens,
+            max_depth=settings.graphql_max_depth,
+            max_aliases=settings.graphql_max_aliases,
+            max_directives=settings.graphql_max_directives,
+            max_fields=settings.graphql_max_fields,
+            max_merged_fields=settings.graphql_max_merged_fields,
+            max_cost=settings.graphql_max_cost,
+        )
+    )
+
+
 @dataclass
 class Runtime:
     settings: Settings
     verifier: TokenVerifier
     models: ModelSettings
     oauth: OAuth
+    documents: Documents
     engine: AsyncEngine | None = None
 
     def context(self, claims: dict[str, object] | None, auth_error: Unauthorized | None = None) -> Context:

@@ -65,6 +65,10 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except DomainError as exc:  # raised below the routes (a body over its limit, as it is read)
+            if started:
+                raise
+            await domain_error_response(exc)(scope, receive, send)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:

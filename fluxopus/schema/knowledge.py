@@ -10,6 +10,7 @@ from fluxopus.models import knowledge as m
 from fluxopus.models.common import parse, parse_uuid
 from fluxopus.resolvers import knowledge
 from fluxopus.schema._convert import build, input_dict
+from fluxopus.schema.limits import MODEL_CALL_COST
 
 if TYPE_CHECKING:
     from fluxopus.schema.tags import Tag
@@ -80,7 +81,10 @@ class KnowledgeQuery:
         except NotFound:
             return None
 
-    @strawberry.field(description="Best first; hybrid fuses semantic (embeddings) and keyword (full-text) ranks")
+    @strawberry.field(
+        description="Best first; hybrid fuses semantic (embeddings) and keyword (full-text) ranks",
+        metadata={"cost": MODEL_CALL_COST},  # the query is embedded by a model
+    )
     async def search_knowledge(
         self,
         info: strawberry.Info,

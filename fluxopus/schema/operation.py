@@ -63,6 +63,8 @@ class RlsOperation(SchemaExtension):
 
 
 def error_code(error: GraphQLError) -> str:
+    if error.extensions and "code" in error.extensions:
+        return str(error.extensions["code"])  # a limit that named itself (schema/limits.py)
     original = error.original_error
     if isinstance(original, DomainError):
         return original.code

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.tools import merge_types
 
 from fluxopus.schema.accounts import AccountsMutation, AccountsQuery
 from fluxopus.schema.connections import ConnectionsMutation, ConnectionsQuery
 from fluxopus.schema.knowledge import KnowledgeMutation, KnowledgeQuery
+from fluxopus.schema.limits import DocumentLimits
 from fluxopus.schema.operation import FluxopusSchema, RlsOperation
 from fluxopus.schema.scalars import DateTime
 from fluxopus.schema.skills import SkillsMutation, SkillsQuery, SkillsSubscription
@@ -22,11 +22,12 @@ Mutation = merge_types(
 )
 Subscription = merge_types("Subscription", (SkillsSubscription,))
 
-# Clients send the same documents again and again: parse and validate each once.
+# DocumentLimits comes first: it finds the runtime on the transport context before RlsOperation
+# replaces that with the operation's own. It also parses and validates, each document once.
 schema = FluxopusSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    extensions=[RlsOperation, lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)],
+    extensions=[DocumentLimits, RlsOperation],
     scalar_overrides={dt.datetime: DateTime},
 )

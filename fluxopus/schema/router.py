@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cross_web import HTTPException
@@ -13,7 +14,8 @@ from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_
 from strawberry.types.unset import UNSET
 
 from fluxopus.auth.jwt import token_from_params
-from fluxopus.errors import Unauthorized
+from fluxopus.errors import DomainError, Unauthorized
+from fluxopus.http_limits import decode_json
 from fluxopus.schema.operation import TransportContext
 from fluxopus.schema.root import schema
 
@@ -27,13 +29,29 @@ async def get_context(connection: HTTPConnection) -> TransportContext:
 
 
 class FluxopusGraphQLRouter(GraphQLRouter[TransportContext, None]):
+    def __init__(self, *args: Any, max_json_depth: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_json_depth = max_json_depth
+
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
-        """Transport errors (bad JSON, no query, GET mutation) answer JSON like the rest of the API."""
+        """Transport errors (bad JSON, no query, GET mutation, too large) answer JSON like the rest of the API."""
         try:
             return await super().run(request, context=context, root_value=root_value)
         except HTTPException as exc:
-            error = {"message": exc.reason, "extensions": {"code": "BAD_USER_INPUT"}}
-            return JSONResponse({"error": exc.reason, "errors": [error]}, status_code=exc.status_code)
+            return _transport_error(exc.status_code, exc.reason, "BAD_USER_INPUT")
+        except DomainError as exc:  # the body outgrew its limit while it was read
+            return _transport_error(exc.status, exc.message, exc.code)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """HTTP bodies and WebSocket messages alike (a WebSocket answers a refusal with 4400)."""
+        return decode_json(data, self.max_json_depth)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            return self.decode_json(data)
+        except json.JSONDecodeError as exc:
+            reason = exc.msg if exc.doc == "" else "Unable to parse request body as JSON"
+            raise HTTPException(400, reason) from exc
 
     async def on_ws_connect(self, context: TransportContext) -> dict[str, Any] | None:
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
@@ -48,9 +66,14 @@ class FluxopusGraphQLRouter(GraphQLRouter[TransportContext, None]):
         return None
 
 
-def graphql_router() -> FluxopusGraphQLRouter:
+def _transport_error(status: int, message: str, code: str) -> JSONResponse:
+    return JSONResponse({"error": message, "errors": [{"message": message, "extensions": {"code": code}}]}, status)
+
+
+def graphql_router(*, max_json_depth: int) -> FluxopusGraphQLRouter:
     return FluxopusGraphQLRouter(
         schema,
+        max_json_depth=max_json_depth,
         context_getter=get_context,
         # Subscriptions over WebSocket (graphql-transport-ws) or plain HTTP (graphql-sse).
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL],

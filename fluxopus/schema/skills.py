@@ -13,6 +13,7 @@ from fluxopus.models import skills as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
 from fluxopus.resolvers import budget, runs, skills
 from fluxopus.schema._convert import build, input_dict
+from fluxopus.schema.limits import MODEL_CALL_COST
 
 if TYPE_CHECKING:
     from fluxopus.schema.tags import Tag
@@ -214,7 +215,13 @@ class SkillsMutation:
         skill = await skills.restore_skill_version(info.context, id=parse_uuid(skill_id, "skillId"), version=version)
         return build(Skill, skill)
 
-    @strawberry.mutation(description="Runs a skill and returns the finished run (subscribe to runSkill to stream)")
+    # standalone: it commits its run record before the model answers (schema/limits.py refuses it
+    # beside other fields); cost: a model call.
+    @strawberry.mutation(
+        description="Runs a skill and returns the finished run (subscribe to runSkill to stream). It must be the"
+        " only field of its mutation: its run is recorded whatever happens to other fields",
+        metadata={"standalone": True, "cost": MODEL_CALL_COST},
+    )
     async def run_skill(
         self, info: strawberry.Info, id: strawberry.ID, input: JSON, version: int | None = None
     ) -> SkillRun:
@@ -224,7 +231,10 @@ class SkillsMutation:
 
 @strawberry.type
 class SkillsSubscription:
-    @strawberry.subscription(description="Runs a skill and streams its events; unsubscribing cancels the run")
+    @strawberry.subscription(
+        description="Runs a skill and streams its events; unsubscribing cancels the run",
+        metadata={"cost": MODEL_CALL_COST},
+    )
     async def run_skill(
         self, info: strawberry.Info, id: strawberry.ID, input: JSON, version: int | None = None
     ) -> AsyncGenerator[SkillRunEvent, None]:

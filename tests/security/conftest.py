@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.utils.serve import Processes, Serve
 
 HERE = Path(__file__).parent
 
@@ -13,3 +18,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.security)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Serve]:
+    """One real `fluxopus serve` (embedded PostgreSQL, default settings) for a module's abuse tests."""
+    work = Path(tempfile.mkdtemp(prefix="fluxopus-serve-"))
+    tracker = Processes(work)
+    try:
+        server = tracker.serve(work / "data")
+        server.wait_healthy()
+        yield server
+    finally:
+        tracker.close()
+        shutil.rmtree(work, ignore_errors=True)

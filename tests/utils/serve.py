@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -227,3 +228,44 @@ async def provision_token(server: Serve, email: str) -> str:
         company_id=member.company_id,
         ttl=3600,
     )
+
+
+class HealthProbe:
+    """Asks a server's /healthz every 20 ms from a thread of its own (so the test's event loop, busy
+    sending the abuse, does not delay the measurement) for as long as the `with` block runs."""
+
+    def __init__(self, url: str, interval: float = 0.02) -> None:
+        self.url = url
+        self.interval = interval
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while not self._stop.is_set():
+                began = time.perf_counter()
+                try:
+                    status = client.get("/healthz").status_code
+                    if status != 200:
+                        self.failures.append(f"status {status}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                self.latencies.append(time.perf_counter() - began)
+                self._stop.wait(self.interval)
+
+    def assert_answered_within(self, seconds: float) -> None:
+        assert not self.failures, self.failures[:5]
+        assert len(self.latencies) >= 5, self.latencies
+        worst = sorted(self.latencies)[-5:]
+        assert worst[-1] < seconds, f"/healthz took up to {worst[-1] * 1000:.0f} ms (worst five: {worst})"
