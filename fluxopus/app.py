@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -14,6 +14,7 @@ from starlette.types import Scope
 
 from fluxopus.ai.indexer import Indexer
 from fluxopus.ai.models import model_settings
+from fluxopus.auth.gotrue import JSON_BODY_LIMIT as GOTRUE_BODY_LIMIT
 from fluxopus.auth.gotrue import gotrue_router
 from fluxopus.config import Settings
 from fluxopus.db.engine import create_engine
@@ -42,12 +43,19 @@ async def _indexing(runtime: Runtime) -> AsyncIterator[None]:
         await indexer.stop()
 
 
-def _carries_content(scope: Scope) -> bool:
-    """Requests that may carry a knowledge item's content: its REST writes, and authenticated GraphQL."""
-    path, method = scope["path"], scope["method"]
-    if path.rstrip("/") == "/graphql":
-        return any(name == b"authorization" for name, _ in scope["headers"])
-    return method in ("POST", "PATCH") and (path == "/api/knowledge" or path.startswith("/api/knowledge/"))
+def _body_limits(settings: Settings) -> Callable[[Scope], int]:
+    def limit_for(scope: Scope) -> int:
+        path, method = scope["path"], scope["method"]
+        if path.startswith("/auth/v1/"):
+            return GOTRUE_BODY_LIMIT  # credentials and metadata
+        # Where a knowledge item's content (1 MB of UTF-8, up to 6 MB as JSON escapes) may travel.
+        if path.rstrip("/") == "/graphql" and any(name == b"authorization" for name, _ in scope["headers"]):
+            return settings.max_upload_bytes
+        if method in ("POST", "PATCH") and (path == "/api/knowledge" or path.startswith("/api/knowledge/")):
+            return settings.max_upload_bytes
+        return settings.max_body_bytes
+
+    return limit_for
 
 
 def create_app(settings: Settings, *, engine: AsyncEngine | None = None, database_url: str | None = None) -> FastAPI:
@@ -95,11 +103,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(DomainError, domain_exception_handler)
     app.add_middleware(CatchAll)
-    app.add_middleware(
-        BodyLimit,
-        limit_for=lambda scope: settings.max_upload_bytes if _carries_content(scope) else settings.max_body_bytes,
-        message_limit=settings.max_ws_message_bytes,
-    )
+    app.add_middleware(BodyLimit, limit_for=_body_limits(settings), message_limit=settings.max_ws_message_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -103,6 +103,8 @@ def _too_large(scope: Scope, exc: BodyTooLarge) -> Any:
     body: dict[str, Any] = {"error": exc.message}
     if scope["path"].startswith("/graphql"):
         body["errors"] = [{"message": exc.message, "extensions": {"code": exc.code}}]
+    elif scope["path"].startswith("/auth/v1/"):  # GoTrue's shape, which supabase-js reads
+        body = {"code": 413, "error_code": "request_too_large", "msg": exc.message}
     # No `Connection: close`: closing with the rest of the body unread would reset the connection and
     # lose this answer; the server reads and drops what still arrives, holding none of it.
     return JSONResponse(body, status_code=413)

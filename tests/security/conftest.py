@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.utils.serve import Processes, Serve
+from tests.utils.serve import Processes, Serve, clean_env
 
 HERE = Path(__file__).parent
 
@@ -21,12 +21,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[Serve]:
-    """One real `fluxopus serve` (embedded PostgreSQL, default settings) for a module's abuse tests."""
+def served(request: pytest.FixtureRequest) -> Iterator[Serve]:
+    """One real `fluxopus serve` (embedded PostgreSQL) for a module's abuse tests, with the module's
+    `SERVE_ENV` settings if it has any."""
     work = Path(tempfile.mkdtemp(prefix="fluxopus-serve-"))
     tracker = Processes(work)
     try:
-        server = tracker.serve(work / "data")
+        server = tracker.serve(work / "data", clean_env(**getattr(request.module, "SERVE_ENV", {})))
         server.wait_healthy()
         yield server
     finally:
