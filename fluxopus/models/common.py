@@ -58,8 +58,9 @@ class Deleted(Output):
 def describe(error: ValidationError) -> str:
     parts = []
     for e in error.errors(include_url=False):
-        if e["type"] == "json_invalid":
-            return "Malformed JSON body"
+        if e["type"] == "json_invalid":  # where and why: "trailing characters at line 1 column 9"
+            detail = e.get("ctx", {}).get("error")
+            return f"Malformed JSON body: {detail}" if detail else "Malformed JSON body"
         loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
