@@ -127,7 +127,11 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     async def healthz() -> Response:
         if runtime.engine is not None and await ping(runtime.engine):
             return JSONResponse({"status": "ok"})
-        return JSONResponse({"status": "unavailable", "error": "Database is not answering"}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "error": "Database is not answering"},
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi() -> Response:

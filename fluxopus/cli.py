@@ -54,8 +54,9 @@ def migrated_database(settings: Settings) -> Iterator[str]:
 
 
 @contextmanager
-def database(settings: Settings) -> Iterator[str]:
-    """DATABASE_URL when set; otherwise the embedded server in the data dir (started or attached to)."""
+def database(settings: Settings, *, supervise: bool = False) -> Iterator[str]:
+    """DATABASE_URL when set; otherwise the embedded server in the data dir (started or attached to),
+    restarted whenever it dies when `supervise` (what serve does)."""
     if settings.database_url is not None:
         yield settings.database_url
         return
@@ -63,7 +64,10 @@ def database(settings: Settings) -> Iterator[str]:
 
     pg = EmbeddedPostgres(settings.data_dir)
     try:
-        yield pg.start()
+        url = pg.start()
+        if supervise:
+            pg.supervise()
+        yield url
     finally:
         pg.close()
 
@@ -98,7 +102,7 @@ def serve(
     # uvicorn restores this handler after its graceful shutdown and re-raises SIGTERM into it:
     # SystemExit then unwinds through `database()`, which stops the embedded server.
     signal.signal(signal.SIGTERM, _raise_system_exit)
-    with database(settings) as url:
+    with database(settings, supervise=True) as url:
         applied = asyncio.run(migrate(url))
         application = create_app(settings, database_url=url)
         runtime = application.state.runtime

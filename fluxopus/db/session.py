@@ -22,6 +22,34 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from fluxopus.errors import Conflict, Forbidden, Invalid, Unauthorized, Unavailable
 
+# connection_exception (08…), admin_shutdown, crash_shutdown, cannot_connect_now (starting up, recovering)
+_GONE_SQLSTATES = ("57P01", "57P02", "57P03")
+DATABASE_UNAVAILABLE = "The database is not available right now; retry in a few seconds"
+
+
+def database_gone(exc: BaseException) -> bool:
+    """The database went away, is restarting or cannot be reached: a reason to retry, not a bug."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = _sqlstate(exc) or ""
+        return sqlstate.startswith("08") or sqlstate in _GONE_SQLSTATES or database_gone(exc.orig or Exception())
+    # What asyncpg raises when its socket is gone or refused (a missing Unix socket is ENOENT).
+    if isinstance(exc, ConnectionError | FileNotFoundError):
+        return True
+    module = type(exc).__module__
+    return module.startswith("asyncpg") and type(exc).__name__ in (
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "CannotConnectNowError",
+        "InterfaceError",
+    )
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
+    return str(sqlstate) if sqlstate else None
+
 _SET_CLAIMS = text("select set_config('role', 'authenticated', true), set_config('request.jwt.claims', :claims, true)")
 
 
@@ -85,6 +113,10 @@ class RlsTransaction:
             conn = await self.engine.connect()
         except SATimeoutError:  # the pool stayed exhausted for pool_timeout seconds
             raise Unavailable() from None
+        except (OSError, DBAPIError) as exc:
+            if database_gone(exc):
+                raise Unavailable(DATABASE_UNAVAILABLE) from exc
+            raise
         try:
             self._tx = await conn.begin()
             await conn.execute(_SET_CLAIMS, {"claims": json.dumps(self.claims)})
@@ -112,8 +144,11 @@ class RlsTransaction:
 
 
 def translate_db_error(exc: DBAPIError) -> Exception:
-    """Constraint and RLS violations become domain errors; anything else stays unexpected."""
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
+    """Constraint and RLS violations become domain errors, a lost database Unavailable; anything else
+    stays unexpected."""
+    if database_gone(exc):
+        return Unavailable(DATABASE_UNAVAILABLE)
+    sqlstate = _sqlstate(exc)
     if sqlstate == "42501":  # insufficient_privilege: an RLS `with check` refused the row
         return Forbidden("You do not have permission to do that")
     if isinstance(exc, IntegrityError) or (sqlstate or "").startswith("23"):

@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fluxopus.errors import DomainError
+from fluxopus.db.session import DATABASE_UNAVAILABLE, database_gone
+from fluxopus.errors import DomainError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,13 @@ class CatchAll:
             if started:
                 raise
             await domain_error_response(exc)(scope, receive, send)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+        except Exception as exc:
             if started:
+                log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
                 raise
+            if database_gone(exc):
+                log.warning("%s %s: the database is not available (%s)", scope.get("method"), scope.get("path"), exc)
+                await domain_error_response(Unavailable(DATABASE_UNAVAILABLE))(scope, receive, send)
+                return
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             await error_response(500, "Internal server error")(scope, receive, send)

@@ -11,7 +11,8 @@ from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from fluxopus.errors import DomainError
+from fluxopus.db.session import DATABASE_UNAVAILABLE, database_gone
+from fluxopus.errors import DomainError, Unavailable
 from fluxopus.models.common import Page, parse, parse_json, parse_uuid
 from fluxopus.rest_compat.errors import domain_error_response, error_response
 from fluxopus.rest_compat.sse import ClientGone, cancel_on_disconnect, event_stream, wants_event_stream
@@ -55,7 +56,10 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
             return domain_error_response(exc)
         except ClientGone:
             return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
-        except Exception:
+        except Exception as exc:
+            if database_gone(exc):
+                log.warning("%s %s: the database is not available (%s)", route.method, route.path, exc)
+                return domain_error_response(Unavailable(DATABASE_UNAVAILABLE))
             log.exception("%s %s failed", route.method, route.path)
             return error_response(500, "Internal server error")
         if route.redirect and "application/json" not in request.headers.get("accept", ""):

@@ -16,7 +16,8 @@ from strawberry.extensions import SchemaExtension
 from strawberry.fastapi import BaseContext
 from strawberry.types import ExecutionContext
 
-from fluxopus.errors import DomainError, Unauthorized
+from fluxopus.db.session import DATABASE_UNAVAILABLE, database_gone
+from fluxopus.errors import DomainError, Unauthorized, Unavailable
 from fluxopus.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ def error_code(error: GraphQLError) -> str:
         return "BAD_USER_INPUT"  # syntax, validation and variable coercion: the client's document
     if error.path is None and isinstance(original, ValueError | TypeError):
         return "BAD_USER_INPUT"  # a scalar refusing a variable's value
+    if database_gone(original):
+        return Unavailable.code
     return "INTERNAL_SERVER_ERROR"
 
 
@@ -84,4 +87,6 @@ class FluxopusSchema(strawberry.Schema):
                 error.message = "Internal server error"
             elif isinstance(error.original_error, DomainError):
                 error.message = error.original_error.message
+            elif code == Unavailable.code:
+                error.message = DATABASE_UNAVAILABLE
             error.extensions = {**(error.extensions or {}), "code": code}
