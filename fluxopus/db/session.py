@@ -50,6 +50,7 @@ def _sqlstate(exc: DBAPIError) -> str | None:
     sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
     return str(sqlstate) if sqlstate else None
 
+
 _SET_CLAIMS = text("select set_config('role', 'authenticated', true), set_config('request.jwt.claims', :claims, true)")
 
 

@@ -21,9 +21,11 @@ ERRORS = {
     "403": "Visible, but the caller may not change it",
     "404": "Not found, or not visible to the caller",
     "409": "Conflicts with an existing record",
+    "413": "The request body is over the server's limit (1 MiB by default; 8 MiB for knowledge writes)",
     "429": "Token budget exceeded: the company's monthly model tokens are used up",
     "500": "Unexpected server error",
-    "503": "The server is busy (no database connection came free in time); retry after `Retry-After` seconds",
+    "503": "The server is busy (no database connection came free in time) or its database is not available;"
+    " retry after `Retry-After` seconds",
 }
 
 
@@ -108,7 +110,11 @@ def _operation(route: Route, schemas: dict[str, Any], refs: dict[Any, dict[str, 
             "headers": {"Location": {"description": "Where the browser goes next", "schema": {"type": "string"}}},
         }
     for status in ERRORS:
-        if (status != "429" or route.budgeted) and (status not in ("401", "403") or not route.public):
+        if (
+            (status != "429" or route.budgeted)
+            and (status not in ("401", "403") or not route.public)
+            and (status != "413" or route.body is not None)
+        ):
             responses[status] = {"$ref": f"#/components/responses/E{status}"}
     op: dict[str, Any] = {
         "operationId": route.operation_id,
