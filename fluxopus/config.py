@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     # Run the background worker that embeds knowledge in this process (each replica may).
     indexer: bool = True
 
+    # Skill templates render in worker processes, each render bounded in CPU time and memory.
+    template_workers: int = Field(default=2, ge=1, le=64)
+    template_cpu_seconds: float = Field(default=0.5, gt=0, le=60)
+    template_memory_mb: int = Field(default=128, ge=16, le=4096)
+
     # Monthly tokens per company (input + output) unless the company has its own budget.
     token_budget: int = Field(default=1_000_000, ge=0)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fluxopus.ai.embeddings import Embedder, MiniLMEmbedder, OpenAIEmbedder
 from fluxopus.ai.providers import ChatProvider, EchoProvider
+from fluxopus.ai.sandbox import TemplateSandbox
 from fluxopus.config import Settings
 
 
@@ -17,12 +18,15 @@ class ModelSettings:
     default_model: str | None  # None: the provider's own default
     run_timeout: float
     token_budget: int
+    templates: TemplateSandbox
 
     async def aclose(self) -> None:
-        """Closes the providers' HTTP clients: their pooled connections belong to the serving loop."""
+        """Closes the providers' HTTP clients (their pooled connections belong to the serving loop) and
+        stops the template workers."""
         for provider in self.providers.values():
             await provider.aclose()
         await self.embedder.aclose()
+        self.templates.close()
 
     def describe(self) -> str:
         """For the server banner: what answers skill runs."""
@@ -89,4 +93,9 @@ def model_settings(settings: Settings) -> ModelSettings:
         default_model=settings.llm_model,
         run_timeout=settings.run_timeout,
         token_budget=settings.token_budget,
+        templates=TemplateSandbox(
+            workers=settings.template_workers,
+            cpu_seconds=settings.template_cpu_seconds,
+            memory_mb=settings.template_memory_mb,
+        ),
     )

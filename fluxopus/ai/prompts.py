@@ -107,6 +107,8 @@ def check_template(source: str) -> str:
         _env.parse(source)
     except TemplateSyntaxError as exc:
         raise PromptError(f"Template syntax error on line {exc.lineno}: {exc.message}") from None
+    except RecursionError:
+        raise PromptError("Template syntax error: expressions or blocks nested too deeply") from None
     return source
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
-from fluxopus.ai.prompts import check_input_schema, check_template
+from fluxopus.ai.prompts import check_input_schema
 from fluxopus.models.common import Input, Output, PageQuery, omittable
 
 
@@ -42,7 +42,7 @@ Description = Annotated[str, StringConstraints(max_length=5000)]
 Instructions = Annotated[
     str,
     StringConstraints(min_length=1, max_length=100_000),
-    AfterValidator(check_template),
+    # Parsed when a skill is saved (resolvers/skills.py), in the template sandbox: parsing is work too.
     Field(description="A Jinja2 template rendered with the run's input, e.g. `Summarise {{ input.topic }}`"),
 ]
 InputSchema = Annotated[

@@ -18,8 +18,9 @@ from uuid import UUID
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
-from fluxopus.ai.prompts import PromptError, render, validate_input
+from fluxopus.ai.prompts import PromptError, validate_input
 from fluxopus.ai.providers import ChatProvider, Delta, ProviderError, estimate_tokens, max_prompt_tokens
+from fluxopus.ai.sandbox import TemplateLimit
 from fluxopus.context import Context
 from fluxopus.errors import Invalid, NotFound, Unavailable
 from fluxopus.models.common import Page, PageQuery
@@ -47,6 +48,7 @@ class _Run:
     prompt: str
     temperature: float | None
     max_tokens: int
+    refused: str | None = None  # the template went over the sandbox's bounds: the run fails at once
 
 
 async def stream_skill_run(ctx: Context, *, id: UUID, data: RunInput) -> AsyncGenerator[RunEvent, None]:
@@ -56,14 +58,15 @@ async def stream_skill_run(ctx: Context, *, id: UUID, data: RunInput) -> AsyncGe
 
 
 async def run_skill(ctx: Context, *, id: UUID, data: RunInput) -> SkillRun:
-    """The same run, waited for: the finished SkillRun."""
-    events = await stream_skill_run(ctx, id=id, data=data)
-    run_id: UUID | None = None
-    async with aclosing(events):
-        async for event in events:
-            run_id = event.run_id
-    assert run_id is not None
-    return await get_skill_run(ctx, id=run_id)
+    """The same run, waited for: the finished SkillRun; Invalid when its template went over the bounds
+    (the failed run is recorded all the same)."""
+    run = await _start(ctx, id, data)
+    async with aclosing(_events(ctx, run)) as events:
+        async for _ in events:
+            pass
+    if run.refused is not None:
+        raise Invalid(run.refused)
+    return await get_skill_run(ctx, id=run.id)
 
 
 async def get_skill_run(ctx: Context, *, id: UUID) -> SkillRun:
@@ -95,13 +98,16 @@ async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:
         version = await get_skill_version(ctx, id=id, version=data.version or skill.version)
     else:
         version = SkillVersion.model_validate(row)
+    refused: str | None = None
     try:
         validate_input(version.input_schema, data.input)
-        prompt = render(version.instructions, data.input)
         provider, model = ctx.models.resolve(version.provider, version.model)
+        prompt = await ctx.models.templates.render(version.instructions, data.input)
+    except TemplateLimit as exc:  # it ran, and could not finish: recorded as a failed run, nothing reserved
+        prompt, refused = "", str(exc)
     except (PromptError, LookupError) as exc:
         raise Invalid(str(exc)) from None
-    reserved = max_prompt_tokens(prompt) + version.max_tokens
+    reserved = 0 if refused else max_prompt_tokens(prompt) + version.max_tokens
     run_id = await budget.start_run(
         ctx,
         skill_id=id,
@@ -111,11 +117,17 @@ async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:
         model=model,
         tokens=reserved,
     )
-    return _Run(run_id, id, version.version, provider, model, prompt, version.temperature, version.max_tokens)
+    return _Run(run_id, id, version.version, provider, model, prompt, version.temperature, version.max_tokens, refused)
 
 
 async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
     yield RunEvent(type="run.started", run_id=run.id, skill_id=run.skill_id, version=run.version, model=run.model)
+    if run.refused is not None:
+        await _settle(
+            ctx, run.id, RunStatus.failed, output="", usage=RunUsage(input_tokens=0, output_tokens=0), error=run.refused
+        )
+        yield RunEvent(type="run.failed", run_id=run.id, error=run.refused)
+        return
     parts: list[str] = []
     usage: RunUsage | None = None
     status, error = RunStatus.cancelled, None

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from sqlalchemy import delete, insert, or_, select, update
 
+from fluxopus.ai.prompts import PromptError
 from fluxopus.context import Context
 from fluxopus.errors import Invalid, NotFound
 from fluxopus.models.common import Deleted, Page, PageQuery
@@ -44,13 +45,23 @@ async def get_skill(ctx: Context, *, id: UUID) -> Skill:
 
 async def create_skill(ctx: Context, *, data: SkillCreate) -> Skill:
     await require_membership(ctx)
+    await _check_instructions(ctx, data.instructions)
     row = (await ctx.db.execute(insert(skills).values(**data.model_dump()).returning(*skills.c))).mappings().one()
     return Skill.model_validate(row)
 
 
 async def update_skill(ctx: Context, *, id: UUID, data: SkillUpdate) -> Skill:
+    if data.instructions is not None:
+        await _check_instructions(ctx, data.instructions)
     # An empty PATCH still goes through the update policy, so it answers 403 like a real one.
     return await _update(ctx, id, data.model_dump(exclude_unset=True) or {"name": skills.c.name})
+
+
+async def _check_instructions(ctx: Context, source: str) -> None:
+    try:
+        await ctx.models.templates.check(source)
+    except PromptError as exc:
+        raise Invalid(f"instructions: {exc}") from None
 
 
 async def _update(ctx: Context, id: UUID, changes: dict[str, Any]) -> Skill:
