@@ -17,7 +17,7 @@ from fluxopus.ai.models import model_settings
 from fluxopus.auth.gotrue import JSON_BODY_LIMIT as GOTRUE_BODY_LIMIT
 from fluxopus.auth.gotrue import gotrue_router
 from fluxopus.config import Settings
-from fluxopus.db.engine import create_engine
+from fluxopus.db.engine import create_engine, create_service_engine
 from fluxopus.db.session import ping
 from fluxopus.errors import DomainError
 from fluxopus.http_limits import BodyLimit
@@ -59,7 +59,8 @@ def _body_limits(settings: Settings) -> Callable[[Scope], int]:
 
 
 def create_app(settings: Settings, *, engine: AsyncEngine | None = None, database_url: str | None = None) -> FastAPI:
-    """`engine` (tests) is used as given; otherwise one is created from `database_url` for the app's lifetime."""
+    """`engine` (tests) is used as given (with a service pool of its own to the same database);
+    otherwise both are created from `database_url` for the app's lifetime."""
     runtime = Runtime(
         settings=settings,
         verifier=build_verifier(settings),
@@ -67,6 +68,9 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
         oauth=OAuth(settings),
         documents=build_documents(settings),
         engine=engine,
+        service_engine=(
+            create_service_engine(engine.url.render_as_string(hide_password=False), settings) if engine else None
+        ),
     )
     url = database_url or settings.database_url
 
@@ -80,12 +84,14 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
             if url is None:
                 raise RuntimeError("no database: set DATABASE_URL or start the app with `fluxopus serve`")
             runtime.engine = create_engine(url, settings)
+            runtime.service_engine = create_service_engine(url, settings)
             try:
                 async with _indexing(runtime):
                     yield
             finally:
                 await runtime.engine.dispose()
-                runtime.engine = None
+                await runtime.service_engine.dispose()
+                runtime.engine = runtime.service_engine = None
         finally:
             # Pooled provider connections belong to this event loop; an app served again (tests
             # do that) gets fresh clients.

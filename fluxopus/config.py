@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     # Run the background worker that embeds knowledge in this process (each replica may).
     indexer: bool = True
 
+    # Searches one user may have embedding at once in a process; more wait their turn.
+    model_calls_per_user: int = Field(default=4, ge=1)
     # Skill templates render in worker processes, each render bounded in CPU time and memory.
     template_workers: int = Field(default=2, ge=1, le=64)
     template_cpu_seconds: float = Field(default=0.5, gt=0, le=60)
@@ -169,8 +171,10 @@ class Settings(BaseSettings):
     graphql_max_merged_fields: int = Field(default=25, ge=2, description="Fields merging into one response path")
     graphql_max_cost: int = Field(default=20_000, ge=100)
 
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=20, ge=0)
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
+    # The budget's statements, outside a request's own transaction (db/engine.py).
+    db_service_pool_size: int = Field(default=4, ge=1)
     # Seconds a request waits for a free connection before it is answered 503 (retry shortly).
     db_pool_timeout: float = Field(default=30.0, gt=0)
     log_level: str = "info"

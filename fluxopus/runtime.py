@@ -49,12 +49,13 @@ class Runtime:
     oauth: OAuth
     documents: Documents
     engine: AsyncEngine | None = None
+    service_engine: AsyncEngine | None = None  # see db/engine.create_service_engine
 
     def context(self, claims: dict[str, object] | None, auth_error: Unauthorized | None = None) -> Context:
         if self.engine is None:
             raise RuntimeError("the database engine is not started")
         return Context(
-            db=RlsTransaction(self.engine, claims, auth_error),
+            db=RlsTransaction(self.engine, claims, auth_error, self.service_engine),
             claims=claims,
             models=self.models,
             oauth=self.oauth,

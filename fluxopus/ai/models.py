@@ -2,12 +2,53 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from fluxopus.ai.embeddings import Embedder, MiniLMEmbedder, OpenAIEmbedder
 from fluxopus.ai.providers import ChatProvider, EchoProvider
 from fluxopus.ai.sandbox import TemplateSandbox
 from fluxopus.config import Settings
+from fluxopus.errors import Unavailable
+
+
+class PerCaller:
+    """At most `limit` of one caller's model calls at a time in this process; the rest wait their turn,
+    holding no database connection, so one caller's burst cannot queue everyone else's requests behind
+    it. A turn not come within `timeout` seconds is a 503."""
+
+    def __init__(self, limit: int, timeout: float) -> None:
+        self.limit = limit
+        self.timeout = timeout
+        # Per event loop (an app may be served from more than one in tests) and caller; an entry lives
+        # while its caller has calls in flight or waiting.
+        self._turns: dict[tuple[int, Hashable], tuple[asyncio.Semaphore, int]] = {}
+
+    @asynccontextmanager
+    async def turn(self, caller: Hashable) -> AsyncIterator[None]:
+        key = (id(asyncio.get_running_loop()), caller)
+        semaphore, users = self._turns.get(key) or (asyncio.Semaphore(self.limit), 0)
+        self._turns[key] = (semaphore, users + 1)
+        try:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await semaphore.acquire()
+            except TimeoutError:
+                raise Unavailable(
+                    "Too many of your requests are waiting for the model; retry in a few seconds"
+                ) from None
+            try:
+                yield
+            finally:
+                semaphore.release()
+        finally:
+            semaphore, users = self._turns[key]
+            if users == 1:
+                del self._turns[key]
+            else:
+                self._turns[key] = (semaphore, users - 1)
 
 
 @dataclass
@@ -19,6 +60,7 @@ class ModelSettings:
     run_timeout: float
     token_budget: int
     templates: TemplateSandbox
+    per_caller: PerCaller = field(default_factory=lambda: PerCaller(limit=4, timeout=30.0))
 
     async def aclose(self) -> None:
         """Closes the providers' HTTP clients (their pooled connections belong to the serving loop) and
@@ -98,4 +140,5 @@ def model_settings(settings: Settings) -> ModelSettings:
             cpu_seconds=settings.template_cpu_seconds,
             memory_mb=settings.template_memory_mb,
         ),
+        per_caller=PerCaller(limit=settings.model_calls_per_user, timeout=settings.db_pool_timeout),
     )

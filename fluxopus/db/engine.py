@@ -24,10 +24,27 @@ def asyncpg_dsn(url: str) -> str:
 
 
 def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
+    """The pool requests run in. Fixed size by default: overflow connections are closed as soon as
+    they are returned, so under load a pool with overflow opens and closes sessions all the time."""
     return create_async_engine(
         sqlalchemy_url(database_url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_pre_ping=True,  # a connection the database dropped (a restart) is replaced, not handed out
+    )
+
+
+def create_service_engine(database_url: str, settings: Settings) -> AsyncEngine:
+    """A small pool of its own for the short statements a request makes as the service, outside its
+    own transaction (the budget's start_run, finish_run, charge_tokens). Those never wait for the
+    request pool, so a request holding one of its connections can always get one of these: with a
+    single pool, thirty requests holding all its connections and each waiting for a second one
+    deadlocked it."""
+    return create_async_engine(
+        sqlalchemy_url(database_url),
+        pool_size=settings.db_service_pool_size,
+        max_overflow=0,
         pool_timeout=settings.db_pool_timeout,
         pool_pre_ping=True,
     )

@@ -63,8 +63,12 @@ class RlsTransaction:
         engine: AsyncEngine,
         claims: Mapping[str, Any] | None,
         auth_error: Unauthorized | None = None,
+        service_engine: AsyncEngine | None = None,
     ) -> None:
         self.engine = engine
+        # Where statements outside this transaction run (db/engine.create_service_engine): never this
+        # transaction's pool, which it may be holding a connection of.
+        self.service_engine = service_engine or engine
         self.claims = claims
         self.auth_error = auth_error
         self._conn: AsyncConnection | None = None
@@ -90,15 +94,19 @@ class RlsTransaction:
 
     async def call_alone(self, function: Callable[..., FunctionElement[Any]], *args: Any) -> Any:
         """`select function(claims, *args)` in an autocommitted transaction of its own, as the service's
-        role: for a statement that locks a shared row (a company's budget) and must release it the
-        moment it is done. The function acts for the caller named by the claims it is given."""
+        role, on the service pool: for a statement that locks a shared row (a company's budget) and must
+        release it the moment it is done. The function acts for the caller named by the claims it is given."""
         if self.claims is None:
             raise self.auth_error or Unauthorized("Missing Authorization header: send 'Authorization: Bearer <jwt>'")
         statement = select(function(type_coerce(dict(self.claims), JSONB), *args))
         try:
-            conn = await self.engine.connect()
+            conn = await self.service_engine.connect()
         except SATimeoutError:
             raise Unavailable() from None
+        except (OSError, DBAPIError) as exc:
+            if database_gone(exc):
+                raise Unavailable(DATABASE_UNAVAILABLE) from exc
+            raise
         try:
             autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
             return (await autocommit.execute(statement)).scalar_one()
@@ -173,6 +181,10 @@ async def call_as_service(engine: AsyncEngine, statement: Executable, params: Ma
         conn = await engine.connect()
     except SATimeoutError:
         raise Unavailable() from None
+    except (OSError, DBAPIError) as exc:
+        if database_gone(exc):
+            raise Unavailable(DATABASE_UNAVAILABLE) from exc
+        raise
     try:
         async with conn.begin():
             return list((await conn.execute(statement, params)).mappings())

@@ -41,10 +41,13 @@ async def me(ctx: Context) -> Me:
     return result
 
 
+NO_COMPANY = "You are not a member of any company; ask an admin to add you"
+
+
 async def require_membership(ctx: Context) -> Me:
     caller = await me(ctx)
     if caller.company is None:
-        raise Forbidden("You are not a member of any company; ask an admin to add you")
+        raise Forbidden(NO_COMPANY)
     return caller
 
 

@@ -147,7 +147,7 @@ async def connection_callback(ctx: Context, *, provider: str, query: CallbackQue
     app_url = ctx.oauth.app_url
     if not query.state:
         return _failed(app_url, provider, "invalid_state", "no state")
-    taken = await call_as_service(ctx.db.engine, _TAKE_STATE, {"hash": _hash(query.state)})
+    taken = await call_as_service(ctx.db.service_engine, _TAKE_STATE, {"hash": _hash(query.state)})
     if not taken:
         return _failed(app_url, provider, "invalid_state", "unknown or already used state")
     pending = taken[0]

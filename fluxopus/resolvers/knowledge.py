@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, text, update
 
 from fluxopus.ai.embeddings import DIMENSIONS, EmbeddingError
 from fluxopus.context import Context
-from fluxopus.errors import BudgetExceeded, NotFound, Unavailable
+from fluxopus.errors import BudgetExceeded, Forbidden, NotFound, Unavailable
 from fluxopus.models.common import Deleted, Page
 from fluxopus.models.knowledge import (
     KnowledgeCreate,
@@ -30,7 +30,7 @@ from fluxopus.models.knowledge import (
     SearchQuery,
 )
 from fluxopus.resolvers._sql import change, contains, fetch_page
-from fluxopus.resolvers.accounts import require_membership
+from fluxopus.resolvers.accounts import NO_COMPANY, require_membership
 
 knowledge = KnowledgeRow.metadata.tables["knowledge"]
 
@@ -123,10 +123,18 @@ _SEARCH_SETTINGS = text(
 
 
 async def search_knowledge(ctx: Context, *, query: SearchQuery) -> list[SearchHit]:
+    # One caller's searches take turns (ModelSettings.per_caller). The query is charged and embedded
+    # first, so a search does not hold a pooled connection while it waits for the budget or the model
+    # (a request that opened its transaction already keeps it).
+    async with ctx.models.per_caller.turn(ctx.user_id):
+        return await _search(ctx, query)
+
+
+async def _search(ctx: Context, query: SearchQuery) -> list[SearchHit]:
+    vector = await _embed_query(ctx, query.q) if query.mode is not SearchMode.keyword else None
     await require_membership(ctx)
     rankings: list[list[dict[str, Any]]] = []
-    if query.mode is not SearchMode.keyword:
-        vector = await _embed_query(ctx, query.q)
+    if vector is not None:
         await ctx.db.execute(_SEARCH_SETTINGS)
         rows = await ctx.db.execute(_SEMANTIC, {"vector": vector, "candidates": CANDIDATES})
         rankings.append(_best_per_item(rows.mappings()))
@@ -154,7 +162,10 @@ async def search_knowledge(ctx: Context, *, query: SearchQuery) -> list[SearchHi
 async def _embed_query(ctx: Context, q: str) -> list[float]:
     embedder = ctx.models.embedder
     tokens = embedder.count_tokens(q) + 2  # the model's [CLS] and [SEP]
-    charged = await ctx.db.call_alone(func.fluxopus.charge_tokens, tokens, ctx.models.token_budget)
+    try:
+        charged = await ctx.db.call_alone(func.fluxopus.charge_tokens, tokens, ctx.models.token_budget)
+    except Forbidden:  # charge_tokens refuses a caller without a company
+        raise Forbidden(NO_COMPANY) from None
     if not charged:
         raise BudgetExceeded()
     try:
