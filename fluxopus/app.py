@@ -25,7 +25,7 @@ from fluxopus.integrations.oauth import OAuth
 from fluxopus.rest_compat.errors import CatchAll, domain_exception_handler, http_exception_handler
 from fluxopus.rest_compat.generate import rest_router
 from fluxopus.rest_compat.openapi import build_openapi
-from fluxopus.runtime import Runtime, build_documents, build_verifier
+from fluxopus.runtime import Runtime, build_documents, build_mail, build_verifier
 from fluxopus.schema.router import graphql_router
 
 
@@ -67,6 +67,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
         models=model_settings(settings),
         oauth=OAuth(settings),
         documents=build_documents(settings),
+        mail=build_mail(settings),
         engine=engine,
         service_engine=(
             create_service_engine(engine.url.render_as_string(hide_password=False), settings) if engine else None

@@ -106,7 +106,13 @@ def serve(
         applied = asyncio.run(migrate(url))
         application = create_app(settings, database_url=url)
         runtime = application.state.runtime
-        _banner(settings, applied, runtime.models.describe(), runtime.oauth.describe(settings.base_url))
+        _banner(
+            settings,
+            applied,
+            runtime.models.describe(),
+            runtime.oauth.describe(settings.base_url),
+            runtime.mail.describe(),
+        )
         config = uvicorn.Config(
             application,
             host=settings.host,
@@ -146,7 +152,7 @@ def _raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-def _banner(settings: Settings, applied: list[str], models: str, connections: str) -> None:
+def _banner(settings: Settings, applied: list[str], models: str, connections: str, mail: str) -> None:
     base = f"http://{settings.host}:{settings.port}"
     db = "external database (DATABASE_URL)" if settings.database_url else f"embedded PostgreSQL in {settings.data_dir}"
     if settings.uses_dev_signing_key:
@@ -157,7 +163,10 @@ def _banner(settings: Settings, applied: list[str], models: str, connections: st
         token_help = "sign in with your identity provider (tokens are verified against FLUXOPUS_JWKS_URL)"
     auth = []
     if settings.uses_dev_signing_key:
-        auth = [f"  auth       {base}/auth/v1  (Supabase-compatible; anon key: {anon_key(settings)})"]
+        auth = [
+            f"  auth       {base}/auth/v1  (Supabase-compatible; anon key: {anon_key(settings)})",
+            f"  email      {mail}",
+        ]
     lines = [
         "",
         "  Fluxopus is starting",
@@ -198,7 +207,7 @@ def token(
     """Print a signed access token (JWT) for a user, creating user, company and membership as needed."""
     from fluxopus.auth.jwt import mint_token
     from fluxopus.auth.keys import SigningKey
-    from fluxopus.db.accounts import ensure_member
+    from fluxopus.db.accounts import ensure_member, start_token_session
 
     settings = _settings(data_dir)
     if "@" not in email or len(email) > 320:
@@ -218,6 +227,10 @@ def token(
         except ValueError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from exc
+        # The server's own tokens name a session it can end (sign-out everywhere, a password reset).
+        session = None
+        if not isinstance(key, str):
+            session = asyncio.run(start_token_session(url, user_id=member.user_id, seconds=ttl))
     typer.echo(
         mint_token(
             key,
@@ -227,6 +240,8 @@ def token(
             company_id=member.company_id,
             ttl=ttl,
             audience=settings.jwt_audience,
+            session_id=session,
+            issuer=None if isinstance(key, str) else settings.auth_issuer,
         )
     )
 

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from dotenv import dotenv_values
@@ -17,6 +18,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from fluxopus.auth.jwt import BUILT_IN_ISSUER
 from fluxopus.integrations.crypto import parse_key
 
 
@@ -103,6 +105,17 @@ class Settings(BaseSettings):
     jwks_url: str | None = None
     jwks_cache_seconds: int = Field(default=600, ge=0)
     jwt_audience: str = "authenticated"
+
+    # Refused: tokens living longer than this (seconds), whoever signed them.
+    jwt_max_lifetime: int = Field(default=366 * 86400, ge=60)
+    # How long a session known to be on is trusted before the sessions table is asked again.
+    session_check_seconds: float = Field(default=5.0, ge=0)
+    # The built-in sign-in (/auth/v1): sign-ups per client address per hour; SMTP for the links it
+    # sends (auth/mail.py); how long an invitation's link works.
+    signups_per_address: int = Field(default=30, ge=1)
+    smtp_url: str | None = None
+    smtp_from: str | None = None  # default: fluxopus@<the public URL's host>
+    invitation_days: float = Field(default=7.0, gt=0)
 
     # Browser origins allowed to call the API (comma-separated in the env), e.g. http://localhost:5173
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -212,6 +225,13 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("smtp", "smtps"):
+            raise ValueError("FLUXOPUS_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://…")
+        return value
+
     @field_validator("public_url", "app_url")
     @classmethod
     def _absolute_url(cls, value: str | None) -> str | None:
@@ -242,6 +262,15 @@ class Settings(BaseSettings):
     @property
     def frontend_url(self) -> str:
         return self.app_url or self.base_url
+
+    @property
+    def auth_issuer(self) -> str:
+        """The `iss` of the tokens this server signs: stable whatever host or port it listens on."""
+        return f"{self.public_url}/auth/v1" if self.public_url else BUILT_IN_ISSUER
+
+    @property
+    def mail_sender(self) -> str:
+        return self.smtp_from or f"fluxopus@{urlsplit(self.base_url).hostname or 'localhost'}"
 
     @property
     def encryption_key_path(self) -> Path:

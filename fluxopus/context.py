@@ -8,8 +8,9 @@ from typing import Any
 from uuid import UUID
 
 from fluxopus.ai.models import ModelSettings
+from fluxopus.auth.mail import Mail
 from fluxopus.db.session import RlsTransaction
-from fluxopus.errors import Unauthorized
+from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.integrations.oauth import OAuth
 from fluxopus.resolvers.loaders import Loaders
 
@@ -22,7 +23,8 @@ class Context:
     claims: dict[str, Any] | None
     models: ModelSettings
     oauth: OAuth
-    auth_error: Unauthorized | None = None
+    mail: Mail
+    auth_error: DomainError | None = None  # why claims is None: Unauthorized, or Unavailable
     cache: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.ai.models import ModelSettings
-from fluxopus.auth.jwt import JWKSCache, TokenVerifier
+from fluxopus.auth.jwt import JWKSCache, TokenVerifier, bearer_token
 from fluxopus.auth.keys import SigningKey
+from fluxopus.auth.mail import Mail
+from fluxopus.auth.sessions import SessionCheck
 from fluxopus.config import Settings
 from fluxopus.context import Context
 from fluxopus.db.session import RlsTransaction
-from fluxopus.errors import Unauthorized
+from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.integrations.oauth import OAuth
 from fluxopus.schema.limits import Documents, Limits
 
@@ -23,6 +28,18 @@ def build_verifier(settings: Settings) -> TokenVerifier:
         secret=settings.jwt_secret,
         jwks=JWKSCache(settings.jwks_url, settings.jwks_cache_seconds) if settings.jwks_url else None,
         local_key=SigningKey.load_or_create(settings.dev_signing_key_path) if settings.uses_dev_signing_key else None,
+        issuer=settings.auth_issuer,
+        max_lifetime=settings.jwt_max_lifetime,
+    )
+
+
+def build_mail(settings: Settings) -> Mail:
+    return Mail(
+        smtp_url=settings.smtp_url,
+        sender=settings.mail_sender,
+        public_url=settings.base_url,
+        app_url=settings.frontend_url,
+        invitation_ttl=dt.timedelta(days=settings.invitation_days),
     )
 
 
@@ -48,14 +65,37 @@ class Runtime:
     models: ModelSettings
     oauth: OAuth
     documents: Documents
+    mail: Mail
     engine: AsyncEngine | None = None
     service_engine: AsyncEngine | None = None  # see db/engine.create_service_engine
+    sessions: SessionCheck = field(init=False)
 
-    def context(self, claims: dict[str, object] | None, auth_error: Unauthorized | None = None) -> Context:
+    def __post_init__(self) -> None:
+        self.sessions = SessionCheck(lambda: self.engine, self.settings.session_check_seconds)
+
+    async def authenticate(self, authorization: str | None) -> dict[str, Any]:
+        """The claims of `Authorization: Bearer <jwt>`: signature, audience, lifetime, and for the
+        server's own tokens their issuer and a session that is still on."""
+        return await self.authenticate_token(bearer_token(authorization))
+
+    async def authenticate_token(self, token: str) -> dict[str, Any]:
+        claims = await self.verifier.verify(token)
+        if not await self.session_on(claims):
+            raise Unauthorized("This session has ended (signed out): sign in again")
+        return claims
+
+    async def session_on(self, claims: dict[str, Any]) -> bool:
+        """Whether the session behind verified claims is on (only the server's own tokens name one it knows)."""
+        if self.verifier.local_key is None or claims.get("iss") != self.verifier.issuer:
+            return True
+        return await self.sessions.alive(UUID(str(claims["session_id"])), UUID(str(claims["sub"])))
+
+    def context(self, claims: dict[str, object] | None, auth_error: DomainError | None = None) -> Context:
         if self.engine is None:
             raise RuntimeError("the database engine is not started")
         return Context(
             db=RlsTransaction(self.engine, claims, auth_error, self.service_engine),
+            mail=self.mail,
             claims=claims,
             models=self.models,
             oauth=self.oauth,

@@ -36,6 +36,7 @@ from fluxopus.app import create_app
 from fluxopus.auth.jwt import mint_token
 from fluxopus.auth.keys import SigningKey
 from fluxopus.config import Settings
+from fluxopus.db.accounts import start_token_session
 from fluxopus.runtime import build_verifier
 from tests.utils.builders import SECRET, User, error_codes, make_user, unique
 from tests.utils.cli import CliResult, cli_env, run_cli
@@ -580,6 +581,8 @@ async def test_dev_key_tokens_are_accepted_and_others_rejected(
     app = create_app(settings, engine=engine)
     key = SigningKey.load_or_create(settings.dev_signing_key_path)
     stranger = SigningKey(ec.generate_private_key(ec.SECP256R1()))
+    # The server's own tokens name its issuer and a session it knows (as `fluxopus token` makes one).
+    session = await start_token_session(database_url, user_id=uuid.UUID(member.id), seconds=600)
 
     def minted(signing_key: SigningKey | str) -> str:
         return mint_token(
@@ -589,6 +592,8 @@ async def test_dev_key_tokens_are_accepted_and_others_rejected(
             role=member.role,
             company_id=uuid.UUID(member.company_id),
             ttl=600,
+            session_id=session,
+            issuer=settings.auth_issuer,
         )
 
     forged_kid = jwt.encode(claims_for(member.id), stranger.private_key, algorithm="ES256", headers={"kid": key.kid})

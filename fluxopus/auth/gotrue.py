@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import json
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from jwt.algorithms import ECAlgorithm
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from fluxopus.auth.sessions import Accounts, AuthError, Client
-from fluxopus.errors import Unauthorized
+from fluxopus.errors import DomainError, Invalid, Unauthorized
+from fluxopus.http_limits import decode_json
+from fluxopus.models.accounts import InvitationCreate
+from fluxopus.models.common import parse
+from fluxopus.resolvers.accounts import invite_member
+from fluxopus.resolvers.connections import app_redirect
 from fluxopus.runtime import Runtime
 
 JSON_BODY_LIMIT = 64 * 1024
+MAX_JSON_DEPTH = 16  # credentials and a little metadata
 
 
 def gotrue_router() -> APIRouter:
@@ -50,6 +57,86 @@ def gotrue_router() -> APIRouter:
 
         return await _answer(request, run)
 
+    @router.post("/verify")
+    async def verify(request: Request) -> Response:
+        """supabase-js `verifyOtp({token_hash, type})` or `({email, token, type})`: a session."""
+
+        async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
+            secret = body.get("token_hash") or body.get("token")
+            if not isinstance(secret, str) or not secret:
+                raise AuthError(400, "validation_failed", "token_hash (or email and token) is required")
+            return await accounts.verify(_text(body, "type"), secret, _client(request))
+
+        return await _answer(request, run)
+
+    @router.get("/verify")
+    async def verify_link(request: Request) -> Response:
+        """The emailed link: signs the browser in and lands it on the app with the session in the URL's
+        fragment (never sent to a server), or with GoTrue's error there."""
+        runtime: Runtime = request.app.state.runtime
+        params = request.query_params
+        try:
+            target = app_redirect(params.get("redirect_to"), runtime.settings.frontend_url)
+        except Invalid:
+            target = runtime.settings.frontend_url
+        try:
+            session = await _accounts(runtime).verify(params.get("type", ""), params.get("token", ""), _client(request))
+            fragment = {k: str(session[k]) for k in ("access_token", "expires_at", "expires_in", "refresh_token")}
+            fragment |= {"token_type": "bearer", "type": params.get("type", "")}
+        except AuthError as exc:
+            fragment = {"error": "access_denied", "error_code": exc.code, "error_description": exc.message}
+        headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        return RedirectResponse(f"{target}#{urlencode(fragment)}", status_code=303, headers=headers)
+
+    @router.post("/resend")
+    async def resend(request: Request) -> Response:
+        async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
+            await accounts.resend(_text(body, "type"), _text(body, "email"))
+            return {}
+
+        return await _answer(request, run)
+
+    @router.post("/invite")
+    async def invite(request: Request) -> Response:
+        """GoTrue's invite, for a company admin's token: `{email, data: {role}}`. The answer is the
+        invitation, with `action_link` when the server sends no email (as GoTrue's generate_link)."""
+        runtime: Runtime = request.app.state.runtime
+
+        async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
+            claims = await _claims(request)
+            await accounts.sessions.require(claims)
+            data = body.get("data") or {}
+            try:
+                wanted = parse(InvitationCreate, {"email": _text(body, "email"), "role": data.get("role", "member")})
+            except Invalid as exc:
+                raise AuthError(400, "validation_failed", exc.message) from None
+            ctx = runtime.context(claims)
+            try:
+                invitation = await invite_member(ctx, data=wanted)
+            except DomainError as exc:
+                await ctx.db.finish(commit=False)
+                raise AuthError(exc.status, exc.code.lower(), exc.message) from None
+            await ctx.db.finish(commit=True)
+            return {
+                "id": str(invitation.id),
+                "email": invitation.email,
+                "role": invitation.role.value,
+                "invited_at": invitation.created_at.isoformat(),
+                "expires_at": invitation.expires_at.isoformat(),
+                **({"action_link": invitation.accept_url} if invitation.accept_url else {}),
+            }
+
+        return await _answer(request, run)
+
+    @router.put("/user")
+    async def update_user(request: Request) -> Response:
+        """supabase-js `updateUser({password, data})`: an invited user sets their first password here."""
+
+        async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
+            return await accounts.update(await _claims(request), body)
+
+        return await _answer(request, run)
+
     @router.get("/user")
     async def user(request: Request) -> Response:
         async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
@@ -70,12 +157,13 @@ def gotrue_router() -> APIRouter:
         return await _answer(request, run, body=False)
 
     @router.get("/settings")
-    async def settings() -> Response:
+    async def settings(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
         return JSONResponse(
             {
                 "external": {"email": True, "phone": False, "anonymous_users": False},
                 "disable_signup": False,
-                "mailer_autoconfirm": True,
+                "mailer_autoconfirm": not runtime.mail.configured,
                 "phone_autoconfirm": False,
                 "sms_provider": "",
                 "saml_enabled": False,
@@ -94,12 +182,22 @@ def gotrue_router() -> APIRouter:
     return router
 
 
+def _accounts(runtime: Runtime) -> Accounts:
+    assert runtime.engine is not None and runtime.verifier.local_key is not None
+    return Accounts(
+        runtime.engine,
+        runtime.verifier.local_key,
+        issuer=runtime.verifier.issuer,
+        mail=runtime.mail,
+        sessions=runtime.sessions,
+        signups_per_address=runtime.settings.signups_per_address,
+    )
+
+
 async def _answer(request: Request, run: Any, *, body: bool = True) -> Response:
     runtime: Runtime = request.app.state.runtime
-    assert runtime.engine is not None and runtime.verifier.local_key is not None
-    accounts = Accounts(runtime.engine, runtime.verifier.local_key, issuer=f"{runtime.settings.base_url}/auth/v1")
     try:
-        result = await run(accounts, await _json(request) if body else {})
+        result = await run(_accounts(runtime), await _json(request) if body else {})
     except AuthError as exc:
         return _error(exc)
     if result is None:
@@ -112,9 +210,9 @@ async def _json(request: Request) -> dict[str, Any]:
     if len(raw) > JSON_BODY_LIMIT:
         raise AuthError(413, "request_too_large", "Request body is too large")
     try:
-        data = json.loads(raw or b"{}")
-    except ValueError:
-        raise AuthError(400, "bad_json", "Could not parse request body as JSON") from None
+        data = decode_json(raw or b"{}", MAX_JSON_DEPTH)
+    except ValueError as exc:  # json.JSONDecodeError, with what was wrong
+        raise AuthError(400, "bad_json", f"Could not parse request body as JSON: {exc}") from None
     if not isinstance(data, dict):
         raise AuthError(400, "bad_json", "Request body must be a JSON object")
     return data

@@ -20,6 +20,10 @@ from fluxopus.auth.keys import SigningKey
 from fluxopus.errors import Unauthorized
 
 ASYMMETRIC_ALGORITHMS = ("ES256", "RS256")
+LEEWAY_SECONDS = 5
+# The `iss` of tokens the server signs itself (/auth/v1, `fluxopus token`) when FLUXOPUS_PUBLIC_URL is
+# not set: a constant, so the CLI and a server on any host or port agree on it.
+BUILT_IN_ISSUER = "fluxopus"
 # A kid may name a key of another type than the header's alg; PyJWT would raise TypeError.
 _PUBLIC_KEY_TYPES: dict[str, type] = {"ES256": ec.EllipticCurvePublicKey, "RS256": rsa.RSAPublicKey}
 
@@ -82,13 +86,19 @@ class TokenVerifier:
         secret: str | None = None,
         jwks: JWKSCache | None = None,
         local_key: SigningKey | None = None,
+        issuer: str = BUILT_IN_ISSUER,
+        max_lifetime: int = 366 * 86400,
     ) -> None:
         self.audience = audience
         self.secret = secret
         self.jwks = jwks
         self.local_key = local_key
+        self.issuer = issuer  # what the server's own tokens (local_key) must carry as `iss`
+        self.max_lifetime = max_lifetime
 
     async def verify(self, token: str) -> Claims:
+        """The token's claims; a token signed with the server's own key must also name the built-in
+        issuer and a session (whether that session is still on is SessionCheck's to say)."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -120,7 +130,7 @@ class TokenVerifier:
                 algorithms=[alg],
                 audience=self.audience,
                 options={"require": ["sub", "exp", "aud"]},
-                leeway=5,
+                leeway=LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("Token has expired") from exc
@@ -134,7 +144,25 @@ class TokenVerifier:
             UUID(str(claims["sub"]))
         except ValueError as exc:
             raise Unauthorized("Token subject must be a user id (UUID)") from exc
+        self._check_lifetime(claims)
+        if self.local_key is not None and key is self.local_key.public_key:
+            if claims.get("iss") != self.issuer:
+                raise Unauthorized(f"Token issuer must be {self.issuer!r}")
+            try:
+                UUID(str(claims.get("session_id")))
+            except ValueError as exc:
+                raise Unauthorized("Token names no session (session_id)") from exc
         return claims
+
+    def _check_lifetime(self, claims: Claims) -> None:
+        """An access token lives hours, not decades: a leaked one that never expires is refused."""
+        now = time.time()
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not isinstance(exp, int | float) or exp - now > self.max_lifetime:
+            raise Unauthorized(f"Token lifetime is over the limit of {self.max_lifetime} seconds")
+        # (PyJWT refuses an `iat` in the future itself.)
+        if isinstance(iat, int | float) and exp - iat > self.max_lifetime:
+            raise Unauthorized(f"Token lifetime is over the limit of {self.max_lifetime} seconds")
 
     async def verify_header(self, authorization: str | None) -> Claims:
         return await self.verify(bearer_token(authorization))
@@ -167,8 +195,11 @@ def mint_token(
     company_id: UUID,
     ttl: int,
     audience: str = "authenticated",
+    session_id: UUID | None = None,
+    issuer: str | None = None,
 ) -> str:
-    """A Supabase-shaped access token (used by `fluxopus token` and tests)."""
+    """A Supabase-shaped access token (used by `fluxopus token` and tests). The server's own key
+    accepts it only with its issuer and a live session (auth_sessions)."""
     import uuid
 
     now = int(time.time())
@@ -179,7 +210,8 @@ def mint_token(
         "email": email,
         "iat": now,
         "exp": now + ttl,
-        "session_id": str(uuid.uuid4()),
+        "session_id": str(session_id or uuid.uuid4()),
+        **({"iss": issuer} if issuer else {}),
         "app_metadata": {"provider": "fluxopus", "company_id": str(company_id), "company_role": role},
         "user_metadata": {},
         "is_anonymous": False,

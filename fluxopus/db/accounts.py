@@ -48,6 +48,22 @@ async def ensure_member(database_url: str, *, email: str, company: str | None, r
         await conn.close()
 
 
+async def start_token_session(database_url: str, *, user_id: UUID, seconds: int) -> UUID:
+    """The session a token printed by `fluxopus token` names: it ends when the token does, or earlier
+    with a global sign-out or a password reset."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        session_id: UUID = await conn.fetchval(
+            "insert into auth_sessions (user_id, user_agent, address, not_after)"
+            " values ($1, 'fluxopus token', 'cli', now() + make_interval(secs => $2)) returning id",
+            user_id,
+            float(seconds),
+        )
+    finally:
+        await conn.close()
+    return session_id
+
+
 async def set_token_budget(database_url: str, *, company: str, tokens: int | None) -> UUID:
     """Give a company its own monthly token budget (None: back to the server's default)."""
     conn = await asyncpg.connect(asyncpg_dsn(database_url))

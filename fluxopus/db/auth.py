@@ -12,12 +12,16 @@ from typing import Any, Literal
 from uuid import UUID
 
 from sqlalchemy import RowMapping, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from fluxopus.db.session import DATABASE_UNAVAILABLE, database_gone
 from fluxopus.errors import Unavailable
 
-USER_COLUMNS = "u.id, u.email, u.email_confirmed_at, u.last_sign_in_at, u.user_metadata, u.created_at"
+USER_COLUMNS = (
+    "u.id, u.email, u.email_confirmed_at, u.last_sign_in_at, u.user_metadata, u.created_at, u.confirmation_sent_at"
+)
 
 
 @asynccontextmanager
@@ -27,6 +31,10 @@ async def service_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnect
             yield conn
     except SATimeoutError:
         raise Unavailable() from None
+    except (OSError, DBAPIError) as exc:
+        if database_gone(exc):
+            raise Unavailable(DATABASE_UNAVAILABLE) from exc
+        raise
 
 
 async def user_by_email(engine: AsyncEngine, email: str) -> RowMapping | None:
@@ -44,58 +52,66 @@ async def user_by_id(engine: AsyncEngine, user_id: UUID) -> RowMapping | None:
         return result.mappings().first()
 
 
-@dataclass(frozen=True)
-class NewUser:
-    user: RowMapping
-    company_id: UUID
-    role: str
-    invited: bool
-
-
 async def create_user(
-    engine: AsyncEngine, *, email: str, password_hash: str, metadata: dict[str, Any], company_name: str
-) -> NewUser | None:
-    """A new user with a password, who joins the company that invited their email, or else becomes
-    the admin of a new company. None when the email is taken."""
+    engine: AsyncEngine,
+    *,
+    email: str,
+    password_hash: str,
+    metadata: dict[str, Any],
+    company_name: str,
+    address: str,
+    per_address: int,
+    confirmation_hash: str | None,
+) -> RowMapping | Literal["taken", "limited"]:
+    """A new user with a password, admin of a new company; "taken" when the email is, "limited" when
+    `address` has made `per_address` sign-ups in the last hour (counted under a lock on the address, so
+    parallel sign-ups cannot race past it). With a `confirmation_hash` the email is unconfirmed until
+    its link is followed; without, it is confirmed now (the server sends no mail). An invitation is
+    never taken up here: joining a company takes its link (accept_invitation)."""
     async with service_transaction(engine) as conn:
+        await conn.execute(text("select pg_advisory_xact_lock(hashtextextended('signup:' || :a, 0))"), {"a": address})
+        recent = await conn.scalar(
+            text("select count(*) from sign_ups where address = :a and at > now() - interval '1 hour'"),
+            {"a": address},
+        )
+        if int(recent or 0) >= per_address:
+            return "limited"
         user = (
             (
                 await conn.execute(
                     text(
-                        "insert into users (email, password_hash, email_confirmed_at, user_metadata)"
-                        " values (:email, :hash, now(), cast(:meta as jsonb))"
+                        "insert into users (email, password_hash, email_confirmed_at, user_metadata,"
+                        " confirmation_token_hash, confirmation_sent_at)"
+                        " values (:email, :hash, case when cast(:confirm as text) is null then now() end,"
+                        " cast(:meta as jsonb), cast(:confirm as text),"
+                        " case when cast(:confirm as text) is not null then now() end)"
                         f" on conflict (lower(email)) do nothing returning {USER_COLUMNS.replace('u.', '')}"
                     ),
-                    {"email": email, "hash": password_hash, "meta": json.dumps(metadata)},
+                    {"email": email, "hash": password_hash, "meta": json.dumps(metadata), "confirm": confirmation_hash},
                 )
             )
             .mappings()
             .first()
         )
         if user is None:
-            return None
-        invitation = (
-            (
-                await conn.execute(
-                    text(
-                        "update invitations set accepted_at = now()"
-                        " where lower(email) = lower(:email) and accepted_at is null returning company_id, role"
-                    ),
-                    {"email": email},
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if invitation is not None:
-            company_id, role = invitation["company_id"], invitation["role"]
-        else:
-            company_id, role = await _new_company(conn, company_name), "admin"
+            return "taken"
+        await conn.execute(text("insert into sign_ups (address) values (:a)"), {"a": address})
         await conn.execute(
-            text("insert into members (user_id, company_id, role) values (:user, :company, :role)"),
-            {"user": user["id"], "company": company_id, "role": role},
+            text("delete from sign_ups where address = :a and at < now() - interval '1 day'"), {"a": address}
         )
-        return NewUser(user=user, company_id=company_id, role=role, invited=invitation is not None)
+        company_id = await _new_company(conn, company_name)
+        await conn.execute(
+            text("insert into members (user_id, company_id, role) values (:user, :company, 'admin')"),
+            {"user": user["id"], "company": company_id},
+        )
+        return user
+
+
+async def delete_unconfirmed_user(engine: AsyncEngine, user_id: UUID) -> None:
+    """Undo a sign-up whose confirmation could not be sent: the user and the company it made."""
+    async with service_transaction(engine) as conn:
+        await _forget_unconfirmed(conn, user_id)
+        await conn.execute(text("delete from users where id = :id and email_confirmed_at is null"), {"id": user_id})
 
 
 async def _new_company(conn: AsyncConnection, name: str) -> UUID:
@@ -112,20 +128,152 @@ async def _new_company(conn: AsyncConnection, name: str) -> UUID:
     raise RuntimeError(f"no free company name like {name!r}")
 
 
-async def join_invited_company(engine: AsyncEngine, user_id: UUID, email: str) -> None:
-    """A user without a company (removed from one) who has since been invited joins at sign-in."""
+@dataclass(frozen=True)
+class Accepted:
+    user: RowMapping
+    company_id: UUID
+
+
+async def accept_invitation(engine: AsyncEngine, token_hash: str) -> Accepted | Literal["invalid", "elsewhere"]:
+    """Follow an invitation's link: the address's user (created, with no password yet, when it has no
+    account) joins the inviting company, and the address counts as confirmed (the link reached it).
+    "invalid": unknown, used or expired; "elsewhere": the address's user already belongs to a company."""
     async with service_transaction(engine) as conn:
+        invitation = (
+            (
+                await conn.execute(
+                    text(
+                        "select id, company_id, email, role from invitations"
+                        " where token_hash = :hash and accepted_at is null and expires_at > now() for update"
+                    ),
+                    {"hash": token_hash},
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if invitation is None:
+            return "invalid"
+        existing = (
+            (
+                await conn.execute(
+                    text(
+                        "select u.id, u.email_confirmed_at, m.company_id from users u"
+                        " left join members m on m.user_id = u.id where lower(u.email) = lower(:email)"
+                    ),
+                    {"email": invitation["email"]},
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if existing is not None and existing["email_confirmed_at"] is None:
+            # An account that never proved the address (a sign-up awaiting its confirmation, maybe not by
+            # the address's owner) yields to whoever follows a link sent there: its password, sessions
+            # and the company it made for itself go.
+            await _forget_unconfirmed(conn, existing["id"])
+        elif existing is not None and existing["company_id"] is not None:
+            return "elsewhere"
+        user = (
+            (
+                await conn.execute(
+                    text(
+                        "insert into users (email, email_confirmed_at) values (:email, now())"
+                        " on conflict (lower(email)) do update set"
+                        " email_confirmed_at = coalesce(users.email_confirmed_at, now()),"
+                        " confirmation_token_hash = null"
+                        f" returning {USER_COLUMNS.replace('u.', '')}"
+                    ),
+                    {"email": invitation["email"]},
+                )
+            )
+            .mappings()
+            .one()
+        )
+        joined = await conn.execute(
+            text(
+                "insert into members (user_id, company_id, role) values (:user, :company, :role)"
+                " on conflict (user_id) do nothing"
+            ),
+            {"user": user["id"], "company": invitation["company_id"], "role": invitation["role"]},
+        )
+        if not joined.rowcount:  # another company's invitation was accepted a moment ago
+            await conn.rollback()
+            return "elsewhere"
+        await conn.execute(
+            text("update invitations set accepted_at = now(), accepted_by = :user where id = :id"),
+            {"user": user["id"], "id": invitation["id"]},
+        )
+        return Accepted(user, invitation["company_id"])
+
+
+async def _forget_unconfirmed(conn: AsyncConnection, user_id: UUID) -> None:
+    left = await conn.scalar(text("delete from members where user_id = :id returning company_id"), {"id": user_id})
+    if left is not None:  # the company it made for itself, if nobody else is in it
         await conn.execute(
             text(
-                "with invited as ("
-                "  update invitations set accepted_at = now()"
-                "   where lower(email) = lower(:email) and accepted_at is null"
-                "     and not exists (select 1 from members where user_id = :user)"
-                "  returning company_id, role)"
-                " insert into members (user_id, company_id, role) select :user, company_id, role from invited"
+                "delete from companies c where c.id = :c"
+                " and not exists (select 1 from members m where m.company_id = c.id)"
             ),
-            {"user": user_id, "email": email},
+            {"c": left},
         )
+    await conn.execute(
+        text(
+            "update users set password_hash = null, user_metadata = '{}', confirmation_token_hash = null where id = :id"
+        ),
+        {"id": user_id},
+    )
+    await conn.execute(
+        text(
+            "update auth_sessions set revoked_at = now(), revoked_reason = 'address proven by someone else'"
+            " where user_id = :id and revoked_at is null"
+        ),
+        {"id": user_id},
+    )
+
+
+async def confirm_email(engine: AsyncEngine, token_hash: str, valid_for: dt.timedelta) -> RowMapping | None:
+    """Follow a sign-up's confirmation link (single use, valid for `valid_for` after it was sent)."""
+    async with service_transaction(engine) as conn:
+        result = await conn.execute(
+            text(
+                "update users set email_confirmed_at = now(), confirmation_token_hash = null"
+                " where confirmation_token_hash = :hash and confirmation_sent_at > now() - cast(:valid as interval)"
+                f" returning {USER_COLUMNS.replace('u.', '')}"
+            ),
+            {"hash": token_hash, "valid": valid_for},
+        )
+        return result.mappings().first()
+
+
+async def renew_confirmation(engine: AsyncEngine, email: str, token_hash: str) -> bool:
+    """A new confirmation link for an unconfirmed address (at most one a minute); False when there is
+    nothing to confirm, or one was sent less than a minute ago."""
+    async with service_transaction(engine) as conn:
+        result = await conn.execute(
+            text(
+                "update users set confirmation_token_hash = :hash, confirmation_sent_at = now()"
+                " where lower(email) = lower(:email) and email_confirmed_at is null and password_hash is not null"
+                " and (confirmation_sent_at is null or confirmation_sent_at < now() - interval '1 minute')"
+            ),
+            {"email": email, "hash": token_hash},
+        )
+        return bool(result.rowcount)
+
+
+async def update_user(
+    engine: AsyncEngine, user_id: UUID, *, password_hash: str | None, metadata: dict[str, Any] | None
+) -> RowMapping | None:
+    async with service_transaction(engine) as conn:
+        result = await conn.execute(
+            text(
+                "update users set password_hash = coalesce(:hash, password_hash),"
+                " user_metadata = coalesce(cast(:meta as jsonb), user_metadata)"
+                f" where id = :id returning {USER_COLUMNS.replace('u.', '')}"
+            ),
+            {"id": user_id, "hash": password_hash, "meta": json.dumps(metadata) if metadata is not None else None},
+        )
+        return result.mappings().first()
 
 
 async def start_session(
@@ -138,7 +286,11 @@ async def start_session(
                     "insert into auth_sessions (user_id, user_agent, address) values (:user, :agent, :address)"
                     " returning id"
                 ),
-                {"user": user_id, "agent": (user_agent or "")[:512] or None, "address": address},
+                {
+                    "user": user_id,
+                    "agent": (user_agent or "")[:512] or None,
+                    "address": address[:64] if address else None,
+                },
             )
         ).scalar_one()
         await conn.execute(
@@ -206,60 +358,115 @@ async def rotate_refresh_token(engine: AsyncEngine, token_hash: str, new_hash: s
 
 async def revoke_sessions(
     engine: AsyncEngine, *, user_id: UUID, session_id: UUID | None, scope: Literal["global", "local", "others"]
-) -> None:
+) -> list[UUID]:
+    """Ends sessions of the user; returns the ones it ended."""
     condition = {"global": "true", "local": "id = :session", "others": "id is distinct from :session"}[scope]
     async with service_transaction(engine) as conn:
-        await conn.execute(
+        result = await conn.execute(
             text(
                 "update auth_sessions set revoked_at = now(), revoked_reason = 'signed out'"
-                f" where user_id = :user and revoked_at is null and {condition}"
+                f" where user_id = :user and revoked_at is null and {condition} returning id"
             ),
             {"user": user_id, "session": session_id},
         )
+        return [UUID(str(row[0])) for row in result]
 
 
-async def session_ended(engine: AsyncEngine, session_id: UUID) -> bool:
-    """Signed out or revoked (or never existed)."""
+async def session_alive(engine: AsyncEngine, session_id: UUID, user_id: UUID) -> bool:
+    """Whether the user's session is still on: not signed out, revoked or past its end."""
     async with service_transaction(engine) as conn:
         result = await conn.execute(
-            text("select 1 from auth_sessions where id = :id and revoked_at is null"), {"id": session_id}
+            text(
+                "select 1 from auth_sessions where id = :id and user_id = :user and revoked_at is null"
+                " and (not_after is null or not_after > now())"
+            ),
+            {"id": session_id, "user": user_id},
         )
-        return result.first() is None
+        return result.first() is not None
 
 
-async def record_attempt(engine: AsyncEngine, *, email: str, address: str, succeeded: bool) -> None:
+async def start_token_session(engine: AsyncEngine, *, user_id: UUID, lifetime: dt.timedelta) -> UUID:
+    """The session behind a token `fluxopus token` prints: no refresh token, ends with the token (or
+    with a global sign-out or a password reset)."""
     async with service_transaction(engine) as conn:
-        params = {"email": email.lower()[:320], "address": address, "ok": succeeded}
+        session_id = await conn.scalar(
+            text(
+                "insert into auth_sessions (user_id, user_agent, address, not_after)"
+                " values (:user, 'fluxopus token', 'cli', now() + cast(:life as interval)) returning id"
+            ),
+            {"user": user_id, "life": lifetime},
+        )
+    return UUID(str(session_id))
+
+
+@dataclass(frozen=True)
+class AttemptLimits:
+    """Failed sign-ins allowed within `window`: for an email from one address (since its last success
+    there), from one address, and for an email from anywhere (a distributed guess)."""
+
+    window: dt.timedelta
+    per_email_and_address: int
+    per_address: int
+    per_email: int
+
+
+async def begin_attempt(engine: AsyncEngine, *, email: str, address: str, limits: AttemptLimits) -> int | None:
+    """Count the recent failures and record this attempt as one, atomically, before any password is
+    checked (under locks on the address and the email, taken in that order): parallel guesses cannot
+    all be evaluated. Returns the attempt's id (finish_attempt marks a success), or None when a limit
+    is reached (nothing is recorded then)."""
+    email = email.lower()[:320]
+    async with service_transaction(engine) as conn:
         await conn.execute(
-            text("insert into sign_in_attempts (email, address, succeeded) values (:email, :address, :ok)"), params
+            text(
+                "select pg_advisory_xact_lock(hashtextextended('address:' || :address, 0)),"
+                " pg_advisory_xact_lock(hashtextextended('email:' || :email, 0))"
+            ),
+            {"address": address, "email": email},
+        )
+        row = (
+            await conn.execute(
+                text(
+                    "with since as (select now() - cast(:window as interval) as t),"
+                    " last_success as (select coalesce(max(at), '-infinity') as at from sign_in_attempts"
+                    "                   where lower(email) = :email and succeeded)"
+                    " select"
+                    " (select count(*) from sign_in_attempts a, since, last_success l"
+                    "   where lower(a.email) = :email and a.address = :address and not a.succeeded"
+                    "     and a.at > since.t and a.at > l.at) as by_pair,"
+                    " (select count(*) from sign_in_attempts a, since"
+                    "   where a.address = :address and not a.succeeded and a.at > since.t) as by_address,"
+                    " (select count(*) from sign_in_attempts a, since, last_success l"
+                    "   where lower(a.email) = :email and not a.succeeded and a.at > since.t and a.at > l.at)"
+                    " as by_email"
+                ),
+                {"email": email, "address": address, "window": limits.window},
+            )
+        ).one()
+        if (
+            row.by_pair >= limits.per_email_and_address
+            or row.by_address >= limits.per_address
+            or row.by_email >= limits.per_email
+        ):
+            return None
+        attempt_id = await conn.scalar(
+            text(
+                "insert into sign_in_attempts (email, address, succeeded) values (:email, :address, false) returning id"
+            ),
+            {"email": email, "address": address},
         )
         # Only the last window counts; older attempts of this email or address go (both indexed).
         await conn.execute(
             text(
                 "delete from sign_in_attempts where at < now() - interval '1 day'"
-                " and (lower(email) = lower(:email) or address = :address)"
+                " and (lower(email) = :email or address = :address)"
             ),
-            params,
+            {"email": email, "address": address},
         )
+    return int(attempt_id)
 
 
-async def recent_failures(engine: AsyncEngine, *, email: str, address: str, window: dt.timedelta) -> tuple[int, int]:
-    """Failed sign-ins in the window: for this email since its last success, and from this address."""
+async def finish_attempt(engine: AsyncEngine, attempt_id: int) -> None:
+    """The attempt's password was right."""
     async with service_transaction(engine) as conn:
-        row = (
-            await conn.execute(
-                text(
-                    "with since as (select now() - cast(:window as interval) as t)"
-                    " select"
-                    " (select count(*) from sign_in_attempts a, since"
-                    "   where lower(a.email) = lower(:email) and not a.succeeded and a.at > since.t"
-                    "     and a.at > coalesce((select max(b.at) from sign_in_attempts b"
-                    "                          where lower(b.email) = lower(:email) and b.succeeded), '-infinity'))"
-                    " as by_email,"
-                    " (select count(*) from sign_in_attempts a, since"
-                    "   where a.address = :address and not a.succeeded and a.at > since.t) as by_address"
-                ),
-                {"email": email, "address": address, "window": window},
-            )
-        ).one()
-        return int(row.by_email), int(row.by_address)
+        await conn.execute(text("update sign_in_attempts set succeeded = true where id = :id"), {"id": attempt_id})

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.functions import FunctionElement
 
-from fluxopus.errors import Conflict, Forbidden, Invalid, Unauthorized, Unavailable
+from fluxopus.errors import Conflict, DomainError, Forbidden, Invalid, Unauthorized, Unavailable
 
 # connection_exception (08…), admin_shutdown, crash_shutdown, cannot_connect_now (starting up, recovering)
 _GONE_SQLSTATES = ("57P01", "57P02", "57P03")
@@ -62,7 +62,7 @@ class RlsTransaction:
         self,
         engine: AsyncEngine,
         claims: Mapping[str, Any] | None,
-        auth_error: Unauthorized | None = None,
+        auth_error: DomainError | None = None,
         service_engine: AsyncEngine | None = None,
     ) -> None:
         self.engine = engine

@@ -56,3 +56,8 @@ class Invitation(Output):
     invited_by: UUID
     created_at: dt.datetime
     accepted_at: dt.datetime | None
+    expires_at: dt.datetime
+    # Only in the answer to the invitation itself: the link, when the server sends no mail (it is not
+    # stored and cannot be shown again), or that it was emailed.
+    accept_url: str | None = None
+    email_sent: bool = False

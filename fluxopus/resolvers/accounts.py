@@ -1,18 +1,23 @@
 """The caller's identity and company; the company's members and invitations.
 
-Admins manage members only through security-definer functions (migrations 005 and 006): they lock
-the company's admins, so it always keeps one, and they see what RLS hides from an admin (whether an
-email already belongs to another company), answering only an outcome.
+Admins manage members only through security-definer functions (migrations 005 to 007): they lock
+the company's admins, so it always keeps one. An invitation carries a single-use secret (only its
+hash is stored): the link is emailed to the address when the server sends mail, or handed once to the
+inviting admin otherwise; following it is the only way into a company (auth/sessions.Accounts.verify).
+Nothing an admin sees tells whether an address has an account, or another company's invitation.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from uuid import UUID
 
 from sqlalchemy import text
 
+from fluxopus.auth.mail import MailError, invitation_message
 from fluxopus.context import Context
-from fluxopus.errors import Conflict, Forbidden, Invalid, NotFound
+from fluxopus.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from fluxopus.models.accounts import Company, Invitation, InvitationCreate, Me, Member, Role
 from fluxopus.models.common import Page, PageQuery
 
@@ -94,10 +99,13 @@ async def get_member(ctx: Context, *, user_id: UUID) -> Member:
     return Member.model_validate(row)
 
 
-_INVITATION_COLUMNS = "id, email, role, invited_by, created_at, accepted_at"
-_PENDING = text(f"select {_INVITATION_COLUMNS} from invitations where accepted_at is null order by created_at desc, id")
+_INVITATION_COLUMNS = "id, email, role, invited_by, created_at, accepted_at, expires_at"
+_PENDING = text(
+    f"select {_INVITATION_COLUMNS} from invitations where accepted_at is null and expires_at > now()"
+    " order by created_at desc, id"
+)
 _INVITATION = text(f"select {_INVITATION_COLUMNS} from invitations where id = :id")
-_INVITE = text("select outcome, invitation_id from fluxopus.invite_member(:email, :role)")
+_INVITE = text("select outcome, invitation_id from fluxopus.invite_member(:email, :role, :hash, :valid_for)")
 _CANCEL = text("delete from invitations where id = :id and accepted_at is null returning id")
 _CHANGE = text("select fluxopus.change_membership(:target, :role)")
 
@@ -108,20 +116,34 @@ async def pending_invitations(ctx: Context) -> list[Invitation]:
 
 
 async def invite_member(ctx: Context, *, data: InvitationCreate) -> Invitation:
-    """A pending invitation, taken up when the email signs up; an existing user without a company
-    (one removed earlier) joins at once, and the invitation comes back accepted."""
-    await require_admin(ctx)
-    params = {"email": data.email, "role": data.role.value}
+    """An invitation to the caller's company with a new single-use link (inviting an address again
+    renews it). With SMTP configured the link is emailed to the address, and sending is part of the
+    transaction: an invitation whose mail failed is not kept. Otherwise the answer carries the link,
+    once, for the admin to pass on."""
+    caller = await require_admin(ctx)
+    secret = secrets.token_urlsafe(32)
+    params = {
+        "email": data.email,
+        "role": data.role.value,
+        "hash": hashlib.sha256(secret.encode()).hexdigest(),
+        "valid_for": ctx.mail.invitation_ttl,
+    }
     result = (await ctx.db.execute(_INVITE, params)).mappings().one()
     outcome, invitation_id = result["outcome"], result["invitation_id"]
     if outcome == "member":
-        raise Conflict(f"{data.email} already belongs to a company; a user can be a member of one company only")
-    if outcome == "pending":
-        raise Conflict(f"{data.email} already has a pending invitation")
+        raise Conflict(f"{data.email} is already a member of your company")
     if outcome == "forbidden":  # the caller stopped being an admin since require_admin read their role
         raise Conflict("Your role changed while this ran: you are no longer an admin of the company")
     row = (await ctx.db.execute(_INVITATION, {"id": invitation_id})).mappings().one()
-    return Invitation.model_validate(row)
+    link = ctx.mail.link(secret, "invite")
+    if not ctx.mail.configured:
+        return Invitation.model_validate({**row, "accept_url": link})
+    assert caller.company is not None
+    try:
+        await ctx.mail.send(data.email, *invitation_message(caller.company.name, link, row["expires_at"]))
+    except MailError as exc:
+        raise Unavailable(f"The invitation could not be emailed ({exc}); nothing was stored") from None
+    return Invitation.model_validate({**row, "email_sent": True})
 
 
 async def cancel_invitation(ctx: Context, *, id: UUID) -> UUID:

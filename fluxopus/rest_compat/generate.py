@@ -29,7 +29,7 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
         runtime: Runtime = request.app.state.runtime
         try:
             authorization = request.headers.get("authorization")
-            claims = None if route.public else await runtime.verifier.verify_header(authorization)
+            claims = None if route.public else await runtime.authenticate(authorization)
             kwargs: dict[str, Any] = {
                 name: request.path_params[name] if name in route.names else parse_uuid(request.path_params[name], name)
                 for name in route.path_params

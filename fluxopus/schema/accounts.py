@@ -44,6 +44,12 @@ class Invitation:
     invited_by: strawberry.ID
     created_at: dt.datetime
     accepted_at: dt.datetime | None
+    expires_at: dt.datetime
+    accept_url: str | None = strawberry.field(
+        description="The link that accepts the invitation, in inviteMember's answer only and only when the server"
+        " sends no email: pass it on to the invited person (it works once, until expiresAt)"
+    )
+    email_sent: bool = strawberry.field(description="In inviteMember's answer: the link was emailed to the address")
 
 
 @strawberry.type
@@ -76,8 +82,9 @@ class AccountsQuery:
 @strawberry.type
 class AccountsMutation:
     @strawberry.mutation(
-        description="Admins only. The email joins the company as `role` when it signs up; an existing user"
-        " without a company joins at once and the invitation comes back accepted"
+        description="Admins only. Invites the address to join the company as `role`: it does so by following the"
+        " invitation's link (emailed to it, or returned here as acceptUrl when the server sends no email)."
+        " Inviting an address again renews its link"
     )
     async def invite_member(
         self,

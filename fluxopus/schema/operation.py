@@ -6,6 +6,7 @@ A WebSocket carries many operations on one transport context, so the per-operati
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,18 +31,19 @@ class TransportContext(BaseContext):
         super().__init__()
         self.runtime = runtime
         self.claims: dict[str, Any] | None = None
-        self.auth_error: Unauthorized | None = Unauthorized(
+        self.auth_error: DomainError | None = Unauthorized(
             "Missing Authorization header: send 'Authorization: Bearer <jwt>'"
         )
+        self.watcher: asyncio.Task[None] | None = None  # a WebSocket's (schema/router.py)
 
     async def authenticate(self, token_or_header: str | None, *, header: bool = True) -> None:
         try:
             if header:
-                self.claims = await self.runtime.verifier.verify_header(token_or_header)
+                self.claims = await self.runtime.authenticate(token_or_header)
             else:
-                self.claims = await self.runtime.verifier.verify(token_or_header or "")
+                self.claims = await self.runtime.authenticate_token(token_or_header or "")
             self.auth_error = None
-        except Unauthorized as exc:
+        except (Unauthorized, Unavailable) as exc:  # answered by every field that needs a caller
             self.claims, self.auth_error = None, exc
 
 

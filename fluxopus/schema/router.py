@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
 from typing import Any
 
 from cross_web import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -16,6 +20,7 @@ from strawberry.types.unset import UNSET
 from fluxopus.auth.jwt import token_from_params
 from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.http_limits import decode_json
+from fluxopus.runtime import Runtime
 from fluxopus.schema.operation import TransportContext
 from fluxopus.schema.root import schema
 
@@ -63,11 +68,37 @@ class FluxopusGraphQLRouter(GraphQLRouter[TransportContext, None]):
         if context.claims is None:
             assert context.auth_error is not None
             raise ConnectionRejectionError({"error": context.auth_error.message})
+        assert isinstance(context.request, WebSocket)
+        context.watcher = asyncio.create_task(_watch(context.request, context.runtime, context.claims))
         return None
 
 
+async def _watch(websocket: WebSocket, runtime: Runtime, claims: dict[str, Any]) -> None:
+    """Closes a socket whose token expires (4401) or whose session ends (4403), as graphql-transport-ws
+    spells unauthorized and forbidden; checks at the session cache's pace, and stops with the socket."""
+    interval = max(runtime.sessions.ttl, 1.0)
+    expires = float(claims["exp"])
+    while websocket.application_state is WebSocketState.CONNECTED:
+        await asyncio.sleep(max(min(expires - time.time(), interval), 0.05))
+        if websocket.application_state is not WebSocketState.CONNECTED:
+            return
+        if time.time() >= expires:
+            await _close(websocket, 4401, "Token expired: connect again with a new one")
+            return
+        if not await runtime.session_on(claims):
+            await _close(websocket, 4403, "Session ended: sign in again")
+            return
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(RuntimeError):  # closed meanwhile by the client or the protocol handler
+        await websocket.close(code=code, reason=reason)
+
+
 def _transport_error(status: int, message: str, code: str) -> JSONResponse:
-    return JSONResponse({"error": message, "errors": [{"message": message, "extensions": {"code": code}}]}, status)
+    headers = {"Retry-After": "2"} if status == 503 else None
+    body = {"error": message, "errors": [{"message": message, "extensions": {"code": code}}]}
+    return JSONResponse(body, status, headers=headers)
 
 
 def graphql_router(*, max_json_depth: int) -> FluxopusGraphQLRouter:

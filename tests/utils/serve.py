@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from fluxopus.auth.jwt import mint_token
+from fluxopus.auth.jwt import BUILT_IN_ISSUER, mint_token
 from fluxopus.auth.keys import SigningKey
-from fluxopus.db.accounts import ensure_member
+from fluxopus.db.accounts import ensure_member, start_token_session
 from tests.utils.server import free_port
 
 STARTUP_SECONDS = 20
@@ -215,9 +215,8 @@ async def provision_token(server: Serve, email: str) -> str:
     lines = (server.pgdata / "postmaster.pid").read_text().splitlines()
     socket_dir = lines[4].strip()  # postmaster.pid line 5: the Unix socket directory
     assert socket_dir, lines
-    member = await ensure_member(
-        f"postgresql://postgres:@/postgres?host={socket_dir}", email=email, company=None, role=None
-    )
+    url = f"postgresql://postgres:@/postgres?host={socket_dir}"
+    member = await ensure_member(url, email=email, company=None, role=None)
     key_path = server.data_dir / "jwt-signing-key.pem"
     assert key_path.exists(), f"serve generated no signing key in the data dir\n{server.logs()}"
     return mint_token(
@@ -227,6 +226,8 @@ async def provision_token(server: Serve, email: str) -> str:
         role=member.role,
         company_id=member.company_id,
         ttl=3600,
+        session_id=await start_token_session(url, user_id=member.user_id, seconds=3600),
+        issuer=BUILT_IN_ISSUER,
     )
 
 

@@ -16,7 +16,8 @@ grant execute on function fluxopus.claims(), fluxopus.uid(), fluxopus.company_id
   to authenticated;
 -- What resolvers call in the caller's own transaction. Each checks the caller itself.
 grant execute on function fluxopus.set_task_assignee(uuid, uuid), fluxopus.matching_chunks(tsquery, integer),
-  fluxopus.connection_secrets(uuid), fluxopus.change_membership(uuid, text), fluxopus.invite_member(text, text)
+  fluxopus.connection_secrets(uuid), fluxopus.change_membership(uuid, text),
+  fluxopus.invite_member(text, text, text, interval)
   to authenticated;
 -- Trigger functions need no grant: PostgreSQL checks EXECUTE when a trigger is created, not when it fires.
 
