@@ -159,7 +159,9 @@ def admin_of(server: Server, company: str, smtp: FakeSMTP | None = None) -> dict
     """An admin signed up over HTTP (confirming the address first when the server sends mail)."""
     email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
     body = {"email": email, "password": PASSWORD, "data": {"company": company}}
-    signed_up = httpx.post(f"{server.url}/auth/v1/signup", json=body, timeout=30).json()
+    response = httpx.post(f"{server.url}/auth/v1/signup", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    signed_up = response.json()
     if smtp is not None:
         token = parse_qs(urlsplit(smtp.link_to(email)).query)["token"][0]
         signed_up = httpx.post(
