@@ -235,7 +235,12 @@ async def main(args: argparse.Namespace) -> None:
         conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
             await register_vector(conn)
-            await bench_indexing(conn, Indexer(engine, app.state.runtime.models.embedder), member, args)
+            await bench_indexing(
+                conn,
+                Indexer(engine, app.state.runtime.models.embedder, token_budget=settings.token_budget),
+                member,
+                args,
+            )
             await bench_scale(conn, member, args)
             if not args.no_api:
                 await bench_api(app, member, args.words, max(args.chunks))

@@ -35,7 +35,7 @@ async def _indexing(runtime: Runtime) -> AsyncIterator[None]:
     if not runtime.settings.indexer or runtime.engine is None:
         yield
         return
-    indexer = Indexer(runtime.engine, runtime.models.embedder)
+    indexer = Indexer(runtime.engine, runtime.models.embedder, token_budget=runtime.models.token_budget)
     indexer.start()
     try:
         yield

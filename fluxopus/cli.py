@@ -1,4 +1,5 @@
-"""The `fluxopus` command: serve · migrate · token · anon-key · users · demo · budget · reindex · reseal · openapi."""
+"""The `fluxopus` command: serve · migrate · token · anon-key · users · demo · budget · quota · reindex · reseal ·
+openapi."""
 
 from __future__ import annotations
 
@@ -418,6 +419,27 @@ def budget(
 
 
 @app.command()
+def quota(
+    company: Annotated[str, typer.Option(help="The company's name")],
+    bytes: Annotated[
+        int | None, typer.Option(min=0, help="Bytes of knowledge (titles and content); omit to use the server default")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Set a company's own knowledge storage quota (FLUXOPUS_STORAGE_QUOTA is the default)."""
+    from fluxopus.db.accounts import set_storage_quota
+
+    settings = _settings(data_dir)
+    with migrated_database(settings) as url:
+        try:
+            asyncio.run(set_storage_quota(url, company=company, bytes=bytes))
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from exc
+    typer.echo(f"{company}: {bytes if bytes is not None else 'the server default'} bytes of knowledge")
+
+
+@app.command()
 def reseal(data_dir: DataDir = None) -> None:
     """Seal every stored provider token anew with FLUXOPUS_ENCRYPTION_KEY, so the keys in
     FLUXOPUS_ENCRYPTION_OLD_KEYS can be retired."""
@@ -457,7 +479,7 @@ def reindex(data_dir: DataDir = None) -> None:
         engine = create_engine(url, settings)
         try:
             queued = await requeue_other_models(engine, models.embedder.model_id)
-            return queued, await Indexer(engine, models.embedder).work()
+            return queued, await Indexer(engine, models.embedder, token_budget=settings.token_budget).work()
         finally:
             await engine.dispose()
             await models.aclose()

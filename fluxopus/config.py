@@ -148,6 +148,8 @@ class Settings(BaseSettings):
 
     # Monthly tokens per company (input + output) unless the company has its own budget.
     token_budget: int = Field(default=1_000_000, ge=0)
+    # Bytes of knowledge (titles and content) per company unless the company has its own quota.
+    storage_quota: int = Field(default=100 * 1024 * 1024, ge=0)
 
     # Connections (OAuth to third-party tools). Where browsers reach this service: the providers
     # redirect to <public_url>/api/connections/callback/<provider>, which must be registered there.

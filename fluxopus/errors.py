@@ -41,6 +41,13 @@ class Conflict(DomainError):
     code = "CONFLICT"
 
 
+class QuotaExceeded(DomainError):
+    """The company's knowledge storage is full: nothing was stored."""
+
+    status = 409
+    code = "QUOTA_EXCEEDED"
+
+
 class BudgetExceeded(DomainError):
     status = 429
     code = "BUDGET_EXCEEDED"

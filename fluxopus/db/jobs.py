@@ -1,43 +1,59 @@
-"""The embedding queue, seen from the worker: claim a job, store its chunks, or fail it.
+"""The embedding queue, seen from the worker: claim a job, charge and store its chunks, or fail it.
 
 The worker acts for the service, not for a user, so these run outside RLS, each in a short
 transaction of its own. A claim is a lease: a worker that dies mid-job leaves `locked_until`
-behind, and the job is claimed again once it passes.
+behind, and the job is claimed again once it passes; a worker still at it renews its lease.
+Claims take companies in turn: the due job of the company served longest ago comes first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 CHANNEL = "fluxopus_embedding_jobs"
 DIMENSIONS = 384  # knowledge_chunks.embedding is vector(384)
 
+# `busy`: companies this worker already has a job of (one at a time each, so a bulk import cannot
+# fill a worker). The claim records the company's turn in the same statement.
 _CLAIM = text(
     """
-    update embedding_jobs j
-       set locked_until = now() + :lease, attempts = j.attempts + 1
-     where j.knowledge_id = (
-             select knowledge_id from embedding_jobs
-              where run_after <= now() and (locked_until is null or locked_until < now())
-              order by run_after
-              for update skip locked
-              limit 1)
-    returning j.knowledge_id, j.revision, j.attempts,
-              (select k.title from knowledge k where k.id = j.knowledge_id) as title,
-              (select k.content from knowledge k where k.id = j.knowledge_id) as content,
-              (select k.company_id from knowledge k where k.id = j.knowledge_id) as company_id
+    with picked as (
+        select j.knowledge_id
+          from embedding_jobs j
+          left join embedding_turns t on t.company_id = j.company_id
+         where j.run_after <= now() and (j.locked_until is null or j.locked_until < now())
+           and j.company_id <> all(:busy)
+         order by t.served_at nulls first, j.run_after
+         limit 1
+         for update of j skip locked
+    ), claimed as (
+        update embedding_jobs j set locked_until = now() + :lease, attempts = j.attempts + 1
+          from picked
+         where j.knowledge_id = picked.knowledge_id
+        returning j.knowledge_id, j.company_id, j.revision, j.attempts
+    ), turn as (
+        insert into embedding_turns (company_id, served_at)
+        select company_id, clock_timestamp() from claimed
+        on conflict (company_id) do update set served_at = excluded.served_at
+    )
+    select c.knowledge_id, c.company_id, c.revision, c.attempts, k.title, k.content
+      from claimed c join knowledge k on k.id = c.knowledge_id
     """
-)
+).bindparams(bindparam("busy", type_=ARRAY(PG_UUID(as_uuid=True))))
 
 
 @dataclass(frozen=True)
@@ -57,29 +73,72 @@ class Chunk:
     embedding: list[float]
 
 
+def listen_dsn(engine: AsyncEngine) -> str:
+    """The engine's database as a plain postgresql:// DSN, for a connection of its own (LISTEN)."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Listener:
+    """A LISTEN connection: `lost` is set when it closes; `check` finds out whether it still answers."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.lost = asyncio.Event()
+        conn.add_termination_listener(lambda _: self.lost.set())
+
+    async def check(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self.conn.execute("select 1"), timeout)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            self.lost.set()
+
+
 @asynccontextmanager
-async def notifications(engine: AsyncEngine, on_notify: Callable[[], None]) -> AsyncIterator[None]:
-    """Calls `on_notify` whenever a job is queued (LISTEN on one pooled connection, held meanwhile)."""
+async def listening(dsn: str, on_notify: Callable[[], None]) -> AsyncIterator[Listener]:
+    """Calls `on_notify` whenever a job is queued, on a connection of its own (outside the pool, which
+    it would hold forever)."""
 
     def notified(*_: object) -> None:
         on_notify()
 
-    async with engine.connect() as conn:
-        raw: Any = (await conn.get_raw_connection()).driver_connection
-        await raw.add_listener(CHANNEL, notified)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):  # the connection may be gone with the database
-                await raw.remove_listener(CHANNEL, notified)
+    conn = await asyncpg.connect(dsn, timeout=10, server_settings={"application_name": "fluxopus-indexer"})
+    try:
+        listener = Listener(conn)
+        await conn.add_listener(CHANNEL, notified)
+        yield listener
+    finally:
+        with contextlib.suppress(Exception):  # the connection may be gone with the database
+            await asyncio.wait_for(conn.close(), 5)
+        conn.terminate()
 
 
-async def claim(engine: AsyncEngine, *, lease: dt.timedelta) -> Job | None:
+async def claim(engine: AsyncEngine, *, lease: dt.timedelta, busy: Sequence[UUID] = ()) -> Job | None:
     async with engine.begin() as conn:
-        row = (await conn.execute(_CLAIM, {"lease": lease})).mappings().first()
+        row = (await conn.execute(_CLAIM, {"lease": lease, "busy": list(busy)})).mappings().first()
     if row is None:
         return None
     return Job(**row)
+
+
+async def renew(engine: AsyncEngine, job: Job, *, lease: dt.timedelta) -> bool:
+    """Extends the lease of a job still being worked on; False when it is no longer this worker's (its
+    item was edited, or its lease ran out and another worker took it)."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            text(
+                "update embedding_jobs set locked_until = now() + :lease"
+                " where knowledge_id = :id and revision = :rev and attempts = :attempts"
+            ),
+            {"lease": lease, "id": job.knowledge_id, "rev": job.revision, "attempts": job.attempts},
+        )
+    return bool(result.rowcount)
+
+
+async def charge(engine: AsyncEngine, job: Job, tokens: int, *, default_limit: int) -> bool:
+    """Spends `tokens` of the job's company's monthly budget; False when it does not cover them."""
+    async with engine.begin() as conn:
+        spent = await conn.execute(select(func.fluxopus.spend_tokens(job.company_id, tokens, default_limit)))
+    return bool(spent.scalar_one())
 
 
 async def complete(engine: AsyncEngine, job: Job, chunks: list[Chunk], model: str) -> bool:
@@ -158,8 +217,8 @@ async def requeue_other_models(engine: AsyncEngine, model: str) -> int:
         result = await conn.execute(
             text(
                 """
-                insert into embedding_jobs (knowledge_id, revision)
-                select k.id, k.revision from knowledge k
+                insert into embedding_jobs (knowledge_id, company_id, revision)
+                select k.id, k.company_id, k.revision from knowledge k
                  where exists (select 1 from knowledge_chunks c where c.knowledge_id = k.id and c.model <> :model)
                 on conflict (knowledge_id) do update set run_after = now(), locked_until = null, attempts = 0
                 """

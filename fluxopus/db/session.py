@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.functions import FunctionElement
 
-from fluxopus.errors import Conflict, DomainError, Forbidden, Invalid, Unauthorized, Unavailable
+from fluxopus.errors import Conflict, DomainError, Forbidden, Invalid, QuotaExceeded, Unauthorized, Unavailable
 
 # connection_exception (08…), admin_shutdown, crash_shutdown, cannot_connect_now (starting up, recovering)
 _GONE_SQLSTATES = ("57P01", "57P02", "57P03")
@@ -160,6 +160,9 @@ def translate_db_error(exc: DBAPIError) -> Exception:
     sqlstate = _sqlstate(exc)
     if sqlstate == "42501":  # insufficient_privilege: an RLS `with check` refused the row
         return Forbidden("You do not have permission to do that")
+    if sqlstate == "FXQ01":  # fluxopus.count_knowledge_bytes: its message says how full the company is
+        message = getattr(getattr(exc.orig, "__cause__", None), "message", None)
+        return QuotaExceeded(str(message or "Knowledge storage quota exceeded"))
     if isinstance(exc, IntegrityError) or (sqlstate or "").startswith("23"):
         if sqlstate == "23505":
             return Conflict("That already exists")

@@ -54,8 +54,17 @@ async def get_knowledge(ctx: Context, *, id: UUID) -> KnowledgeItem:
     return KnowledgeItem.model_validate(row)
 
 
+# The server's default quota, for the trigger that counts each company's bytes (migration 008).
+_STORAGE_QUOTA = text("select set_config('fluxopus.storage_quota', :quota, true)")
+
+
+async def _storage_quota(ctx: Context) -> None:
+    await ctx.db.execute(_STORAGE_QUOTA, {"quota": str(ctx.models.storage_quota)})
+
+
 async def create_knowledge(ctx: Context, *, data: KnowledgeCreate) -> KnowledgeItem:
     await require_membership(ctx)
+    await _storage_quota(ctx)
     stmt = insert(knowledge).values(**data.model_dump()).returning(*knowledge.c)
     return KnowledgeItem.model_validate((await ctx.db.execute(stmt)).mappings().one())
 
@@ -63,6 +72,7 @@ async def create_knowledge(ctx: Context, *, data: KnowledgeCreate) -> KnowledgeI
 async def update_knowledge(ctx: Context, *, id: UUID, data: KnowledgeUpdate) -> KnowledgeItem:
     # An empty PATCH still goes through the update policy, so it answers 403 like a real one.
     changes = data.model_dump(exclude_unset=True) or {"title": knowledge.c.title}
+    await _storage_quota(ctx)
     stmt = update(knowledge).where(knowledge.c.id == id).values(**changes).returning(*knowledge.c)
     row = await change(
         ctx, stmt, visible=lambda: get_knowledge(ctx, id=id), refusal="Only the item's owner or an admin can change it"
@@ -163,10 +173,11 @@ async def _embed_query(ctx: Context, q: str) -> list[float]:
     embedder = ctx.models.embedder
     tokens = embedder.count_tokens(q) + 2  # the model's [CLS] and [SEP]
     try:
-        charged = await ctx.db.call_alone(func.fluxopus.charge_tokens, tokens, ctx.models.token_budget)
+        # The caller's company, or None when its budget does not cover the query (migration 008).
+        company = await ctx.db.call_alone(func.fluxopus.charge_tokens, tokens, ctx.models.token_budget)
     except Forbidden:  # charge_tokens refuses a caller without a company
         raise Forbidden(NO_COMPANY) from None
-    if not charged:
+    if company is None:
         raise BudgetExceeded()
     try:
         embedded = await embedder.embed([q])
