@@ -215,6 +215,7 @@ def mail_server(
             "jwks_url": None,
             "data_dir": tmp_path_factory.mktemp("js-mail"),
             "smtp_url": smtp.url,
+            "signups_per_address": 100_000,  # every test signs up from 127.0.0.1
         }
     )
     anon_key = mint_anon_key(SigningKey.load_or_create(own.dev_signing_key_path))
