@@ -67,9 +67,18 @@ async def seed(base: str, env: dict[str, str]) -> Seeded:
             r.raise_for_status()
             r = await client.post("/api/tasks", json={"title": f"task {i}"}, headers=other)
             r.raise_for_status()
+        items = []
         for i in range(5):
             body = {"title": f"Policy {i}", "content": f"Parental leave lasts {10 + i} weeks. " * 20}
-            (await client.post("/api/knowledge", json=body, headers=admin)).raise_for_status()
+            response = await client.post("/api/knowledge", json=body, headers=admin)
+            response.raise_for_status()
+            items.append(response.json()["id"])
+        # Indexed before the first measurement: loading the embedding model (~150 MB) is start-up, not abuse.
+        for item in items:
+            for _ in range(600):
+                if (await client.get(f"/api/knowledge/{item}", headers=admin)).json()["status"] != "pending":
+                    break
+                await asyncio.sleep(0.2)
     return Seeded(base, admin, other, env["FLUXOPUS_DATA_DIR"], env)
 
 
