@@ -14,11 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from fluxopus.config import Settings
+
+if TYPE_CHECKING:
+    from fluxopus.db.accounts import CompanyLimit
 
 app = typer.Typer(help="Fluxopus: AI-assisted work management backend.", no_args_is_help=True, add_completion=False)
 
@@ -405,17 +408,8 @@ def budget(
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Set a company's own monthly token budget for skill runs (FLUXOPUS_TOKEN_BUDGET is the default)."""
-    from fluxopus.db.accounts import set_token_budget
-
-    settings = _settings(data_dir)
-    with migrated_database(settings) as url:
-        try:
-            asyncio.run(set_token_budget(url, company=company, tokens=tokens))
-        except ValueError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(1) from exc
-    typer.echo(f"{company}: {tokens if tokens is not None else 'the server default'} tokens a month")
+    """Set a company's own monthly token budget (FLUXOPUS_TOKEN_BUDGET is the default)."""
+    _set_company_limit(data_dir, company, "monthly_token_budget", tokens, "tokens a month")
 
 
 @app.command()
@@ -427,16 +421,20 @@ def quota(
     data_dir: DataDir = None,
 ) -> None:
     """Set a company's own knowledge storage quota (FLUXOPUS_STORAGE_QUOTA is the default)."""
-    from fluxopus.db.accounts import set_storage_quota
+    _set_company_limit(data_dir, company, "storage_quota", bytes, "bytes of knowledge")
+
+
+def _set_company_limit(data_dir: Path | None, company: str, limit: CompanyLimit, value: int | None, unit: str) -> None:
+    from fluxopus.db.accounts import set_company_limit
 
     settings = _settings(data_dir)
     with migrated_database(settings) as url:
         try:
-            asyncio.run(set_storage_quota(url, company=company, bytes=bytes))
+            asyncio.run(set_company_limit(url, company=company, limit=limit, value=value))
         except ValueError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from exc
-    typer.echo(f"{company}: {bytes if bytes is not None else 'the server default'} bytes of knowledge")
+    typer.echo(f"{company}: {value if value is not None else 'the server default'} {unit}")
 
 
 @app.command()

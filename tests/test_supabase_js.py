@@ -65,16 +65,16 @@ def auth_server(settings: Settings, database_url: str, tmp_path_factory: pytest.
 def flow(auth_server: Server) -> dict[str, Any]:
     """One run of tests/js/auth_flow.mjs for a new email: every step's outcome."""
     email = f"js-{uuid.uuid4().hex[:10]}@example.com"
-    result = subprocess.run(
-        [node(), str(SCRIPT), auth_server.url, auth_server.anon_key, email, PASSWORD],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=JS,
-    )
+    outcome = run_script(SCRIPT, auth_server.url, auth_server.anon_key, email, PASSWORD)
+    outcome["email"] = email
+    return outcome
+
+
+def run_script(script: Path, *args: str) -> dict[str, Any]:
+    """A tests/js script under Node: the JSON object it prints."""
+    result = subprocess.run([node(), str(script), *args], capture_output=True, text=True, timeout=90, cwd=JS)
     assert result.returncode == 0, result.stderr
     outcome: dict[str, Any] = json.loads(result.stdout)
-    outcome["email"] = email
     return outcome
 
 
@@ -143,16 +143,7 @@ INVITE = "mutation($e: String!) { inviteMember(email: $e) { acceptUrl emailSent 
 
 
 def run_invite_flow(server: Server, email: str, token_hash: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [node(), str(INVITE_SCRIPT), server.url, server.anon_key, email, token_hash, PASSWORD],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=JS,
-    )
-    assert result.returncode == 0, result.stderr
-    outcome: dict[str, Any] = json.loads(result.stdout)
-    return outcome
+    return run_script(INVITE_SCRIPT, server.url, server.anon_key, email, token_hash, PASSWORD)
 
 
 def admin_of(server: Server, company: str, smtp: FakeSMTP | None = None) -> dict[str, str]:

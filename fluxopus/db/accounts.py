@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Literal
 from uuid import UUID
 
 import asyncpg
@@ -64,12 +65,16 @@ async def start_token_session(database_url: str, *, user_id: UUID, seconds: int)
     return session_id
 
 
-async def set_storage_quota(database_url: str, *, company: str, bytes: int | None) -> UUID:
-    """Give a company its own knowledge storage quota (None: back to the server's default)."""
+CompanyLimit = Literal["monthly_token_budget", "storage_quota"]
+
+
+async def set_company_limit(database_url: str, *, company: str, limit: CompanyLimit, value: int | None) -> UUID:
+    """Give a company its own monthly token budget or knowledge storage quota (None: back to the
+    server's default)."""
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         company_id: UUID | None = await conn.fetchval(
-            "update companies set storage_quota = $2 where lower(name) = lower($1) returning id", company, bytes
+            f"update companies set {limit} = $2 where lower(name) = lower($1) returning id", company, value
         )
     finally:
         await conn.close()
@@ -79,17 +84,11 @@ async def set_storage_quota(database_url: str, *, company: str, bytes: int | Non
 
 
 async def set_token_budget(database_url: str, *, company: str, tokens: int | None) -> UUID:
-    """Give a company its own monthly token budget (None: back to the server's default)."""
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        company_id: UUID | None = await conn.fetchval(
-            "update companies set monthly_token_budget = $2 where lower(name) = lower($1) returning id", company, tokens
-        )
-    finally:
-        await conn.close()
-    if company_id is None:
-        raise ValueError(f"No company named {company!r}")
-    return company_id
+    return await set_company_limit(database_url, company=company, limit="monthly_token_budget", value=tokens)
+
+
+async def set_storage_quota(database_url: str, *, company: str, bytes: int | None) -> UUID:
+    return await set_company_limit(database_url, company=company, limit="storage_quota", value=bytes)
 
 
 class AccountError(ValueError):

@@ -3,8 +3,7 @@
 // Prints one JSON object on stdout with every step's outcome; tests/test_supabase_js.py asserts on it.
 // Library errors are reported, not thrown; anything unexpected (a crash) exits non-zero with a stack trace.
 
-import { AuthApiError, createClient } from '@supabase/supabase-js'
-import { WebSocket } from 'ws'
+import { describeError, makeClient } from './client.mjs'
 
 const [url, anonKey, email, password] = process.argv.slice(2)
 if (!url || !anonKey || !email || !password) {
@@ -12,23 +11,7 @@ if (!url || !anonKey || !email || !password) {
   process.exit(2)
 }
 
-// Node has no localStorage: keep the session in memory and run no refresh timer. Node 20 has no
-// global WebSocket, which the (unused) realtime client needs at construction: `ws` is the transport.
-const supabase = createClient(url, anonKey, {
-  auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-  realtime: { transport: WebSocket },
-})
-
-const describeError = (error) =>
-  error
-    ? {
-        name: error.name,
-        message: error.message,
-        status: error.status ?? null,
-        code: error.code ?? null,
-        isAuthApiError: error instanceof AuthApiError,
-      }
-    : null
+const supabase = makeClient(url, anonKey)
 
 const describeSession = (session) =>
   session

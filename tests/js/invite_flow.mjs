@@ -3,8 +3,7 @@
 // Usage: node tests/js/invite_flow.mjs <url> <anonKey> <email> <tokenHash> <password>
 // Prints one JSON object on stdout with every step's outcome; tests/test_supabase_js.py asserts on it.
 
-import { AuthApiError, createClient } from '@supabase/supabase-js'
-import { WebSocket } from 'ws'
+import { describeError, makeClient } from './client.mjs'
 
 const [url, anonKey, email, tokenHash, password] = process.argv.slice(2)
 if (!url || !anonKey || !email || !tokenHash || !password) {
@@ -12,15 +11,7 @@ if (!url || !anonKey || !email || !tokenHash || !password) {
   process.exit(2)
 }
 
-const supabase = createClient(url, anonKey, {
-  auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-  realtime: { transport: WebSocket },
-})
-
-const describeError = (error) =>
-  error
-    ? { name: error.name, status: error.status ?? null, code: error.code ?? null, isAuthApiError: error instanceof AuthApiError }
-    : null
+const supabase = makeClient(url, anonKey)
 
 const me = async (accessToken) => {
   const response = await fetch(`${url}/graphql`, {
