@@ -46,6 +46,19 @@ def database_gone(exc: BaseException) -> bool:
     )
 
 
+async def connect(engine: AsyncEngine) -> AsyncConnection:
+    """A pooled connection, or Unavailable: the pool stayed exhausted for pool_timeout seconds, or the
+    database cannot be reached (retry shortly either way)."""
+    try:
+        return await engine.connect()
+    except SATimeoutError:
+        raise Unavailable() from None
+    except (OSError, DBAPIError) as exc:
+        if database_gone(exc):
+            raise Unavailable(DATABASE_UNAVAILABLE) from exc
+        raise
+
+
 def _sqlstate(exc: DBAPIError) -> str | None:
     sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
     return str(sqlstate) if sqlstate else None
@@ -99,14 +112,7 @@ class RlsTransaction:
         if self.claims is None:
             raise self.auth_error or Unauthorized("Missing Authorization header: send 'Authorization: Bearer <jwt>'")
         statement = select(function(type_coerce(dict(self.claims), JSONB), *args))
-        try:
-            conn = await self.service_engine.connect()
-        except SATimeoutError:
-            raise Unavailable() from None
-        except (OSError, DBAPIError) as exc:
-            if database_gone(exc):
-                raise Unavailable(DATABASE_UNAVAILABLE) from exc
-            raise
+        conn = await connect(self.service_engine)
         try:
             autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
             return (await autocommit.execute(statement)).scalar_one()
@@ -118,14 +124,7 @@ class RlsTransaction:
     async def _begin(self) -> None:
         if self.claims is None:
             raise self.auth_error or Unauthorized("Missing Authorization header: send 'Authorization: Bearer <jwt>'")
-        try:
-            conn = await self.engine.connect()
-        except SATimeoutError:  # the pool stayed exhausted for pool_timeout seconds
-            raise Unavailable() from None
-        except (OSError, DBAPIError) as exc:
-            if database_gone(exc):
-                raise Unavailable(DATABASE_UNAVAILABLE) from exc
-            raise
+        conn = await connect(self.engine)
         try:
             self._tx = await conn.begin()
             await conn.execute(_SET_CLAIMS, {"claims": json.dumps(self.claims)})
@@ -180,14 +179,7 @@ def translate_db_error(exc: DBAPIError) -> Exception:
 async def call_as_service(engine: AsyncEngine, statement: Executable, params: Mapping[str, Any]) -> list[Any]:
     """A statement run as the service itself, not as any user, in a transaction of its own: only
     for the few security-definer functions kept from `authenticated` (fluxopus.take_oauth_state)."""
-    try:
-        conn = await engine.connect()
-    except SATimeoutError:
-        raise Unavailable() from None
-    except (OSError, DBAPIError) as exc:
-        if database_gone(exc):
-            raise Unavailable(DATABASE_UNAVAILABLE) from exc
-        raise
+    conn = await connect(engine)
     try:
         async with conn.begin():
             return list((await conn.execute(statement, params)).mappings())
