@@ -20,7 +20,7 @@ ERRORS = {
     "401": "Missing, malformed, expired or wrongly signed bearer token",
     "403": "Visible, but the caller may not change it",
     "404": "Not found, or not visible to the caller",
-    "409": "Conflicts with an existing record",
+    "409": "Conflicts with an existing record, or the company's knowledge storage quota is used up",
     "413": "The request body is over the server's limit (1 MiB by default; 8 MiB for knowledge writes)",
     "429": "Token budget exceeded: the company's monthly model tokens are used up",
     "500": "Unexpected server error",
