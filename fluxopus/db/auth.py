@@ -13,10 +13,9 @@ from uuid import UUID
 
 from sqlalchemy import RowMapping, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from fluxopus.db.session import DATABASE_UNAVAILABLE, database_gone
+from fluxopus.db.session import DATABASE_UNAVAILABLE, connect, database_gone
 from fluxopus.errors import Unavailable
 
 USER_COLUMNS = (
@@ -26,15 +25,16 @@ USER_COLUMNS = (
 
 @asynccontextmanager
 async def service_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    conn = await connect(engine)
     try:
-        async with engine.begin() as conn:
+        async with conn.begin():
             yield conn
-    except SATimeoutError:
-        raise Unavailable() from None
-    except (OSError, DBAPIError) as exc:
+    except DBAPIError as exc:
         if database_gone(exc):
             raise Unavailable(DATABASE_UNAVAILABLE) from exc
         raise
+    finally:
+        await conn.close()
 
 
 async def user_by_email(engine: AsyncEngine, email: str) -> RowMapping | None:
