@@ -495,5 +495,13 @@ def openapi() -> None:
     sys.stdout.write(json.dumps(build_openapi(), indent=2) + "\n")
 
 
+@app.command("graphql-schema")
+def graphql_schema() -> None:
+    """Print the GraphQL schema in SDL (the committed schema.graphql is this output)."""
+    from fluxopus.schema.root import schema
+
+    sys.stdout.write(schema.as_str() + "\n")
+
+
 if __name__ == "__main__":
     app()

@@ -31,6 +31,7 @@ from fluxopus.models.common import Deleted
 from fluxopus.rest_compat.generate import rest_router
 from fluxopus.rest_compat.openapi import build_openapi
 from fluxopus.rest_compat.table import ROUTES, Route
+from fluxopus.schema.root import schema
 from tests.utils.builders import Company, User, create_tag, create_task, error_codes, gql
 
 PACKAGE_DIR = Path(fluxopus.__file__).resolve().parent
@@ -177,6 +178,14 @@ def test_committed_openapi_json_matches_the_code() -> None:
     committed = json.loads(committed_path.read_text(encoding="utf-8"))
     assert committed == _json_roundtrip(build_openapi()), (
         "the committed openapi.json differs from what the code generates: run `fluxopus openapi > openapi.json`"
+    )
+
+
+def test_committed_schema_graphql_matches_the_code() -> None:
+    committed_path = REPO_ROOT / "schema.graphql"
+    assert committed_path.is_file(), "schema.graphql is missing: run `fluxopus graphql-schema > schema.graphql`"
+    assert committed_path.read_text(encoding="utf-8") == schema.as_str() + "\n", (
+        "the committed schema.graphql differs from the code's schema: run `fluxopus graphql-schema > schema.graphql`"
     )
 
 

@@ -143,15 +143,6 @@ def render(source: str, input: Mapping[str, Any]) -> str:
     return text
 
 
-def check_input_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        raise PromptError(f"not a valid JSON Schema at {where}: {exc.message}") from None
-    return schema
-
-
 def validate_input(schema: dict[str, Any] | None, input: dict[str, Any]) -> None:
     if len(json.dumps(input)) > MAX_INPUT_BYTES:
         raise PromptError(f"input is over {MAX_INPUT_BYTES} bytes")

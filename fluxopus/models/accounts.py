@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 from fluxopus.models.common import Input, Output
 
@@ -57,7 +57,12 @@ class Invitation(Output):
     created_at: dt.datetime
     accepted_at: dt.datetime | None
     expires_at: dt.datetime
-    # Only in the answer to the invitation itself: the link, when the server sends no mail (it is not
-    # stored and cannot be shown again), or that it was emailed.
-    accept_url: str | None = None
-    email_sent: bool = False
+    # Only in the answer to the invitation itself: the link is not stored and cannot be shown again.
+    accept_url: str | None = Field(
+        default=None,
+        description="The link that accepts the invitation, only in the answer to the invitation itself and only"
+        " when the server sends no email: pass it on to the invited person (it works once, until expires_at)",
+    )
+    email_sent: bool = Field(
+        default=False, description="In the answer to the invitation itself: the link was emailed to the address"
+    )

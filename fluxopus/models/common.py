@@ -24,9 +24,9 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-def omittable() -> Any:
+def omittable(**kwargs: Any) -> Any:
     """A PATCH field that may be left out but not sent as null: the schema shows no null."""
-    return Field(default=None, json_schema_extra=_drop_default)
+    return Field(default=None, json_schema_extra=_drop_default, **kwargs)
 
 
 def _drop_default(schema: dict[str, Any]) -> None:

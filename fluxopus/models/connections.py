@@ -1,4 +1,4 @@
-"""Connections (OAuth grants to third-party tools): inputs, outputs and the mapped tables.
+"""Connections (OAuth grants to third-party tools): outputs and tables.
 
 No output model has a token field: tokens never leave the service.
 """
@@ -11,13 +11,10 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import ARRAY, Column, FetchedValue, LargeBinary, String
-from sqlmodel import Field as SQLField
-from sqlmodel import SQLModel
+from sqlalchemy import ARRAY, Boolean, Column, FetchedValue, LargeBinary, Table, Text
 
 from fluxopus.models.common import Output
-
-ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_-]*$")]
+from fluxopus.models.entity import column_type, metadata
 
 
 class ConnectionState(StrEnum):
@@ -27,38 +24,41 @@ class ConnectionState(StrEnum):
     error = "error"  # the last refresh failed for another reason; the next status check retries
 
 
-class ConnectionRow(SQLModel, table=True):
-    __tablename__ = "connections"
+# Connections show through Connection and ConnectionStatus, which the resolvers compute from a row
+# (an expired token shows as `expired`), so the tables are declared here as tables.
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", column_type(UUID), primary_key=True, server_default=FetchedValue()),
+    Column("company_id", column_type(UUID), nullable=False),
+    Column("user_id", column_type(UUID), nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("account_id", Text),
+    Column("account", Text),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("error", Text),
+    Column("access_token", LargeBinary, nullable=False),
+    Column("refresh_token", LargeBinary),
+    Column("has_refresh_token", Boolean),
+    Column("token_type", Text),
+    Column("expires_at", column_type(dt.datetime)),
+    Column("created_at", column_type(dt.datetime), nullable=False),
+    Column("updated_at", column_type(dt.datetime), nullable=False),
+)
 
-    id: UUID | None = SQLField(default=None, primary_key=True, sa_column_kwargs={"server_default": FetchedValue()})
-    company_id: UUID | None = None
-    user_id: UUID | None = None
-    provider: str
-    account_id: str | None = None
-    account: str | None = None
-    scopes: list[str] = SQLField(default_factory=list, sa_column=Column(ARRAY(String)))
-    status: str | None = None
-    error: str | None = None
-    access_token: bytes = SQLField(sa_column=Column(LargeBinary))
-    refresh_token: bytes | None = SQLField(default=None, sa_column=Column(LargeBinary))
-    has_refresh_token: bool | None = None
-    token_type: str | None = None
-    expires_at: dt.datetime | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-
-
-class OAuthStateRow(SQLModel, table=True):
-    __tablename__ = "oauth_states"
-
-    state_hash: str = SQLField(primary_key=True)
-    user_id: UUID | None = None
-    company_id: UUID | None = None
-    provider: str
-    code_verifier: bytes = SQLField(sa_column=Column(LargeBinary))
-    redirect_to: str | None = None
-    created_at: dt.datetime | None = None
-    expires_at: dt.datetime | None = None
+oauth_states = Table(
+    "oauth_states",
+    metadata,
+    Column("state_hash", Text, primary_key=True),
+    Column("user_id", column_type(UUID), nullable=False),
+    Column("company_id", column_type(UUID), nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("code_verifier", LargeBinary, nullable=False),
+    Column("redirect_to", Text),
+    Column("created_at", column_type(dt.datetime), nullable=False),
+    Column("expires_at", column_type(dt.datetime), nullable=False),
+)
 
 
 class Connection(Output):

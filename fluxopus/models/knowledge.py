@@ -1,4 +1,4 @@
-"""Knowledge items and search: inputs, outputs and the mapped tables."""
+"""Knowledge items, declared once (see models/entity.py); the list filter and search."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AfterValidator, Field, StringConstraints
-from sqlalchemy import FetchedValue
-from sqlmodel import Field as Column
-from sqlmodel import SQLModel
+from pydantic import Field, StringConstraints
 
-from fluxopus.models.common import Input, Output, PageQuery, omittable
+from fluxopus.models.common import Input, Output, PageQuery
+from fluxopus.models.entity import Entity, Key, Server, Write
 
 MAX_CONTENT_BYTES = 1_048_576
 
@@ -40,67 +38,34 @@ def _at_most_1mb(content: str) -> str:
     return content
 
 
-Title = Annotated[str, StringConstraints(min_length=1, max_length=500)]
-Content = Annotated[str, StringConstraints(min_length=1), AfterValidator(_at_most_1mb)]
-SourceUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://\S+$")]
-
-
-class KnowledgeRow(SQLModel, table=True):
-    __tablename__ = "knowledge"
-
-    id: UUID | None = Column(default=None, primary_key=True, sa_column_kwargs={"server_default": FetchedValue()})
-    company_id: UUID | None = None
-    owner_id: UUID | None = None
-    title: str
-    content: str
-    source_url: str | None = None
-    visibility: str | None = None
-    status: str | None = None
-    error: str | None = None
-    revision: int | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-
-
-class KnowledgeChunkRow(SQLModel, table=True):
-    __tablename__ = "knowledge_chunks"
-
-    id: int | None = Column(default=None, primary_key=True)
-    knowledge_id: UUID
-    company_id: UUID
-    position: int
-    content: str
-    model: str
-
-
-class KnowledgeCreate(Input):
-    title: Title
-    content: Content = Field(description="Plain text or Markdown, up to 1 MB; embedded in the background")
-    source_url: SourceUrl | None = None
-    visibility: KnowledgeVisibility = KnowledgeVisibility.company
-
-
-class KnowledgeUpdate(Input):
-    """Any subset of KnowledgeCreate; a change of title or content re-indexes the item."""
-
-    title: Title = omittable()
-    content: Content = omittable()
-    source_url: SourceUrl | None = None
-    visibility: KnowledgeVisibility = omittable()
-
-
-class KnowledgeItem(Output):
-    id: UUID
-    company_id: UUID
-    owner_id: UUID
-    title: str
-    content: str
-    source_url: str | None
-    visibility: KnowledgeVisibility
-    status: IndexStatus = Field(description="pending until the background worker has embedded it")
-    error: str | None = Field(description="Why indexing failed, when status is failed")
-    created_at: dt.datetime
-    updated_at: dt.datetime
+class KnowledgeItem(
+    Entity,
+    table="knowledge",
+    # Bumped on every change of what is embedded, so a job finishing late cannot write old chunks.
+    hidden={"revision": int},
+    create=True,
+    update=True,
+    inputs_named="Knowledge",
+    update_doc="Any subset of KnowledgeCreate; a change of title or content re-indexes the item.",
+):
+    id: Annotated[UUID, Key()]
+    company_id: Annotated[UUID, Server()]
+    owner_id: Annotated[UUID, Server()]
+    title: Annotated[str, Write(min_length=1, max_length=500)]
+    content: Annotated[
+        str,
+        Write(
+            min_length=1,
+            check=_at_most_1mb,
+            input_doc="Plain text or Markdown, up to 1 MB; embedded in the background",
+        ),
+    ]
+    source_url: Annotated[str | None, Write(max_length=2048, pattern=r"^https?://\S+$")]
+    visibility: Annotated[KnowledgeVisibility, Write(default=KnowledgeVisibility.company)]
+    status: Annotated[IndexStatus, Server("pending until the background worker has embedded it")]
+    error: Annotated[str | None, Server("Why indexing failed, when status is failed")]
+    created_at: Annotated[dt.datetime, Server()]
+    updated_at: Annotated[dt.datetime, Server()]
 
 
 class KnowledgeFilter(PageQuery):

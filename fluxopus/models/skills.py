@@ -1,4 +1,4 @@
-"""Skills, their versions and runs: inputs, outputs and the mapped tables."""
+"""Skills, their versions and runs, declared once (see models/entity.py); run inputs and events."""
 
 from __future__ import annotations
 
@@ -7,15 +7,11 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, Field, StringConstraints
-from sqlalchemy import Column as SAColumn
-from sqlalchemy import FetchedValue
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field as Column
-from sqlmodel import SQLModel
+import jsonschema
+from pydantic import Field, StringConstraints
 
-from fluxopus.ai.prompts import check_input_schema
-from fluxopus.models.common import Input, Output, PageQuery, omittable
+from fluxopus.models.common import Input, Output, PageQuery
+from fluxopus.models.entity import BigInt, Entity, Key, Server, Write
 
 
 class Visibility(StrEnum):
@@ -29,6 +25,15 @@ class Provider(StrEnum):
     echo = "echo"
 
 
+def check_input_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise ValueError(f"not a valid JSON Schema at {where}: {exc.message}") from None
+    return schema
+
+
 class RunStatus(StrEnum):
     queued = "queued"
     running = "running"
@@ -37,150 +42,55 @@ class RunStatus(StrEnum):
     cancelled = "cancelled"
 
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=5000)]
-Instructions = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=100_000),
-    # Parsed when a skill is saved (resolvers/skills.py), in the template sandbox: parsing is work too.
-    Field(description="A Jinja2 template rendered with the run's input, e.g. `Summarise {{ input.topic }}`"),
-]
-InputSchema = Annotated[
-    dict[str, Any],
-    AfterValidator(check_input_schema),
-    Field(description="A JSON Schema object every run's `input` must match"),
-]
-ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Temperature = Annotated[float, Field(ge=0, le=2)]
-MaxTokens = Annotated[int, Field(ge=1, le=32000)]
-
-
-class SkillRow(SQLModel, table=True):
-    __tablename__ = "skills"
-
-    id: UUID | None = Column(default=None, primary_key=True, sa_column_kwargs={"server_default": FetchedValue()})
-    company_id: UUID | None = None
-    owner_id: UUID | None = None
-    name: str
-    description: str | None = None
-    instructions: str
-    input_schema: dict[str, Any] | None = Column(default=None, sa_column=SAColumn(JSONB(none_as_null=True)))
-    provider: str | None = None
-    model: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    visibility: str | None = None
-    version: int | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-
-
-class SkillVersionRow(SQLModel, table=True):
-    __tablename__ = "skill_versions"
-
-    id: UUID | None = Column(default=None, primary_key=True, sa_column_kwargs={"server_default": FetchedValue()})
-    skill_id: UUID
-    company_id: UUID
-    version: int
-    name: str
-    description: str | None = None
-    instructions: str
-    input_schema: dict[str, Any] | None = Column(default=None, sa_column=SAColumn(JSONB(none_as_null=True)))
-    provider: str | None = None
-    model: str | None = None
-    temperature: float | None = None
-    max_tokens: int
-    created_by: UUID
-    created_at: dt.datetime | None = None
-
-
-class SkillRunRow(SQLModel, table=True):
-    __tablename__ = "skill_runs"
-
-    id: UUID | None = Column(default=None, primary_key=True, sa_column_kwargs={"server_default": FetchedValue()})
-    skill_id: UUID
-    company_id: UUID | None = None
-    user_id: UUID | None = None
-    version: int
-    status: str | None = None
-    input: dict[str, Any] | None = Column(default=None, sa_column=SAColumn(JSONB(none_as_null=True)))
-    output: str | None = None
-    provider: str
-    model: str
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    error: str | None = None
-    reserved_tokens: int | None = None
-    budget_period: dt.date | None = None
-    created_at: dt.datetime | None = None
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-
-
-class TokenUsageRow(SQLModel, table=True):
-    __tablename__ = "token_usage"
-
-    company_id: UUID = Column(primary_key=True)
-    period_start: dt.date = Column(primary_key=True)
-    used: int = 0
-    reserved: int = 0
-
-
-class SkillCreate(Input):
-    name: Name
-    description: Description | None = None
-    instructions: Instructions
-    input_schema: InputSchema | None = None
-    provider: Provider | None = Field(default=None, description="Default: the server's configured provider")
-    model: ModelName | None = Field(default=None, description="Default: the provider's configured model")
-    temperature: Temperature | None = None
-    max_tokens: MaxTokens = 1024
-    visibility: Visibility = Visibility.private
-
-
-class SkillUpdate(Input):
-    """Any subset of SkillCreate; a change of content records a new version."""
-
-    name: Name = omittable()
-    description: Description | None = None
-    instructions: Instructions = omittable()
-    input_schema: InputSchema | None = None
-    provider: Provider | None = None
-    model: ModelName | None = None
-    temperature: Temperature | None = None
-    max_tokens: MaxTokens = omittable()
-    visibility: Visibility = omittable()
-
-
-class SkillContent(Output):
+class SkillContent(Entity):
     """What a version captures: everything that shapes a run."""
 
-    name: str
-    description: str | None
-    instructions: str
-    input_schema: dict[str, Any] | None
-    provider: Provider | None
-    model: str | None
-    temperature: float | None
-    max_tokens: int
+    name: Annotated[str, Write(min_length=1, max_length=200)]
+    description: Annotated[str | None, Write(max_length=5000)]
+    instructions: Annotated[
+        str,
+        Write(
+            min_length=1,
+            max_length=100_000,
+            doc="Jinja2 template, rendered with `input`",
+            # Parsed when a skill is saved (resolvers/skills.py), in the template sandbox: parsing is work too.
+            input_doc="A Jinja2 template rendered with the run's input, e.g. `Summarise {{ input.topic }}`",
+        ),
+    ]
+    input_schema: Annotated[
+        dict[str, Any] | None,
+        Write(check=check_input_schema, input_doc="A JSON Schema object every run's `input` must match"),
+    ]
+    provider: Annotated[Provider | None, Write(input_doc="Default: the server's configured provider")]
+    model: Annotated[
+        str | None, Write(min_length=1, max_length=200, input_doc="Default: the provider's configured model")
+    ]
+    temperature: Annotated[float | None, Write(ge=0, le=2)]
+    max_tokens: Annotated[int, Write(default=1024, ge=1, le=32000)]
 
 
-class Skill(SkillContent):
-    id: UUID
-    company_id: UUID
-    owner_id: UUID
-    visibility: Visibility
-    version: int = Field(description="The current version; runs use it unless they ask for another")
-    created_at: dt.datetime
-    updated_at: dt.datetime
+class Skill(
+    SkillContent,
+    table="skills",
+    create=True,
+    update=True,
+    update_doc="Any subset of SkillCreate; a change of content records a new version.",
+):
+    id: Annotated[UUID, Key()]
+    company_id: Annotated[UUID, Server()]
+    owner_id: Annotated[UUID, Server()]
+    visibility: Annotated[Visibility, Write(default=Visibility.private)]
+    version: Annotated[int, Server("The current version; runs use it unless they ask for another")]
+    created_at: Annotated[dt.datetime, Server()]
+    updated_at: Annotated[dt.datetime, Server()]
 
 
-class SkillVersion(SkillContent):
-    id: UUID
-    skill_id: UUID
-    version: int
-    created_by: UUID
-    created_at: dt.datetime
+class SkillVersion(SkillContent, table="skill_versions", hidden={"company_id": UUID}):
+    id: Annotated[UUID, Key()]
+    skill_id: Annotated[UUID, Server()]
+    version: Annotated[int, Server()]
+    created_by: Annotated[UUID, Server()]
+    created_at: Annotated[dt.datetime, Server()]
 
 
 class SkillFilter(PageQuery):
@@ -194,22 +104,26 @@ class RunInput(Input):
     version: int | None = Field(default=None, ge=1, le=2_147_483_647, description="Run an older version")
 
 
-class SkillRun(Output):
-    id: UUID
-    skill_id: UUID
-    user_id: UUID
-    version: int
-    status: RunStatus
-    input: dict[str, Any]
-    output: str | None
-    provider: str
-    model: str
-    input_tokens: int | None
-    output_tokens: int | None
-    error: str | None
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
+class SkillRun(
+    Entity,
+    table="skill_runs",
+    hidden={"company_id": UUID, "reserved_tokens": BigInt, "budget_period": dt.date | None},
+):
+    id: Annotated[UUID, Key()]
+    skill_id: Annotated[UUID, Server()]
+    user_id: Annotated[UUID, Server()]
+    version: Annotated[int, Server()]
+    status: Annotated[RunStatus, Server()]
+    input: Annotated[dict[str, Any], Server()]
+    output: Annotated[str | None, Server()]
+    provider: Annotated[str, Server()]
+    model: Annotated[str, Server()]
+    input_tokens: Annotated[int | None, Server()]
+    output_tokens: Annotated[int | None, Server()]
+    error: Annotated[str | None, Server()]
+    created_at: Annotated[dt.datetime, Server()]
+    started_at: Annotated[dt.datetime | None, Server()]
+    finished_at: Annotated[dt.datetime | None, Server()]
 
 
 class RunUsage(Output):
@@ -234,5 +148,5 @@ class RunEvent(Output):
 class TokenBudget(Output):
     period_start: dt.date
     used: int
-    reserved: int
+    reserved: int = Field(description="Held by runs in progress")
     limit: int

@@ -7,15 +7,10 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import FetchedValue
-from sqlmodel import Field as Column
-from sqlmodel import SQLModel
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from sqlalchemy import Column, Table, Text
 
-from fluxopus.models.common import Input, Output, omittable
-
-TagName = Annotated[str, StringConstraints(min_length=1, max_length=50)]
-Color = Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
+from fluxopus.models.entity import Entity, Key, Server, Write, column_type, metadata
 
 
 class EntityType(StrEnum):
@@ -24,44 +19,25 @@ class EntityType(StrEnum):
     knowledge = "knowledge"
 
 
-class TagRow(SQLModel, table=True):
-    __tablename__ = "tags"
-
-    id: UUID | None = Column(default=None, primary_key=True, sa_column_kwargs={"server_default": FetchedValue()})
-    company_id: UUID | None = None
-    name: str
-    color: str | None = None
-    created_by: UUID | None = None
-    created_at: dt.datetime | None = None
+class Tag(Entity, table="tags", create=True, update=True):
+    id: Annotated[UUID, Key()]
+    company_id: Annotated[UUID, Server()]
+    name: Annotated[str, Write(min_length=1, max_length=50)]
+    color: Annotated[str | None, Write(pattern=r"^#[0-9A-Fa-f]{6}$", input_doc="#RRGGBB")]
+    created_by: Annotated[UUID, Server()]
+    created_at: Annotated[dt.datetime, Server()]
 
 
-class EntityTagRow(SQLModel, table=True):
-    __tablename__ = "entity_tags"
-
-    tag_id: UUID = Column(primary_key=True)
-    entity_type: str = Column(primary_key=True)
-    entity_id: UUID = Column(primary_key=True)
-    company_id: UUID | None = None
-    created_at: dt.datetime | None = None
-
-
-class TagCreate(Input):
-    name: TagName
-    color: Color | None = Field(default=None, description="#RRGGBB")
-
-
-class TagUpdate(Input):
-    name: TagName = omittable()
-    color: Color | None = None
-
-
-class Tag(Output):
-    id: UUID
-    company_id: UUID
-    name: str
-    color: str | None
-    created_by: UUID
-    created_at: dt.datetime
+# Which tag is on which entity: a table only, shown through each entity's `tags`.
+entity_tags = Table(
+    "entity_tags",
+    metadata,
+    Column("tag_id", column_type(UUID), primary_key=True),
+    Column("entity_type", Text, primary_key=True),
+    Column("entity_id", column_type(UUID), primary_key=True),
+    Column("company_id", column_type(UUID), nullable=False),
+    Column("created_at", column_type(dt.datetime), nullable=False),
+)
 
 
 # /tags/entity speaks camelCase (entityType, entityId, tagIds); snake_case is accepted too.

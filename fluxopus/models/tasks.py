@@ -1,4 +1,4 @@
-"""Tasks and time logs: inputs, outputs and the mapped tables."""
+"""Tasks and time logs, declared once (see models/entity.py); the list filter."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import Field, StringConstraints
-from sqlalchemy import FetchedValue
-from sqlmodel import Field as Column
-from sqlmodel import SQLModel
 
-from fluxopus.models.common import Input, Output, PageQuery, omittable
+from fluxopus.models.common import PageQuery
+from fluxopus.models.entity import Derived, Entity, Key, Server, Write
 
 
 class TaskStatus(StrEnum):
@@ -29,74 +27,36 @@ class TaskPriority(StrEnum):
     urgent = "urgent"
 
 
-Title = Annotated[str, StringConstraints(min_length=1, max_length=500)]
-Description = Annotated[str, StringConstraints(max_length=20000)]
-Note = Annotated[str, StringConstraints(max_length=2000)]
+class Task(
+    Entity,
+    table="tasks",
+    create=True,
+    update=True,
+    update_doc="Any subset of TaskCreate; `null` clears optional fields.",
+):
+    id: Annotated[UUID, Key()]
+    company_id: Annotated[UUID, Server()]
+    title: Annotated[str, Write(min_length=1, max_length=500)]
+    description: Annotated[str | None, Write(max_length=20_000)]
+    status: Annotated[TaskStatus, Write(default=TaskStatus.todo)]
+    priority: Annotated[TaskPriority, Write(default=TaskPriority.medium)]
+    due_date: Annotated[dt.date | None, Write()]
+    assignee_id: Annotated[UUID | None, Write(input_doc="A member of the caller's company")]
+    created_by: Annotated[UUID, Server()]
+    created_at: Annotated[dt.datetime, Server()]
+    updated_at: Annotated[dt.datetime, Server()]
+    total_minutes: Annotated[int, Derived("Sum of the task's time logs")]
 
 
-class TaskRow(SQLModel, table=True):
-    __tablename__ = "tasks"
-
-    id: UUID | None = Column(default=None, primary_key=True, sa_column_kwargs={"server_default": FetchedValue()})
-    company_id: UUID | None = None
-    title: str
-    description: str | None = None
-    status: str | None = None
-    priority: str | None = None
-    due_date: dt.date | None = None
-    assignee_id: UUID | None = None
-    created_by: UUID | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-
-
-class TimeLogRow(SQLModel, table=True):
-    __tablename__ = "time_logs"
-
-    id: UUID | None = Column(default=None, primary_key=True, sa_column_kwargs={"server_default": FetchedValue()})
-    task_id: UUID
-    company_id: UUID | None = None
-    user_id: UUID | None = None
-    minutes: int
-    note: str | None = None
-    spent_on: dt.date | None = None
-    billable: bool | None = None
-    created_at: dt.datetime | None = None
-
-
-class TaskCreate(Input):
-    title: Title
-    description: Description | None = None
-    status: TaskStatus = TaskStatus.todo
-    priority: TaskPriority = TaskPriority.medium
-    due_date: dt.date | None = None
-    assignee_id: UUID | None = Field(default=None, description="A member of the caller's company")
-
-
-class TaskUpdate(Input):
-    """Any subset of TaskCreate; `null` clears optional fields."""
-
-    title: Title = omittable()
-    description: Description | None = None
-    status: TaskStatus = omittable()
-    priority: TaskPriority = omittable()
-    due_date: dt.date | None = None
-    assignee_id: UUID | None = None
-
-
-class Task(Output):
-    id: UUID
-    company_id: UUID
-    title: str
-    description: str | None
-    status: TaskStatus
-    priority: TaskPriority
-    due_date: dt.date | None
-    assignee_id: UUID | None
-    created_by: UUID
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    total_minutes: int = Field(description="Sum of the task's time logs")
+class TimeLog(Entity, table="time_logs", create=True, hidden={"company_id": UUID}):
+    id: Annotated[UUID, Key()]
+    task_id: Annotated[UUID, Server()]
+    user_id: Annotated[UUID, Server()]
+    minutes: Annotated[int, Write(ge=1, le=1440)]
+    note: Annotated[str | None, Write(max_length=2000)]
+    spent_on: Annotated[dt.date, Write(default=None, input_doc="Defaults to today (UTC)")]
+    billable: Annotated[bool, Write(default=False)]
+    created_at: Annotated[dt.datetime, Server()]
 
 
 class TaskFilter(PageQuery):
@@ -105,21 +65,3 @@ class TaskFilter(PageQuery):
     q: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
         default=None, description="Case-insensitive search in title and description"
     )
-
-
-class TimeLogCreate(Input):
-    minutes: int = Field(ge=1, le=1440)
-    note: Note | None = None
-    spent_on: dt.date | None = Field(default=None, description="Defaults to today (UTC)")
-    billable: bool = False
-
-
-class TimeLog(Output):
-    id: UUID
-    task_id: UUID
-    user_id: UUID
-    minutes: int
-    note: str | None
-    spent_on: dt.date
-    billable: bool
-    created_at: dt.datetime

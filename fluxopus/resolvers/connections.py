@@ -32,19 +32,17 @@ from fluxopus.models.connections import (
     AuthorizeQuery,
     CallbackQuery,
     Connection,
-    ConnectionRow,
     ConnectionState,
     ConnectionStatus,
     Disconnected,
-    OAuthStateRow,
+    connections,
+    oauth_states,
 )
 from fluxopus.resolvers._sql import fetch_page
 from fluxopus.resolvers.accounts import require_membership
 
 log = logging.getLogger(__name__)
 
-connections = ConnectionRow.metadata.tables["connections"]
-oauth_states = OAuthStateRow.metadata.tables["oauth_states"]
 # Everything but the sealed tokens, which `authenticated` may not select anyway.
 PUBLIC = [c for c in connections.c if c.name not in ("access_token", "refresh_token")]
 

@@ -18,21 +18,12 @@ from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from fluxopus.ai.embeddings import DIMENSIONS, EmbeddingError
 from fluxopus.context import Context
 from fluxopus.errors import BudgetExceeded, Forbidden, NotFound, Unavailable
-from fluxopus.models.common import Deleted, Page
-from fluxopus.models.knowledge import (
-    KnowledgeCreate,
-    KnowledgeFilter,
-    KnowledgeItem,
-    KnowledgeRow,
-    KnowledgeUpdate,
-    SearchHit,
-    SearchMode,
-    SearchQuery,
-)
+from fluxopus.models.common import Deleted, Input, Page
+from fluxopus.models.knowledge import KnowledgeFilter, KnowledgeItem, SearchHit, SearchMode, SearchQuery
 from fluxopus.resolvers._sql import change, contains, fetch_page
 from fluxopus.resolvers.accounts import NO_COMPANY, require_membership
 
-knowledge = KnowledgeRow.metadata.tables["knowledge"]
+knowledge = KnowledgeItem.table
 
 RRF_K = 60  # the usual constant of reciprocal rank fusion: damps the weight of the very top ranks
 CANDIDATES = 50  # chunks each ranking contributes before items are fused and cut to `limit`
@@ -62,14 +53,14 @@ async def _storage_quota(ctx: Context) -> None:
     await ctx.db.execute(_STORAGE_QUOTA, {"quota": str(ctx.models.storage_quota)})
 
 
-async def create_knowledge(ctx: Context, *, data: KnowledgeCreate) -> KnowledgeItem:
+async def create_knowledge(ctx: Context, *, data: Input) -> KnowledgeItem:
     await require_membership(ctx)
     await _storage_quota(ctx)
     stmt = insert(knowledge).values(**data.model_dump()).returning(*knowledge.c)
     return KnowledgeItem.model_validate((await ctx.db.execute(stmt)).mappings().one())
 
 
-async def update_knowledge(ctx: Context, *, id: UUID, data: KnowledgeUpdate) -> KnowledgeItem:
+async def update_knowledge(ctx: Context, *, id: UUID, data: Input) -> KnowledgeItem:
     # An empty PATCH still goes through the update policy, so it answers 403 like a real one.
     changes = data.model_dump(exclude_unset=True) or {"title": knowledge.c.title}
     await _storage_quota(ctx)

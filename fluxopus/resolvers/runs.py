@@ -24,14 +24,14 @@ from fluxopus.ai.sandbox import TemplateLimit
 from fluxopus.context import Context
 from fluxopus.errors import Invalid, NotFound, Unavailable
 from fluxopus.models.common import Page, PageQuery
-from fluxopus.models.skills import RunEvent, RunInput, RunStatus, RunUsage, SkillRun, SkillRunRow, SkillVersion
+from fluxopus.models.skills import RunEvent, RunInput, RunStatus, RunUsage, SkillRun, SkillVersion
 from fluxopus.resolvers import budget
 from fluxopus.resolvers._sql import fetch_page
 from fluxopus.resolvers.skills import get_skill, get_skill_version, skill_versions, skills
 
 log = logging.getLogger(__name__)
 
-skill_runs = SkillRunRow.metadata.tables["skill_runs"]
+skill_runs = SkillRun.table
 
 # Settlement tasks outlive the cancelled stream that started them; hold them until done.
 _settling: set[asyncio.Task[None]] = set()

@@ -10,22 +10,13 @@ from sqlalchemy import delete, insert, or_, select, update
 from fluxopus.ai.prompts import PromptError
 from fluxopus.context import Context
 from fluxopus.errors import Invalid, NotFound
-from fluxopus.models.common import Deleted, Page, PageQuery
-from fluxopus.models.skills import (
-    Skill,
-    SkillContent,
-    SkillCreate,
-    SkillFilter,
-    SkillRow,
-    SkillUpdate,
-    SkillVersion,
-    SkillVersionRow,
-)
+from fluxopus.models.common import Deleted, Input, Page, PageQuery
+from fluxopus.models.skills import Skill, SkillContent, SkillFilter, SkillVersion
 from fluxopus.resolvers._sql import change, contains, fetch_page
 from fluxopus.resolvers.accounts import require_membership
 
-skills = SkillRow.metadata.tables["skills"]
-skill_versions = SkillVersionRow.metadata.tables["skill_versions"]
+skills = Skill.table
+skill_versions = SkillVersion.table
 
 
 async def list_skills(ctx: Context, *, query: SkillFilter) -> Page[Skill]:
@@ -43,18 +34,20 @@ async def get_skill(ctx: Context, *, id: UUID) -> Skill:
     return Skill.model_validate(row)
 
 
-async def create_skill(ctx: Context, *, data: SkillCreate) -> Skill:
+async def create_skill(ctx: Context, *, data: Input) -> Skill:
     await require_membership(ctx)
-    await _check_instructions(ctx, data.instructions)
-    row = (await ctx.db.execute(insert(skills).values(**data.model_dump()).returning(*skills.c))).mappings().one()
+    values = data.model_dump()
+    await _check_instructions(ctx, values["instructions"])
+    row = (await ctx.db.execute(insert(skills).values(**values).returning(*skills.c))).mappings().one()
     return Skill.model_validate(row)
 
 
-async def update_skill(ctx: Context, *, id: UUID, data: SkillUpdate) -> Skill:
-    if data.instructions is not None:
-        await _check_instructions(ctx, data.instructions)
+async def update_skill(ctx: Context, *, id: UUID, data: Input) -> Skill:
+    changes = data.model_dump(exclude_unset=True)
+    if changes.get("instructions") is not None:
+        await _check_instructions(ctx, changes["instructions"])
     # An empty PATCH still goes through the update policy, so it answers 403 like a real one.
-    return await _update(ctx, id, data.model_dump(exclude_unset=True) or {"name": skills.c.name})
+    return await _update(ctx, id, changes or {"name": skills.c.name})
 
 
 async def _check_instructions(ctx: Context, source: str) -> None:

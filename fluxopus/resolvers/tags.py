@@ -9,16 +9,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fluxopus.context import Context
 from fluxopus.errors import Conflict, NotFound
-from fluxopus.models.common import Deleted, Page, PageQuery
-from fluxopus.models.tags import AssignTags, EntityRef, EntityTagRow, EntityType, Tag, TagCreate, TagRow, TagUpdate
+from fluxopus.models.common import Deleted, Input, Page, PageQuery
+from fluxopus.models.tags import AssignTags, EntityRef, EntityType, Tag, entity_tags
 from fluxopus.resolvers._sql import change, fetch_page
 from fluxopus.resolvers.accounts import require_membership
 from fluxopus.resolvers.knowledge import knowledge
 from fluxopus.resolvers.skills import skills
 from fluxopus.resolvers.tasks import tasks
 
-tags = TagRow.metadata.tables["tags"]
-entity_tags = EntityTagRow.metadata.tables["entity_tags"]
+tags = Tag.table
 
 # Entity types that can carry tags, with the table RLS checks visibility on.
 TAGGABLE: dict[EntityType, Table] = {EntityType.task: tasks, EntityType.skill: skills, EntityType.knowledge: knowledge}
@@ -37,16 +36,17 @@ async def get_tag(ctx: Context, *, id: UUID) -> Tag:
     return Tag.model_validate(row)
 
 
-async def create_tag(ctx: Context, *, data: TagCreate) -> Tag:
+async def create_tag(ctx: Context, *, data: Input) -> Tag:
     await require_membership(ctx)
+    values = data.model_dump()
     try:
-        row = (await ctx.db.execute(insert(tags).values(**data.model_dump()).returning(*tags.c))).mappings().one()
+        row = (await ctx.db.execute(insert(tags).values(**values).returning(*tags.c))).mappings().one()
     except Conflict:
-        raise Conflict(f"A tag named {data.name!r} already exists") from None
+        raise Conflict(f"A tag named {values['name']!r} already exists") from None
     return Tag.model_validate(row)
 
 
-async def update_tag(ctx: Context, *, id: UUID, data: TagUpdate) -> Tag:
+async def update_tag(ctx: Context, *, id: UUID, data: Input) -> Tag:
     # An empty PATCH still goes through the update policy, so it answers 403 like a real one.
     changes = data.model_dump(exclude_unset=True) or {"name": tags.c.name}
     stmt = update(tags).where(tags.c.id == id).values(**changes).returning(*tags.c)
@@ -55,7 +55,7 @@ async def update_tag(ctx: Context, *, id: UUID, data: TagUpdate) -> Tag:
             ctx, stmt, visible=lambda: get_tag(ctx, id=id), refusal="Only the tag's creator or an admin can change it"
         )
     except Conflict:
-        raise Conflict(f"A tag named {data.name!r} already exists") from None
+        raise Conflict(f"A tag named {changes['name']!r} already exists") from None
     return Tag.model_validate(row)
 
 

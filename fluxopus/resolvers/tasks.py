@@ -10,13 +10,13 @@ from sqlalchemy import delete, func, insert, or_, select, update
 
 from fluxopus.context import Context
 from fluxopus.errors import Forbidden, NotFound
-from fluxopus.models.common import Deleted, Page, PageQuery
-from fluxopus.models.tasks import Task, TaskCreate, TaskFilter, TaskRow, TaskUpdate, TimeLog, TimeLogCreate, TimeLogRow
+from fluxopus.models.common import Deleted, Input, Page, PageQuery
+from fluxopus.models.tasks import Task, TaskFilter, TimeLog
 from fluxopus.resolvers._sql import change, contains, fetch_page
 from fluxopus.resolvers.accounts import ensure_colleague, require_membership
 
-tasks = TaskRow.metadata.tables["tasks"]
-time_logs = TimeLogRow.metadata.tables["time_logs"]
+tasks = Task.table
+time_logs = TimeLog.table
 
 _total_minutes = (
     select(func.coalesce(func.sum(time_logs.c.minutes), 0))
@@ -46,16 +46,17 @@ async def get_task(ctx: Context, *, id: UUID) -> Task:
     return Task.model_validate(row)
 
 
-async def create_task(ctx: Context, *, data: TaskCreate) -> Task:
+async def create_task(ctx: Context, *, data: Input) -> Task:
     await require_membership(ctx)
-    if data.assignee_id is not None:
-        await ensure_colleague(ctx, data.assignee_id, "assignee_id")
-    stmt = insert(tasks).values(**data.model_dump()).returning(*tasks.c)
+    values = data.model_dump()
+    if values["assignee_id"] is not None:
+        await ensure_colleague(ctx, values["assignee_id"], "assignee_id")
+    stmt = insert(tasks).values(**values).returning(*tasks.c)
     row = (await ctx.db.execute(stmt)).mappings().one()
     return Task.model_validate({**row, "total_minutes": 0})
 
 
-async def update_task(ctx: Context, *, id: UUID, data: TaskUpdate) -> Task:
+async def update_task(ctx: Context, *, id: UUID, data: Input) -> Task:
     changes = data.model_dump(exclude_unset=True)
     if not changes:
         return await get_task(ctx, id=id)
@@ -106,10 +107,10 @@ async def list_time_logs(ctx: Context, *, task_id: UUID, query: PageQuery) -> Pa
     return Page([TimeLog.model_validate(r) for r in page.items], page.total)
 
 
-async def add_time_log(ctx: Context, *, task_id: UUID, data: TimeLogCreate) -> TimeLog:
+async def add_time_log(ctx: Context, *, task_id: UUID, data: Input) -> TimeLog:
     await get_task(ctx, id=task_id)
     values: dict[str, Any] = data.model_dump()
-    values["spent_on"] = data.spent_on or dt.datetime.now(dt.UTC).date()
+    values["spent_on"] = values["spent_on"] or dt.datetime.now(dt.UTC).date()
     stmt = insert(time_logs).values(task_id=task_id, **values).returning(*time_logs.c)
     row = (await ctx.db.execute(stmt)).mappings().one()
     return TimeLog.model_validate(row)

@@ -19,10 +19,8 @@ from fluxopus.models.connections import (
     Disconnected,
 )
 from fluxopus.models.knowledge import (
-    KnowledgeCreate,
     KnowledgeFilter,
     KnowledgeItem,
-    KnowledgeUpdate,
     SearchHit,
     SearchQuery,
 )
@@ -30,15 +28,13 @@ from fluxopus.models.skills import (
     RunEvent,
     RunInput,
     Skill,
-    SkillCreate,
     SkillFilter,
     SkillRun,
-    SkillUpdate,
     SkillVersion,
     TokenBudget,
 )
-from fluxopus.models.tags import AssignTags, EntityRef, Tag, TagCreate, TagUpdate
-from fluxopus.models.tasks import Task, TaskCreate, TaskFilter, TaskUpdate, TimeLog, TimeLogCreate
+from fluxopus.models.tags import AssignTags, EntityRef, Tag
+from fluxopus.models.tasks import Task, TaskFilter, TimeLog
 from fluxopus.resolvers import budget, connections, knowledge, runs, skills, tags, tasks
 
 
@@ -86,9 +82,9 @@ ROUTES: list[Route] = [
         query=TaskFilter,
         paginated=True,
     ),
-    Route("POST", "/tasks", tasks.create_task, "Create a task", "Tasks", Task, status=201, body=TaskCreate),
+    Route("POST", "/tasks", tasks.create_task, "Create a task", "Tasks", Task, status=201, body=Task.create),
     Route("GET", "/tasks/{id}", tasks.get_task, "Get a task", "Tasks", Task),
-    Route("PATCH", "/tasks/{id}", tasks.update_task, "Update task fields", "Tasks", Task, body=TaskUpdate),
+    Route("PATCH", "/tasks/{id}", tasks.update_task, "Update task fields", "Tasks", Task, body=Task.update),
     Route("DELETE", "/tasks/{id}", tasks.delete_task, "Delete a task", "Tasks", Deleted),
     Route(
         "GET",
@@ -108,11 +104,11 @@ ROUTES: list[Route] = [
         "Tasks",
         TimeLog,
         status=201,
-        body=TimeLogCreate,
+        body=TimeLog.create,
     ),
     Route("GET", "/tags", tags.list_tags, "List company tags", "Tags", list[Tag], query=PageQuery, paginated=True),
-    Route("POST", "/tags", tags.create_tag, "Create a tag", "Tags", Tag, status=201, body=TagCreate),
-    Route("PATCH", "/tags/{id}", tags.update_tag, "Update a tag", "Tags", Tag, body=TagUpdate),
+    Route("POST", "/tags", tags.create_tag, "Create a tag", "Tags", Tag, status=201, body=Tag.create),
+    Route("PATCH", "/tags/{id}", tags.update_tag, "Update a tag", "Tags", Tag, body=Tag.update),
     Route("DELETE", "/tags/{id}", tags.delete_tag, "Delete a tag and its assignments", "Tags", Deleted),
     Route("POST", "/tags/entity", tags.assign_tags, "Assign tags to an entity", "Tags", list[Tag], body=AssignTags),
     Route("GET", "/tags/entity", tags.entity_tags_of, "Get the tags on an entity", "Tags", list[Tag], query=EntityRef),
@@ -126,7 +122,7 @@ ROUTES: list[Route] = [
         query=SkillFilter,
         paginated=True,
     ),
-    Route("POST", "/skills", skills.create_skill, "Create a skill (version 1)", "Skills", Skill, 201, SkillCreate),
+    Route("POST", "/skills", skills.create_skill, "Create a skill (version 1)", "Skills", Skill, 201, Skill.create),
     Route("GET", "/skills/{id}", skills.get_skill, "Get a skill", "Skills", Skill),
     Route(
         "PATCH",
@@ -135,7 +131,7 @@ ROUTES: list[Route] = [
         "Update a skill; a change of content records a new version",
         "Skills",
         Skill,
-        body=SkillUpdate,
+        body=Skill.update,
     ),
     Route("DELETE", "/skills/{id}", skills.delete_skill, "Delete a skill, its versions and runs", "Skills", Deleted),
     Route(
@@ -191,7 +187,7 @@ ROUTES: list[Route] = [
         "Knowledge",
         KnowledgeItem,
         status=201,
-        body=KnowledgeCreate,
+        body=KnowledgeItem.create,
     ),
     # Before /knowledge/{id}, so "search" is not taken for an id.
     Route(
@@ -212,7 +208,7 @@ ROUTES: list[Route] = [
         "Update a knowledge item; a change of title or content re-indexes it",
         "Knowledge",
         KnowledgeItem,
-        body=KnowledgeUpdate,
+        body=KnowledgeItem.update,
     ),
     Route(
         "DELETE",

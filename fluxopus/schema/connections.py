@@ -1,49 +1,28 @@
 from __future__ import annotations
 
-import datetime as dt
-
 import strawberry
 
 from fluxopus.models import connections as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
 from fluxopus.resolvers import connections
-from fluxopus.schema._convert import build
+from fluxopus.schema._derive import object_type, out, outs
 
-ConnectionState = strawberry.enum(m.ConnectionState, name="ConnectionState")
+strawberry.enum(m.ConnectionState)
 
 
-@strawberry.type(description="An OAuth grant to a third-party tool. Tokens never leave the server.")
+@object_type(m.Connection, description="An OAuth grant to a third-party tool. Tokens never leave the server.")
 class Connection:
-    id: strawberry.ID
-    user_id: strawberry.ID
-    provider: str
-    status: ConnectionState  # type: ignore[valid-type]
-    account: str | None
-    scopes: list[str]
-    expires_at: dt.datetime | None
-    error: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    pass
 
 
-@strawberry.type
+@object_type(m.ConnectionStatus)
 class ConnectionStatus:
-    provider: str
-    connected: bool
-    status: ConnectionState | None  # type: ignore[valid-type]
-    connection_id: strawberry.ID | None
-    account: str | None
-    scopes: list[str]
-    expires_at: dt.datetime | None
-    error: str | None
+    pass
 
 
-@strawberry.type
+@object_type(m.Disconnected)
 class Disconnected:
-    id: strawberry.ID
-    deleted: bool
-    revoked: bool
-    revoke_error: str | None
+    pass
 
 
 @strawberry.type
@@ -52,11 +31,11 @@ class ConnectionsQuery:
     async def connections(self, info: strawberry.Info, limit: int = 50, offset: int = 0) -> list[Connection]:
         query = parse(PageQuery, {"limit": limit, "offset": offset})
         page = await connections.list_connections(info.context, query=query)
-        return [build(Connection, c) for c in page.items]
+        return outs(Connection, page.items)
 
     @strawberry.field(description="The caller's connection to a provider; an expired access token is refreshed first")
     async def connection_status(self, info: strawberry.Info, provider: str) -> ConnectionStatus:
-        return build(ConnectionStatus, await connections.connection_status(info.context, provider=provider))
+        return out(ConnectionStatus, await connections.connection_status(info.context, provider=provider))
 
 
 @strawberry.type
@@ -73,4 +52,4 @@ class ConnectionsMutation:
 
     @strawberry.mutation(description="Revoke at the provider where it can be, then delete the connection")
     async def disconnect(self, info: strawberry.Info, id: strawberry.ID) -> Disconnected:
-        return build(Disconnected, await connections.disconnect(info.context, id=parse_uuid(id)))
+        return out(Disconnected, await connections.disconnect(info.context, id=parse_uuid(id)))

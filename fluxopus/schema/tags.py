@@ -1,45 +1,33 @@
 from __future__ import annotations
 
-import datetime as dt
-
 import strawberry
 
 from fluxopus.models import tags as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
 from fluxopus.resolvers import tags
-from fluxopus.schema._convert import build, input_dict
+from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
 
-EntityType = strawberry.enum(m.EntityType, name="EntityType")
+strawberry.enum(m.EntityType)
 
 
-@strawberry.type
+@object_type(m.Tag)
 class Tag:
-    id: strawberry.ID
-    company_id: strawberry.ID
-    name: str
-    color: str | None
-    created_by: strawberry.ID
-    created_at: dt.datetime
+    pass
 
 
-@strawberry.input
+@input_type(m.Tag.create)
 class CreateTagInput:
-    name: str
-    color: str | None = None
+    pass
 
 
-@strawberry.input
+@input_type(m.Tag.update, partial=True)
 class UpdateTagInput:
-    name: str | None = strawberry.UNSET
-    color: str | None = strawberry.UNSET
+    pass
 
 
-@strawberry.input
+@input_type(m.AssignTags)
 class AssignTagsInput:
-    entity_type: EntityType  # type: ignore[valid-type]
-    entity_id: strawberry.ID
-    tag_ids: list[strawberry.ID]
-    replace: bool = False
+    pass
 
 
 @strawberry.type
@@ -47,30 +35,30 @@ class TagsQuery:
     @strawberry.field(description="The caller's company tags, by name")
     async def tags(self, info: strawberry.Info, limit: int = 50, offset: int = 0) -> list[Tag]:
         page = await tags.list_tags(info.context, query=parse(PageQuery, {"limit": limit, "offset": offset}))
-        return [build(Tag, t) for t in page.items]
+        return outs(Tag, page.items)
 
     @strawberry.field
     async def entity_tags(
         self,
         info: strawberry.Info,
-        entity_type: EntityType,  # type: ignore[valid-type]
+        entity_type: m.EntityType,
         entity_id: strawberry.ID,
     ) -> list[Tag]:
         ref = parse(m.EntityRef, {"entity_type": entity_type, "entity_id": entity_id})
-        return [build(Tag, t) for t in await tags.entity_tags_of(info.context, query=ref)]
+        return outs(Tag, await tags.entity_tags_of(info.context, query=ref))
 
 
 @strawberry.type
 class TagsMutation:
     @strawberry.mutation
     async def create_tag(self, info: strawberry.Info, input: CreateTagInput) -> Tag:
-        data = parse(m.TagCreate, input_dict(input))
-        return build(Tag, await tags.create_tag(info.context, data=data))
+        data = parse(m.Tag.create, input_dict(input))
+        return out(Tag, await tags.create_tag(info.context, data=data))
 
     @strawberry.mutation
     async def update_tag(self, info: strawberry.Info, id: strawberry.ID, input: UpdateTagInput) -> Tag:
-        data = parse(m.TagUpdate, input_dict(input))
-        return build(Tag, await tags.update_tag(info.context, id=parse_uuid(id), data=data))
+        data = parse(m.Tag.update, input_dict(input))
+        return out(Tag, await tags.update_tag(info.context, id=parse_uuid(id), data=data))
 
     @strawberry.mutation(description="Returns the deleted tag's id; its assignments go too")
     async def delete_tag(self, info: strawberry.Info, id: strawberry.ID) -> strawberry.ID:
@@ -80,4 +68,4 @@ class TagsMutation:
     @strawberry.mutation(description="Returns the tags now on the entity")
     async def assign_tags(self, info: strawberry.Info, input: AssignTagsInput) -> list[Tag]:
         data = parse(m.AssignTags, input_dict(input))
-        return [build(Tag, t) for t in await tags.assign_tags(info.context, data=data)]
+        return outs(Tag, await tags.assign_tags(info.context, data=data))

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -9,88 +8,56 @@ from fluxopus.errors import NotFound
 from fluxopus.models import tasks as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
 from fluxopus.resolvers import tasks
-from fluxopus.schema._convert import build, input_dict
+from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
 from fluxopus.schema.accounts import Member
 
 if TYPE_CHECKING:
     from fluxopus.schema.tags import Tag
 
-TaskStatus = strawberry.enum(m.TaskStatus, name="TaskStatus")
-TaskPriority = strawberry.enum(m.TaskPriority, name="TaskPriority")
+strawberry.enum(m.TaskStatus)
+strawberry.enum(m.TaskPriority)
 
 
-@strawberry.type
+@object_type(m.TimeLog)
 class TimeLog:
-    id: strawberry.ID
-    task_id: strawberry.ID
-    user_id: strawberry.ID
-    minutes: int
-    note: str | None
-    spent_on: dt.date
-    billable: bool
-    created_at: dt.datetime
+    pass
 
 
-@strawberry.type
+@object_type(m.Task)
 class Task:
-    id: strawberry.ID
-    company_id: strawberry.ID
-    title: str
-    description: str | None
-    status: TaskStatus  # type: ignore[valid-type]
-    priority: TaskPriority  # type: ignore[valid-type]
-    due_date: dt.date | None
-    assignee_id: strawberry.ID | None
-    created_by: strawberry.ID
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    total_minutes: int
-
     @strawberry.field(description="Newest first")
-    async def time_logs(self, info: strawberry.Info) -> list[TimeLog]:
-        logs = await info.context.loaders.time_logs_by_task.load(self.id)
-        return [build(TimeLog, log) for log in logs]
+    async def time_logs(self, parent: strawberry.Parent[m.Task], info: strawberry.Info) -> list[TimeLog]:
+        return outs(TimeLog, await info.context.loaders.time_logs_by_task.load(parent.id))
 
     @strawberry.field
-    async def tags(self, info: strawberry.Info) -> list[Annotated[Tag, strawberry.lazy("fluxopus.schema.tags")]]:
+    async def tags(
+        self, parent: strawberry.Parent[m.Task], info: strawberry.Info
+    ) -> list[Annotated[Tag, strawberry.lazy("fluxopus.schema.tags")]]:
         from fluxopus.schema.tags import Tag
 
-        return [build(Tag, tag) for tag in await info.context.loaders.tags_by_task.load(self.id)]
+        return outs(Tag, await info.context.loaders.tags_by_task.load(parent.id))
 
     @strawberry.field
-    async def assignee(self, info: strawberry.Info) -> Member | None:
-        if self.assignee_id is None:
+    async def assignee(self, parent: strawberry.Parent[m.Task], info: strawberry.Info) -> Member | None:
+        if parent.assignee_id is None:
             return None
-        member = await info.context.loaders.member_by_user.load(self.assignee_id)
-        return build(Member, member) if member else None
+        member = await info.context.loaders.member_by_user.load(parent.assignee_id)
+        return out(Member, member) if member else None
 
 
-@strawberry.input
+@input_type(m.Task.create)
 class CreateTaskInput:
-    title: str
-    description: str | None = None
-    status: TaskStatus = m.TaskStatus.todo  # type: ignore[valid-type]
-    priority: TaskPriority = m.TaskPriority.medium  # type: ignore[valid-type]
-    due_date: dt.date | None = None
-    assignee_id: strawberry.ID | None = None
+    pass
 
 
-@strawberry.input(description="Omitted fields stay; null clears optional ones")
+@input_type(m.Task.update, partial=True, description="Omitted fields stay; null clears optional ones")
 class UpdateTaskInput:
-    title: str | None = strawberry.UNSET
-    description: str | None = strawberry.UNSET
-    status: TaskStatus | None = strawberry.UNSET  # type: ignore[valid-type]
-    priority: TaskPriority | None = strawberry.UNSET  # type: ignore[valid-type]
-    due_date: dt.date | None = strawberry.UNSET
-    assignee_id: strawberry.ID | None = strawberry.UNSET
+    pass
 
 
-@strawberry.input
+@input_type(m.TimeLog.create)
 class TimeLogInput:
-    minutes: int
-    note: str | None = None
-    spent_on: dt.date | None = None
-    billable: bool = False
+    pass
 
 
 @strawberry.type
@@ -99,7 +66,7 @@ class TasksQuery:
     async def tasks(
         self,
         info: strawberry.Info,
-        status: TaskStatus | None = None,  # type: ignore[valid-type]
+        status: m.TaskStatus | None = None,
         assignee_id: strawberry.ID | None = None,
         q: str | None = None,
         limit: int = 50,
@@ -110,12 +77,12 @@ class TasksQuery:
             {"status": status, "assignee_id": assignee_id, "q": q, "limit": limit, "offset": offset},
         )
         page = await tasks.list_tasks(info.context, query=query)
-        return [build(Task, t) for t in page.items]
+        return outs(Task, page.items)
 
     @strawberry.field(description="Null when the task does not exist or the caller cannot see it")
     async def task(self, info: strawberry.Info, id: strawberry.ID) -> Task | None:
         try:
-            return build(Task, await tasks.get_task(info.context, id=parse_uuid(id)))
+            return out(Task, await tasks.get_task(info.context, id=parse_uuid(id)))
         except NotFound:
             return None
 
@@ -125,20 +92,20 @@ class TasksQuery:
     ) -> list[TimeLog]:
         query = parse(PageQuery, {"limit": limit, "offset": offset})
         page = await tasks.list_time_logs(info.context, task_id=parse_uuid(task_id, "taskId"), query=query)
-        return [build(TimeLog, log) for log in page.items]
+        return outs(TimeLog, page.items)
 
 
 @strawberry.type
 class TasksMutation:
     @strawberry.mutation
     async def create_task(self, info: strawberry.Info, input: CreateTaskInput) -> Task:
-        data = parse(m.TaskCreate, input_dict(input))
-        return build(Task, await tasks.create_task(info.context, data=data))
+        data = parse(m.Task.create, input_dict(input))
+        return out(Task, await tasks.create_task(info.context, data=data))
 
     @strawberry.mutation
     async def update_task(self, info: strawberry.Info, id: strawberry.ID, input: UpdateTaskInput) -> Task:
-        data = parse(m.TaskUpdate, input_dict(input))
-        return build(Task, await tasks.update_task(info.context, id=parse_uuid(id), data=data))
+        data = parse(m.Task.update, input_dict(input))
+        return out(Task, await tasks.update_task(info.context, id=parse_uuid(id), data=data))
 
     @strawberry.mutation(description="Returns the deleted task's id")
     async def delete_task(self, info: strawberry.Info, id: strawberry.ID) -> strawberry.ID:
@@ -147,6 +114,6 @@ class TasksMutation:
 
     @strawberry.mutation
     async def add_time_log(self, info: strawberry.Info, task_id: strawberry.ID, input: TimeLogInput) -> TimeLog:
-        data = parse(m.TimeLogCreate, input_dict(input))
+        data = parse(m.TimeLog.create, input_dict(input))
         log = await tasks.add_time_log(info.context, task_id=parse_uuid(task_id, "taskId"), data=data)
-        return build(TimeLog, log)
+        return out(TimeLog, log)

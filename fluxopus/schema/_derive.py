@@ -1,0 +1,139 @@
+"""Strawberry types derived from the pydantic models, so a field is declared once (in `models/`).
+
+    @object_type(m.Task)
+    class Task:
+        @strawberry.field
+        async def tags(self, parent: strawberry.Parent[m.Task], info: strawberry.Info) -> list[Tag]: ...
+
+adds every field of `m.Task` (type, nullability, description) to the class before Strawberry sees
+it; the class body adds only what GraphQL has beyond the model (nested fields with resolvers).
+Resolvers return the pydantic objects themselves (`out`): Strawberry reads fields by attribute,
+so nothing is copied and no field can be dropped on the way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import types
+import typing
+from collections.abc import Callable, Iterable
+from enum import Enum
+from typing import Any, TypeVar, Union, cast
+from uuid import UUID
+
+import strawberry
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from strawberry import UNSET
+from strawberry.scalars import JSON
+
+T = TypeVar("T")
+
+_PLAIN = (str, int, float, bool, dt.date, dt.datetime)
+_source_of: dict[type, type[BaseModel]] = {}  # Strawberry type -> the model it shows
+_type_of: dict[type[BaseModel], type] = {}  # model -> its Strawberry output type
+
+
+def graphql_annotation(annotation: Any) -> Any:
+    """The Strawberry annotation for a pydantic field's type; unknown types fail here, at import."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return graphql_annotation(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(annotation)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and len(args) == 2:
+            return graphql_annotation(inner[0]) | None
+        raise TypeError(f"no GraphQL type for the union {annotation!r}")
+    if origin is list:
+        return list[graphql_annotation(typing.get_args(annotation)[0])]  # type: ignore[misc]
+    if origin is dict or annotation is dict:
+        return JSON
+    if annotation is UUID:
+        return strawberry.ID
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        if not hasattr(annotation, "_enum_definition"):
+            strawberry.enum(annotation)
+        return annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation not in _type_of:
+            raise TypeError(f"{annotation.__name__} has no GraphQL type yet: declare it with @object_type first")
+        return _type_of[annotation]
+    if annotation in _PLAIN:
+        return annotation
+    raise TypeError(f"no GraphQL type for {annotation!r}")
+
+
+def _add_fields(cls: type, model: type[BaseModel], make: Callable[[str, FieldInfo], tuple[Any, Any]]) -> None:
+    own = dict(cls.__dict__.get("__annotations__", {}))
+    resolvers = {k for k, v in vars(cls).items() if hasattr(v, "base_resolver")}
+    annotations: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if name in own or name in resolvers:
+            continue  # the class overrides it
+        annotations[name], field = make(name, info)
+        setattr(cls, name, field)
+    cls.__annotations__ = {**annotations, **own}
+
+
+def object_type(
+    model: type[BaseModel], *, name: str | None = None, description: str | None = None
+) -> Callable[[type[T]], type[T]]:
+    """The GraphQL output type of `model`: all its fields, plus the class' own."""
+
+    def wrap(cls: type[T]) -> type[T]:
+        def field(_: str, info: FieldInfo) -> tuple[Any, Any]:
+            return graphql_annotation(info.annotation), strawberry.field(description=info.description)
+
+        _add_fields(cls, model, field)
+        typed = strawberry.type(cls, name=name, description=description or _doc(model))
+        _source_of[typed] = model
+        _type_of[model] = typed
+        return typed
+
+    return wrap
+
+
+def input_type(
+    model: type[BaseModel], *, partial: bool = False, name: str | None = None, description: str | None = None
+) -> Callable[[type[T]], type[T]]:
+    """The GraphQL input of `model`. `partial` (a PATCH): every field optional, omitted stays UNSET."""
+
+    def wrap(cls: type[T]) -> type[T]:
+        def field(_: str, info: FieldInfo) -> tuple[Any, Any]:
+            annotation = graphql_annotation(info.annotation)
+            if partial:
+                return annotation | None, strawberry.field(default=UNSET, description=info.description)
+            if info.default_factory is not None:
+                factory = cast(Callable[[], Any], info.default_factory)
+                return annotation, strawberry.field(default_factory=factory, description=info.description)
+            if info.default is not PydanticUndefined:
+                return annotation, strawberry.field(default=info.default, description=info.description)
+            return annotation, strawberry.field(description=info.description)
+
+        _add_fields(cls, model, field)
+        return strawberry.input(cls, name=name, description=description or _doc(model))
+
+    return wrap
+
+
+def _doc(model: type[BaseModel]) -> str | None:
+    return model.__dict__.get("__doc__") or None
+
+
+def out(cls: type[T], model: BaseModel) -> T:
+    """`model` as the GraphQL object `cls`: the same object, checked to be what `cls` shows."""
+    source = _source_of.get(cls)
+    if source is None or not isinstance(model, source):
+        raise TypeError(f"{type(model).__name__} is not the model of GraphQL type {cls.__name__}")
+    return cast(T, model)
+
+
+def outs(cls: type[T], models: Iterable[BaseModel]) -> list[T]:
+    return [out(cls, m) for m in models]
+
+
+def input_dict(value: object) -> dict[str, Any]:
+    """Only the fields the client sent: UNSET means 'leave alone', None means 'clear'."""
+    return {k: v for k, v in vars(value).items() if v is not UNSET}
