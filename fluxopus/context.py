@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from fluxopus.ai.models import ModelSettings
@@ -12,7 +12,9 @@ from fluxopus.auth.mail import Mail
 from fluxopus.db.session import RlsTransaction
 from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.integrations.oauth import OAuth
-from fluxopus.resolvers.loaders import Loaders
+
+if TYPE_CHECKING:
+    from fluxopus.resolvers.loaders import Loaders
 
 
 @dataclass
@@ -40,4 +42,6 @@ class Context:
 
     @cached_property
     def loaders(self) -> Loaders:
+        from fluxopus.resolvers.loaders import Loaders  # the resolvers import this module
+
         return Loaders(self)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fluxopus.models import connections, knowledge, skills, tags, tasks
 from fluxopus.models.entity import Declared, Entity, Key, Server, Write, metadata
-from fluxopus.schema._derive import graphql_annotation, out
+from fluxopus.schema._derive import graphql_annotation, object_type, out
 from fluxopus.schema.tasks import Task as TaskType
 
 ENTITIES: list[type[Entity]] = [
@@ -200,8 +200,45 @@ def test_graphql_objects_are_the_models_checked() -> None:
         graphql_annotation(complex)
 
 
+def test_a_graphql_type_cannot_add_a_plain_field_its_model_lacks() -> None:
+    with pytest.raises(TypeError, match="Extra declares estimate, which Task does not have"):
+
+        @object_type(tasks.Task)
+        class Extra:
+            estimate: int
+
+
 def test_a_field_without_a_marker_is_refused() -> None:
     with pytest.raises(TypeError, match="needs Key\\(\\), Server\\(\\), Write\\(\\) or Derived\\(\\)"):
 
         class Unmarked(Entity):
             name: str
+
+
+async def test_the_taggable_registries_agree(conn: AsyncConnection) -> None:
+    """models/tags.TAGGABLE (loaders, GraphQL `tags`) and SQL's taggable_types (check, RLS, triggers)."""
+    rows = await conn.execute(text("select entity_type, relation::text from taggable_types"))
+    in_sql = {r[0]: r[1] for r in rows}
+    assert in_sql == {kind.value: entity.table.name for kind, entity in tags.TAGGABLE.items()}
+    assert {e.value for e in tags.EntityType} == set(in_sql)
+    triggers = await conn.execute(
+        text(
+            "select c.relname from pg_trigger t join pg_class c on c.oid = t.tgrelid"
+            " where t.tgname = c.relname || '_delete_tags' and not t.tgisinternal"
+        )
+    )
+    assert {r[0] for r in triggers} == set(in_sql.values())
+    can_read = (await conn.execute(text("select pg_get_functiondef('fluxopus.can_read_entity'::regproc)"))).scalar()
+    for kind, table in in_sql.items():
+        assert f"when '{kind}' then exists (select 1 from {table} x" in can_read
+
+
+def test_graphql_tags_fields_are_the_registrys() -> None:
+    from fluxopus.schema.root import schema
+
+    with_tags = {
+        t.name
+        for t in schema._schema.type_map.values()
+        if hasattr(t, "fields") and "tags" in t.fields and t.name not in ("Query",)
+    }
+    assert with_tags == {"Task", "Skill", "KnowledgeItem"} == {e.__name__ for e in tags.TAGGABLE.values()}

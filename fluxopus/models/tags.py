@@ -11,12 +11,26 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from sqlalchemy import Column, Table, Text
 
 from fluxopus.models.entity import Entity, Key, Server, Write, column_type, metadata
+from fluxopus.models.knowledge import KnowledgeItem
+from fluxopus.models.skills import Skill
+from fluxopus.models.tasks import Task
 
 
+# What can carry tags: the keys of TAGGABLE, and the rows of the `taggable_types` table.
 class EntityType(StrEnum):
     task = "task"
     skill = "skill"
     knowledge = "knowledge"
+
+
+# The registry of taggable entities. SQL has its own (migration 011: the `taggable_types` table that
+# drives the entity_tags check, can_read_entity and the delete triggers); tests/test_declarations.py
+# keeps the two equal. The loaders and the GraphQL `tags` fields are made from this one.
+TAGGABLE: dict[EntityType, type[Entity]] = {
+    EntityType.task: Task,
+    EntityType.skill: Skill,
+    EntityType.knowledge: KnowledgeItem,
+}
 
 
 class Tag(Entity, table="tags", create=True, update=True):

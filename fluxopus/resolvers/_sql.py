@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, Select, func, select
+from sqlalchemy import ARRAY, ColumnElement, RowMapping, Select, any_, bindparam, func, select
 from sqlalchemy.sql import Executable
 
 from fluxopus.context import Context
 from fluxopus.errors import Forbidden
 from fluxopus.models.common import Page
+
+
+def one_of(column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column = any($1)`: one array parameter, so a batch of any size is one prepared statement."""
+    result: ColumnElement[bool] = column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return result
 
 
 def contains(column: Any, q: str) -> ColumnElement[bool]:

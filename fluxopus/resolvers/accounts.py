@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from uuid import UUID
 
 from sqlalchemy import text
@@ -83,6 +84,7 @@ _MEMBERS = """
 """
 _LIST_MEMBERS = text(_MEMBERS.format(where=""))
 _ONE_MEMBER = text(_MEMBERS.format(where="where m.user_id = :id"))
+_SOME_MEMBERS = text(_MEMBERS.format(where="where m.user_id = any(:ids)"))
 
 
 async def list_members(ctx: Context, *, query: PageQuery) -> Page[Member]:
@@ -90,6 +92,13 @@ async def list_members(ctx: Context, *, query: PageQuery) -> Page[Member]:
     rows = list((await ctx.db.execute(_LIST_MEMBERS, {"limit": query.limit, "offset": query.offset})).mappings())
     total = rows[0]["total"] if rows else 0
     return Page([Member.model_validate(r) for r in rows], total)
+
+
+async def members_by_user(ctx: Context, user_ids: Sequence[UUID]) -> list[Member | None]:
+    """Batch for the loaders: each user's membership, None where RLS shows none."""
+    params = {"ids": list(user_ids), "limit": len(user_ids), "offset": 0}
+    found = {r["user_id"]: Member.model_validate(r) for r in (await ctx.db.execute(_SOME_MEMBERS, params)).mappings()}
+    return [found.get(u) for u in user_ids]
 
 
 async def get_member(ctx: Context, *, user_id: UUID) -> Member:

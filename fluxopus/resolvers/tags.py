@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fluxopus.context import Context
 from fluxopus.errors import Conflict, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
-from fluxopus.models.tags import AssignTags, EntityRef, EntityType, Tag, entity_tags
-from fluxopus.resolvers._sql import change, fetch_page
+from fluxopus.models.tags import TAGGABLE, AssignTags, EntityRef, EntityType, Tag, entity_tags
+from fluxopus.resolvers._sql import change, fetch_page, one_of
 from fluxopus.resolvers.accounts import require_membership
-from fluxopus.resolvers.knowledge import knowledge
-from fluxopus.resolvers.skills import skills
-from fluxopus.resolvers.tasks import tasks
 
 tags = Tag.table
-
-# Entity types that can carry tags, with the table RLS checks visibility on.
-TAGGABLE: dict[EntityType, Table] = {EntityType.task: tasks, EntityType.skill: skills, EntityType.knowledge: knowledge}
+_TAGS_BY_NAME = (
+    select(*tags.c, entity_tags.c.entity_id)
+    .join(entity_tags, entity_tags.c.tag_id == tags.c.id)
+    .order_by(func.lower(tags.c.name), tags.c.name, tags.c.id)
+)
 
 
 async def list_tags(ctx: Context, *, query: PageQuery) -> Page[Tag]:
@@ -68,20 +69,25 @@ async def delete_tag(ctx: Context, *, id: UUID) -> Deleted:
 
 
 async def _ensure_entity(ctx: Context, entity_type: EntityType, entity_id: UUID) -> None:
-    table = TAGGABLE[entity_type]
+    table = TAGGABLE[entity_type].table
     found = await ctx.db.execute(select(table.c.id).where(table.c.id == entity_id))
     if found.first() is None:
         raise NotFound(f"{entity_type.value.capitalize()} not found")
 
 
-async def _entity_tags(ctx: Context, entity_type: EntityType, entity_id: UUID) -> list[Tag]:
-    stmt = (
-        select(*tags.c)
-        .join(entity_tags, entity_tags.c.tag_id == tags.c.id)
-        .where(entity_tags.c.entity_type == entity_type.value, entity_tags.c.entity_id == entity_id)
-        .order_by(func.lower(tags.c.name), tags.c.name, tags.c.id)
+async def tags_of(ctx: Context, entity_type: EntityType, entity_ids: Sequence[UUID]) -> list[list[Tag]]:
+    """The tags of each entity, by name (the `tags` loaders batch through this)."""
+    stmt = _TAGS_BY_NAME.where(
+        entity_tags.c.entity_type == entity_type.value, one_of(entity_tags.c.entity_id, entity_ids)
     )
-    return [Tag.model_validate(r) for r in (await ctx.db.execute(stmt)).mappings()]
+    grouped: dict[UUID, list[Tag]] = defaultdict(list)
+    for row in (await ctx.db.execute(stmt)).mappings():
+        grouped[row["entity_id"]].append(Tag.model_validate(row))
+    return [grouped[e] for e in entity_ids]
+
+
+async def _entity_tags(ctx: Context, entity_type: EntityType, entity_id: UUID) -> list[Tag]:
+    return (await tags_of(ctx, entity_type, [entity_id]))[0]
 
 
 async def entity_tags_of(ctx: Context, *, query: EntityRef) -> list[Tag]:

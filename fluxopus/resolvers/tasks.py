@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -12,7 +14,7 @@ from fluxopus.context import Context
 from fluxopus.errors import Forbidden, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
 from fluxopus.models.tasks import Task, TaskFilter, TimeLog
-from fluxopus.resolvers._sql import change, contains, fetch_page
+from fluxopus.resolvers._sql import change, contains, fetch_page, one_of
 from fluxopus.resolvers.accounts import ensure_colleague, require_membership
 
 tasks = Task.table
@@ -25,6 +27,7 @@ _total_minutes = (
     .label("total_minutes")
 )
 _task_columns = [*tasks.c, _total_minutes]
+_NEWEST_FIRST = (time_logs.c.created_at.desc(), time_logs.c.id)
 
 
 async def list_tasks(ctx: Context, *, query: TaskFilter) -> Page[Task]:
@@ -98,13 +101,18 @@ async def delete_task(ctx: Context, *, id: UUID) -> Deleted:
 
 async def list_time_logs(ctx: Context, *, task_id: UUID, query: PageQuery) -> Page[TimeLog]:
     await get_task(ctx, id=task_id)
-    stmt = (
-        select(*time_logs.c)
-        .where(time_logs.c.task_id == task_id)
-        .order_by(time_logs.c.created_at.desc(), time_logs.c.id)
-    )
+    stmt = select(*time_logs.c).where(time_logs.c.task_id == task_id).order_by(*_NEWEST_FIRST)
     page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
     return Page([TimeLog.model_validate(r) for r in page.items], page.total)
+
+
+async def time_logs_by_task(ctx: Context, task_ids: Sequence[UUID]) -> list[list[TimeLog]]:
+    """Each task's time logs, newest first (the loader of GraphQL `timeLogs` batches through this)."""
+    stmt = select(*time_logs.c).where(one_of(time_logs.c.task_id, task_ids)).order_by(*_NEWEST_FIRST)
+    grouped: dict[UUID, list[TimeLog]] = defaultdict(list)
+    for row in (await ctx.db.execute(stmt)).mappings():
+        grouped[row["task_id"]].append(TimeLog.model_validate(row))
+    return [grouped[t] for t in task_ids]
 
 
 async def add_time_log(ctx: Context, *, task_id: UUID, data: Input) -> TimeLog:

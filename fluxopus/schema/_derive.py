@@ -67,6 +67,9 @@ def graphql_annotation(annotation: Any) -> Any:
 
 def _add_fields(cls: type, model: type[BaseModel], make: Callable[[str, FieldInfo], tuple[Any, Any]]) -> None:
     own = dict(cls.__dict__.get("__annotations__", {}))
+    unknown = sorted(set(own) - set(model.model_fields))
+    if unknown:  # it would resolve by attribute, and fail on the first request instead of here
+        raise TypeError(f"{cls.__name__} declares {', '.join(unknown)}, which {model.__name__} does not have")
     resolvers = {k for k, v in vars(cls).items() if hasattr(v, "base_resolver")}
     annotations: dict[str, Any] = {}
     for name, info in model.model_fields.items():

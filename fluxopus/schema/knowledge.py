@@ -1,18 +1,15 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
-
 import strawberry
 
 from fluxopus.errors import NotFound
 from fluxopus.models import knowledge as m
 from fluxopus.models.common import parse, parse_uuid
+from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import knowledge
 from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
 from fluxopus.schema.limits import MODEL_CALL_COST
-
-if TYPE_CHECKING:
-    from fluxopus.schema.tags import Tag
+from fluxopus.schema.tags import tags_field
 
 strawberry.enum(m.KnowledgeVisibility)
 strawberry.enum(m.IndexStatus)
@@ -21,13 +18,7 @@ strawberry.enum(m.SearchMode)
 
 @object_type(m.KnowledgeItem)
 class KnowledgeItem:
-    @strawberry.field
-    async def tags(
-        self, parent: strawberry.Parent[m.KnowledgeItem], info: strawberry.Info
-    ) -> list[Annotated[Tag, strawberry.lazy("fluxopus.schema.tags")]]:
-        from fluxopus.schema.tags import Tag
-
-        return outs(Tag, await info.context.loaders.tags_by_knowledge.load(parent.id))
+    tags = tags_field(EntityType.knowledge)
 
 
 @object_type(m.SearchHit)

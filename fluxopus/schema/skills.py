@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -10,12 +9,11 @@ from strawberry.scalars import JSON
 from fluxopus.errors import NotFound
 from fluxopus.models import skills as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
+from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import budget, runs, skills
 from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
 from fluxopus.schema.limits import MODEL_CALL_COST
-
-if TYPE_CHECKING:
-    from fluxopus.schema.tags import Tag
+from fluxopus.schema.tags import tags_field
 
 strawberry.enum(m.Visibility)
 strawberry.enum(m.Provider)
@@ -24,13 +22,7 @@ strawberry.enum(m.RunStatus)
 
 @object_type(m.Skill)
 class Skill:
-    @strawberry.field
-    async def tags(
-        self, parent: strawberry.Parent[m.Skill], info: strawberry.Info
-    ) -> list[Annotated[Tag, strawberry.lazy("fluxopus.schema.tags")]]:
-        from fluxopus.schema.tags import Tag
-
-        return outs(Tag, await info.context.loaders.tags_by_skill.load(parent.id))
+    tags = tags_field(EntityType.skill)
 
 
 @object_type(m.SkillVersion)

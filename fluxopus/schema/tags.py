@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 
 from fluxopus.models import tags as m
@@ -13,6 +15,15 @@ strawberry.enum(m.EntityType)
 @object_type(m.Tag)
 class Tag:
     pass
+
+
+def tags_field(kind: m.EntityType) -> Any:
+    """The `tags` field of each taggable type (models/tags.TAGGABLE), batched by the request's loader."""
+
+    async def tags(parent: strawberry.Parent[Any], info: strawberry.Info) -> list[Tag]:
+        return outs(Tag, await info.context.loaders.tags[kind].load(parent.id))
+
+    return strawberry.field(resolver=tags, description="Its tags, by name")
 
 
 @input_type(m.Tag.create)

@@ -1,18 +1,15 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
-
 import strawberry
 
 from fluxopus.errors import NotFound
 from fluxopus.models import tasks as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
+from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import tasks
 from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
 from fluxopus.schema.accounts import Member
-
-if TYPE_CHECKING:
-    from fluxopus.schema.tags import Tag
+from fluxopus.schema.tags import tags_field
 
 strawberry.enum(m.TaskStatus)
 strawberry.enum(m.TaskPriority)
@@ -29,13 +26,7 @@ class Task:
     async def time_logs(self, parent: strawberry.Parent[m.Task], info: strawberry.Info) -> list[TimeLog]:
         return outs(TimeLog, await info.context.loaders.time_logs_by_task.load(parent.id))
 
-    @strawberry.field
-    async def tags(
-        self, parent: strawberry.Parent[m.Task], info: strawberry.Info
-    ) -> list[Annotated[Tag, strawberry.lazy("fluxopus.schema.tags")]]:
-        from fluxopus.schema.tags import Tag
-
-        return outs(Tag, await info.context.loaders.tags_by_task.load(parent.id))
+    tags = tags_field(EntityType.task)
 
     @strawberry.field
     async def assignee(self, parent: strawberry.Parent[m.Task], info: strawberry.Info) -> Member | None:

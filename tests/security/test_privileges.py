@@ -44,6 +44,7 @@ TABLES = {
     "skill_runs": {"SELECT"},
     "skill_versions": {"SELECT"},
     "skills": {"SELECT", "INSERT", "UPDATE", "DELETE"},
+    "taggable_types": {"SELECT"},
     "tags": {"SELECT", "INSERT", "UPDATE", "DELETE"},
     "tasks": {"SELECT", "INSERT", "UPDATE", "DELETE"},
     "time_logs": {"SELECT", "INSERT", "UPDATE", "DELETE"},
