@@ -61,7 +61,7 @@ async def evaluate(dataset: dict[str, Any], workdir: Path) -> None:
                 response.raise_for_status()
                 ids[response.json()["id"]] = doc["id"]
             began = time.perf_counter()
-            await Indexer(engine, app.state.runtime.models.embedder, token_budget=settings.token_budget).work()
+            await Indexer(engine, app.state.runtime.ai.embedder, token_budget=settings.token_budget).work()
             print(f"{len(ids)} documents embedded in {time.perf_counter() - began:.1f} s")
             results: dict[str, dict[str, list[tuple[float, float]]]] = {m: defaultdict(list) for m in MODES}
             for mode in MODES:
@@ -74,7 +74,7 @@ async def evaluate(dataset: dict[str, Any], workdir: Path) -> None:
                     results[mode]["all"].append(score)
                     results[mode][query["kind"]].append(score)
         await engine.dispose()
-        await app.state.runtime.models.aclose()
+        await app.state.runtime.ai.aclose()
     finally:
         pg.close()
     kinds = ["all", *sorted({q["kind"] for q in dataset["queries"]})]

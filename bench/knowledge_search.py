@@ -237,7 +237,7 @@ async def main(args: argparse.Namespace) -> None:
             await register_vector(conn)
             await bench_indexing(
                 conn,
-                Indexer(engine, app.state.runtime.models.embedder, token_budget=settings.token_budget),
+                Indexer(engine, app.state.runtime.ai.embedder, token_budget=settings.token_budget),
                 member,
                 args,
             )
@@ -247,7 +247,7 @@ async def main(args: argparse.Namespace) -> None:
         finally:
             await conn.close()
             await engine.dispose()
-            await app.state.runtime.models.aclose()
+            await app.state.runtime.ai.aclose()
     finally:
         pg.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -13,19 +13,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Scope
 
 from fluxopus.ai.indexer import Indexer
-from fluxopus.ai.models import model_settings
-from fluxopus.auth.gotrue import JSON_BODY_LIMIT as GOTRUE_BODY_LIMIT
-from fluxopus.auth.gotrue import gotrue_router
+from fluxopus.ai.services import ai_services
 from fluxopus.config import Settings
 from fluxopus.db.engine import create_engine, create_service_engine
 from fluxopus.db.session import ping
 from fluxopus.errors import DomainError
+from fluxopus.gotrue import JSON_BODY_LIMIT as GOTRUE_BODY_LIMIT
+from fluxopus.gotrue import gotrue_router
 from fluxopus.http_limits import BodyLimit
 from fluxopus.integrations.oauth import OAuth
 from fluxopus.rest_compat.errors import CatchAll, domain_exception_handler, http_exception_handler
 from fluxopus.rest_compat.generate import rest_router
 from fluxopus.rest_compat.openapi import build_openapi
-from fluxopus.runtime import Runtime, build_documents, build_mail, build_verifier
+from fluxopus.runtime import Runtime, build_mail, build_verifier
 from fluxopus.schema.router import graphql_router
 
 
@@ -35,7 +35,7 @@ async def _indexing(runtime: Runtime) -> AsyncIterator[None]:
     if not runtime.settings.indexer or runtime.engine is None:
         yield
         return
-    indexer = Indexer(runtime.engine, runtime.models.embedder, token_budget=runtime.models.token_budget)
+    indexer = Indexer(runtime.engine, runtime.ai.embedder, token_budget=runtime.ai.token_budget)
     indexer.start()
     try:
         yield
@@ -64,9 +64,8 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     runtime = Runtime(
         settings=settings,
         verifier=build_verifier(settings),
-        models=model_settings(settings),
+        ai=ai_services(settings),
         oauth=OAuth(settings),
-        documents=build_documents(settings),
         mail=build_mail(settings),
         engine=engine,
         service_engine=(
@@ -96,8 +95,8 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
         finally:
             # Pooled provider connections belong to this event loop; an app served again (tests
             # do that) gets fresh clients.
-            await runtime.models.aclose()
-            runtime.models = model_settings(settings)
+            await runtime.ai.aclose()
+            runtime.ai = ai_services(settings)
 
     app = FastAPI(
         title="Fluxopus",
@@ -147,5 +146,5 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     if settings.uses_dev_signing_key:  # an external JWT secret or JWKS means sign-in happens elsewhere
         app.include_router(gotrue_router(), prefix="/auth/v1")
     app.include_router(rest_router(), prefix="/api")
-    app.include_router(graphql_router(max_json_depth=settings.max_json_depth), prefix="/graphql")
+    app.include_router(graphql_router(settings), prefix="/graphql")
     return app

@@ -113,7 +113,7 @@ def serve(
         _banner(
             settings,
             applied,
-            runtime.models.describe(),
+            runtime.ai.describe(),
             runtime.oauth.describe(settings.base_url),
             runtime.mail.describe(),
         )
@@ -466,21 +466,21 @@ def reseal(data_dir: DataDir = None) -> None:
 def reindex(data_dir: DataDir = None) -> None:
     """Re-embed the knowledge whose chunks another embedding model made, then every queued item."""
     from fluxopus.ai.indexer import Indexer
-    from fluxopus.ai.models import model_settings
+    from fluxopus.ai.services import ai_services
     from fluxopus.db.engine import create_engine
     from fluxopus.db.jobs import requeue_other_models
 
     settings = _settings(data_dir)
 
     async def run(url: str) -> tuple[int, int]:
-        models = model_settings(settings)
+        ai = ai_services(settings)
         engine = create_engine(url, settings)
         try:
-            queued = await requeue_other_models(engine, models.embedder.model_id)
-            return queued, await Indexer(engine, models.embedder, token_budget=settings.token_budget).work()
+            queued = await requeue_other_models(engine, ai.embedder.model_id)
+            return queued, await Indexer(engine, ai.embedder, token_budget=settings.token_budget).work()
         finally:
             await engine.dispose()
-            await models.aclose()
+            await ai.aclose()
 
     with migrated_database(settings) as url:
         queued, done = asyncio.run(run(url))

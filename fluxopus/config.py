@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from pathlib import Path
@@ -18,8 +20,24 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from fluxopus.auth.jwt import BUILT_IN_ISSUER
-from fluxopus.integrations.crypto import parse_key
+# The `iss` of tokens the server signs itself (/auth/v1, `fluxopus token`) when FLUXOPUS_PUBLIC_URL is
+# not set: a constant, so the CLI and a server on any host or port agree on it.
+BUILT_IN_ISSUER = "fluxopus"
+KEY_HELP = "a 32-byte key, base64-encoded; make one with: openssl rand -base64 32"
+
+
+def parse_key(text: str) -> bytes:
+    """A key as people paste it: standard or URL-safe base64, padding optional."""
+    cleaned = text.strip()
+    padded = cleaned + "=" * (-len(cleaned) % 4)
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            key = decode(padded.encode())
+        except (binascii.Error, ValueError):
+            continue
+        if len(key) == 32:
+            return key
+    raise ValueError(f"an encryption key must be {KEY_HELP}")
 
 
 def default_data_dir() -> Path:

@@ -240,7 +240,7 @@ async def seed(settings: Settings, database_url: str) -> Seeded:
             await _seed_content(api, {who: str(m.user_id) for who, m in members.items()}, seeded)
     finally:
         await engine.dispose()
-        await app.state.runtime.models.aclose()
+        await app.state.runtime.ai.aclose()
     return seeded
 
 

@@ -9,17 +9,16 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fluxopus.ai.models import ModelSettings
+from fluxopus.ai.services import AiServices
 from fluxopus.auth.jwt import JWKSCache, TokenVerifier, bearer_token
 from fluxopus.auth.keys import SigningKey
 from fluxopus.auth.mail import Mail
 from fluxopus.auth.sessions import SessionCheck
 from fluxopus.config import Settings
-from fluxopus.context import Context
 from fluxopus.db.session import RlsTransaction
 from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.integrations.oauth import OAuth
-from fluxopus.schema.limits import Documents, Limits
+from fluxopus.resolvers.context import Context
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -43,28 +42,12 @@ def build_mail(settings: Settings) -> Mail:
     )
 
 
-def build_documents(settings: Settings) -> Documents:
-    return Documents(
-        Limits(
-            max_bytes=settings.graphql_max_bytes,
-            max_tokens=settings.graphql_max_tokens,
-            max_depth=settings.graphql_max_depth,
-            max_aliases=settings.graphql_max_aliases,
-            max_directives=settings.graphql_max_directives,
-            max_fields=settings.graphql_max_fields,
-            max_merged_fields=settings.graphql_max_merged_fields,
-            max_cost=settings.graphql_max_cost,
-        )
-    )
-
-
 @dataclass
 class Runtime:
     settings: Settings
     verifier: TokenVerifier
-    models: ModelSettings
+    ai: AiServices
     oauth: OAuth
-    documents: Documents
     mail: Mail
     engine: AsyncEngine | None = None
     service_engine: AsyncEngine | None = None  # see db/engine.create_service_engine
@@ -97,7 +80,7 @@ class Runtime:
             db=RlsTransaction(self.engine, claims, auth_error, self.service_engine),
             mail=self.mail,
             claims=claims,
-            models=self.models,
+            ai=self.ai,
             oauth=self.oauth,
             auth_error=auth_error,
         )

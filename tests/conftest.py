@@ -120,7 +120,7 @@ async def ai_client(ai_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="session")
 def indexer(app: FastAPI, engine: AsyncEngine, settings: Settings) -> Indexer:
     """The knowledge worker, not started: tests call `await indexer.work()` to embed what is queued."""
-    return Indexer(engine, app.state.runtime.models.embedder, token_budget=settings.token_budget)
+    return Indexer(engine, app.state.runtime.ai.embedder, token_budget=settings.token_budget)
 
 
 @pytest.fixture

@@ -166,7 +166,7 @@ async def wait_for(probe: Callable[[], Awaitable[Any]]) -> Any:
 
 def model_clients(app: FastAPI) -> list[Any]:
     """The SDK clients (openai.AsyncOpenAI, anthropic.AsyncAnthropic) of the app's model providers."""
-    return [p.client for p in app.state.runtime.models.providers.values() if hasattr(p, "client")]
+    return [p.client for p in app.state.runtime.ai.providers.values() if hasattr(p, "client")]
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -23,3 +27,39 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_tool_passes(command: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"`{' '.join(command)}` failed:\n{result.stdout}\n{result.stderr}"
+
+
+def test_layering_holds() -> None:
+    """DESIGN.md's layers, no package cycles, asyncpg only in db/: the contracts in pyproject.toml."""
+    script = "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports())"
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"import-linter found a broken contract:\n{result.stdout}\n{result.stderr}"
+
+
+def _imported_packages() -> set[str]:
+    found: set[str] = set()
+    for path in (ROOT / "fluxopus").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"fluxopus"}
+
+
+def _name(requirement: str) -> str:
+    """A requirement's distribution name, normalised (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0]).lower()
+
+
+def test_every_imported_package_is_a_declared_dependency() -> None:
+    declared = {_name(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    distributions = metadata.packages_distributions()
+    undeclared = {
+        module: distributions.get(module)
+        for module in _imported_packages()
+        if not any(_name(d) in declared for d in distributions.get(module, [module]))
+    }
+    assert not undeclared, f"imported by fluxopus/ but not in [project] dependencies: {undeclared}"
+    # and the check itself can fail: a package the code never imports directly is not "declared" by accident
+    assert _name("SQLAlchemy[asyncio]>=2") == "sqlalchemy" and "sqlmodel" not in declared

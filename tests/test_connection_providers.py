@@ -22,8 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.app import create_app
-from fluxopus.config import OAuthProviderSettings, Settings
-from fluxopus.integrations.crypto import parse_key
+from fluxopus.config import OAuthProviderSettings, Settings, parse_key
 from fluxopus.integrations.oauth import OAuth
 from fluxopus.integrations.providers import BUILT_IN
 from tests.test_platform import assert_error_body

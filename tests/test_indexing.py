@@ -177,7 +177,7 @@ def cosine(a: list[float], b: list[float]) -> float:
 
 @pytest.fixture(scope="module")
 def embedder(app: FastAPI) -> MiniLMEmbedder:
-    model = app.state.runtime.models.embedder
+    model = app.state.runtime.ai.embedder
     assert isinstance(model, MiniLMEmbedder)
     return model
 

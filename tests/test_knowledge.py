@@ -894,7 +894,7 @@ async def test_semantic_search_charges_the_query_tokens(
 ) -> None:
     await build_library(client, indexer, acme.alice)
     q = "Where do I find the Grüße of the password ☃ page?"
-    tokens = app.state.runtime.models.embedder.count_tokens(q) + 2
+    tokens = app.state.runtime.ai.embedder.count_tokens(q) + 2
     used = await used_tokens(client, acme.bob)
     for mode, charge in [("semantic", tokens), ("hybrid", tokens), ("keyword", 0)]:
         await search(client, acme.alice, q, mode=mode)

@@ -23,11 +23,11 @@ import fluxopus
 import fluxopus.schema
 from fluxopus.app import create_app
 from fluxopus.config import Settings
-from fluxopus.context import Context
 from fluxopus.db.engine import create_engine, sqlalchemy_url
 from fluxopus.db.migrate import migrate, migration_files
 from fluxopus.db.session import RlsTransaction
 from fluxopus.models.common import Deleted
+from fluxopus.resolvers.context import Context
 from fluxopus.rest_compat.generate import rest_router
 from fluxopus.rest_compat.openapi import build_openapi
 from fluxopus.rest_compat.table import ROUTES, Route

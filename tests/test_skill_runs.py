@@ -216,7 +216,7 @@ async def variant_apps(ai_settings: Settings, engine: AsyncEngine) -> AsyncItera
 
     yield build
     for app in apps.values():
-        for provider in app.state.runtime.models.providers.values():
+        for provider in app.state.runtime.ai.providers.values():
             if hasattr(provider, "client"):
                 await provider.client.close()
 

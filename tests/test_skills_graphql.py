@@ -899,7 +899,7 @@ async def test_server_shuts_down_cleanly_after_a_run(
     with ThreadedServer(app) as running:
         received = await subscribe(WS, running, acme.alice, run_variables(skill["id"], {"name": "Ada"}))
         assert received[-1]["type"] == "run.completed", received
-        used = app.state.runtime.models.providers["openai"]
+        used = app.state.runtime.ai.providers["openai"]
     monkeypatch.undo()
     assert not running.thread.is_alive()
     assert [f"{e.exc_type.__name__}: {e.exc_value}" for e in thread_errors] == []

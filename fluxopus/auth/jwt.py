@@ -17,13 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from fluxopus.auth.keys import SigningKey
+from fluxopus.config import BUILT_IN_ISSUER
 from fluxopus.errors import Unauthorized
 
 ASYMMETRIC_ALGORITHMS = ("ES256", "RS256")
 LEEWAY_SECONDS = 5
-# The `iss` of tokens the server signs itself (/auth/v1, `fluxopus token`) when FLUXOPUS_PUBLIC_URL is
-# not set: a constant, so the CLI and a server on any host or port agree on it.
-BUILT_IN_ISSUER = "fluxopus"
 # A kid may name a key of another type than the header's alg; PyJWT would raise TypeError.
 _PUBLIC_KEY_TYPES: dict[str, type] = {"ES256": ec.EllipticCurvePublicKey, "RS256": rsa.RSAPublicKey}
 

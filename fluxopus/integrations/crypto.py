@@ -10,7 +10,6 @@ into another row does not decrypt.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
 import secrets
@@ -20,28 +19,15 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from fluxopus.config import parse_key
+
 _VERSION = b"\x01"
 _NONCE = 12
 _KEY_ID = 4
-KEY_HELP = "a 32-byte key, base64-encoded; make one with: openssl rand -base64 32"
 
 
 class DecryptError(Exception):
     """No configured key opens the value: the key was rotated away, or the value was tampered with."""
-
-
-def parse_key(text: str) -> bytes:
-    """A key as people paste it: standard or URL-safe base64, padding optional."""
-    cleaned = text.strip()
-    padded = cleaned + "=" * (-len(cleaned) % 4)
-    for decode in (base64.b64decode, base64.urlsafe_b64decode):
-        try:
-            key = decode(padded.encode())
-        except (binascii.Error, ValueError):
-            continue
-        if len(key) == 32:
-            return key
-    raise ValueError(f"an encryption key must be {KEY_HELP}")
 
 
 def load_or_create_key(path: Path) -> bytes:

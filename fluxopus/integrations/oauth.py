@@ -9,13 +9,11 @@ Authlib client for that provider, whose failures all become `OAuthFailure`.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import re
 import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -23,13 +21,15 @@ import httpx2
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from fluxopus.config import OAuthProviderSettings, Settings
+from fluxopus.config import OAuthProviderSettings, Settings, parse_key
 from fluxopus.errors import NotFound, Unavailable
-from fluxopus.integrations.crypto import TokenCipher, load_or_create_key, parse_key
+from fluxopus.integrations.crypto import TokenCipher, load_or_create_key
 from fluxopus.integrations.providers import (
     BUILT_IN,
+    Grant,
     Json,
     OAuthFailure,
+    OAuthProvider,
     ProviderSpec,
     rfc7009_revoke,
     userinfo_account,
@@ -45,57 +45,10 @@ def reason_code(value: object, default: str = "provider_error") -> str:
     return text if _REASON.match(text) else default
 
 
-@dataclass(frozen=True)
-class Provider(ProviderSpec):
-    """A provider as configured here: its spec with overrides, credentials and our callback URL."""
-
-    client_id: str = ""
-    client_secret: str = dataclasses.field(default="", repr=False)
-    redirect_uri: str = ""
-    discovery_url: str | None = None
-
-    @property
-    def scope(self) -> str:
-        return self.scope_separator.join(self.scopes)
-
-
-@dataclass(frozen=True)
-class Grant:
-    """Tokens from a token endpoint. Never logged or shown: the tokens are kept out of repr."""
-
-    access_token: str = dataclasses.field(repr=False)
-    refresh_token: str | None = dataclasses.field(repr=False)
-    token_type: str | None
-    expires_at: dt.datetime | None
-    scopes: list[str]
-    raw: Json = dataclasses.field(repr=False)  # the whole response, for providers that name the account in it
-
-    @classmethod
-    def from_response(cls, token: Json, provider: Provider, *, previous_refresh: str | None = None) -> Grant:
-        access = token.get("access_token")
-        if not isinstance(access, str) or not access:
-            raise OAuthFailure("invalid_response", f"{provider.title}'s token response has no access_token")
-        expires_in = token.get("expires_in")
-        expires_at = None
-        if isinstance(expires_in, int | float | str) and str(expires_in).strip().isdigit():
-            expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=int(expires_in))
-        scope = token.get("scope")
-        scopes = [s for s in re.split(r"[\s,]+", scope) if s] if isinstance(scope, str) else list(provider.scopes)
-        refresh = token.get("refresh_token")
-        return cls(
-            access_token=access,
-            refresh_token=refresh if isinstance(refresh, str) and refresh else previous_refresh,
-            token_type=str(token.get("token_type") or "") or None,
-            expires_at=expires_at,
-            scopes=scopes,
-            raw=token,
-        )
-
-
 class OAuthSession:
     """One provider's Authlib client for the steps of one request."""
 
-    def __init__(self, provider: Provider, timeout: float, tls: ssl.SSLContext) -> None:
+    def __init__(self, provider: OAuthProvider, timeout: float, tls: ssl.SSLContext) -> None:
         self.provider = provider
         self.timeout = timeout
         client_class = _JsonTokenClient if provider.token_body == "json" else AsyncOAuth2Client
@@ -130,7 +83,7 @@ class OAuthSession:
             token = await self.client.refresh_token(self.provider.token_url, refresh_token=refresh_token, scope=None)
         return Grant.from_response(dict(token), self.provider, previous_refresh=refresh_token)
 
-    async def revoke(self, provider: Provider, token: str, hint: str) -> None:
+    async def revoke(self, provider: OAuthProvider, token: str, hint: str) -> None:
         """RFC 7009 revocation; providers answer 200 even for tokens they no longer know."""
         async with self._failures("revocation"):
             response = await self.client.revoke_token(provider.revoke_url, token=token, token_type_hint=hint)
@@ -216,7 +169,7 @@ class OAuth:
             if config.client_id or config.client_secret or name not in BUILT_IN
         }
         self._cipher = token_cipher(settings) if self.providers else None
-        self._discovered: dict[str, tuple[float, Provider]] = {}
+        self._discovered: dict[str, tuple[float, OAuthProvider]] = {}
 
     @cached_property
     def _tls(self) -> ssl.SSLContext:
@@ -236,7 +189,7 @@ class OAuth:
             raise RuntimeError("no OAuth provider is configured, so no token cipher exists")
         return self._cipher
 
-    def configured(self, name: str) -> Provider:
+    def configured(self, name: str) -> OAuthProvider:
         """The provider, or 404 saying how to enable it."""
         provider = self.providers.get(name)
         if provider is not None:
@@ -250,7 +203,7 @@ class OAuth:
         known = ", ".join(self.providers) or "none"
         raise NotFound(f"Unknown provider {name[:40]!r} (configured here: {known})")
 
-    async def provider(self, name: str) -> Provider:
+    async def provider(self, name: str) -> OAuthProvider:
         """The provider with its endpoints, read from its OpenID Connect discovery document if it has one."""
         provider = self.configured(name)
         if provider.discovery_url is None:
@@ -270,7 +223,7 @@ class OAuth:
         return discovered
 
     @asynccontextmanager
-    async def session(self, provider: Provider) -> AsyncIterator[OAuthSession]:
+    async def session(self, provider: OAuthProvider) -> AsyncIterator[OAuthSession]:
         session = OAuthSession(provider, self.timeout, self._tls)
         try:
             yield session
@@ -283,7 +236,7 @@ def _env_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()[:40]
 
 
-def _configure(name: str, config: OAuthProviderSettings, base_url: str) -> Provider:
+def _configure(name: str, config: OAuthProviderSettings, base_url: str) -> OAuthProvider:
     if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
         raise ValueError(f"OAuth provider name {name!r}: use lower-case letters, digits, - or _ (at most 40)")
     upper = _env_name(name)
@@ -326,7 +279,7 @@ def _configure(name: str, config: OAuthProviderSettings, base_url: str) -> Provi
         url = fields.get(key) if key != "discovery_url" else config.discovery_url
         if url and not re.match(r"^https?://", url):
             raise ValueError(f"OAuth provider {name}: {key} must be an http(s) URL")
-    return Provider(
+    return OAuthProvider(
         **fields,
         client_id=config.client_id,
         client_secret=config.client_secret.get_secret_value(),
@@ -335,7 +288,7 @@ def _configure(name: str, config: OAuthProviderSettings, base_url: str) -> Provi
     )
 
 
-def _apply_discovery(provider: Provider, document: Json) -> Provider:
+def _apply_discovery(provider: OAuthProvider, document: Json) -> OAuthProvider:
     """Endpoints from the discovery document, unless configured explicitly."""
     changes: dict[str, Any] = {}
     for key, field in (

@@ -8,14 +8,26 @@ small function here that does it that provider's way.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from fluxopus.integrations.oauth import Grant, OAuthSession, Provider
+from typing import Any, Protocol
 
 Json = dict[str, Any]
+
+
+class Session(Protocol):
+    """What a provider's own way of doing things needs of an OAuth session (oauth.OAuthSession)."""
+
+    async def get_json(self, url: str, bearer: str | None) -> Json: ...
+
+    async def request_json(
+        self, method: str, url: str, *, headers: dict[str, str] | None = None, client_auth: bool = False, **kwargs: Any
+    ) -> Json: ...
+
+    async def revoke(self, provider: OAuthProvider, token: str, hint: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -36,8 +48,8 @@ class OAuthFailure(Exception):
         self.message = message
 
 
-Identify = Callable[["OAuthSession", "Provider", "Grant"], Awaitable[Account]]
-Revoke = Callable[["OAuthSession", "Provider", "Grant"], Awaitable[None]]
+Identify = Callable[[Session, "OAuthProvider", "Grant"], Awaitable[Account]]
+Revoke = Callable[[Session, "OAuthProvider", "Grant"], Awaitable[None]]
 
 
 def _first(data: Json, *paths: str) -> str | None:
@@ -51,7 +63,7 @@ def _first(data: Json, *paths: str) -> str | None:
     return None
 
 
-async def userinfo_account(session: OAuthSession, provider: Provider, grant: Grant) -> Account:
+async def userinfo_account(session: Session, provider: OAuthProvider, grant: Grant) -> Account:
     """OpenID Connect userinfo (or any JSON "who am I" endpoint): `sub`/`id`, and the email."""
     if not provider.userinfo_url:
         return Account(id=None, label=None)
@@ -62,24 +74,24 @@ async def userinfo_account(session: OAuthSession, provider: Provider, grant: Gra
     )
 
 
-async def github_account(session: OAuthSession, provider: Provider, grant: Grant) -> Account:
+async def github_account(session: Session, provider: OAuthProvider, grant: Grant) -> Account:
     data = await session.get_json(provider.userinfo_url or "", grant.access_token)
     return Account(id=_first(data, "id"), label=_first(data, "login", "email"))
 
 
-async def slack_account(session: OAuthSession, provider: Provider, grant: Grant) -> Account:
+async def slack_account(session: Session, provider: OAuthProvider, grant: Grant) -> Account:
     # oauth.v2.access names the workspace in the token response itself.
     return Account(id=_first(grant.raw, "team.id"), label=_first(grant.raw, "team.name", "team.id"))
 
 
-async def notion_account(session: OAuthSession, provider: Provider, grant: Grant) -> Account:
+async def notion_account(session: Session, provider: OAuthProvider, grant: Grant) -> Account:
     return Account(
         id=_first(grant.raw, "workspace_id", "bot_id"),
         label=_first(grant.raw, "workspace_name", "owner.user.person.email", "workspace_id"),
     )
 
 
-async def hubspot_account(session: OAuthSession, provider: Provider, grant: Grant) -> Account:
+async def hubspot_account(session: Session, provider: OAuthProvider, grant: Grant) -> Account:
     # Token introspection (2026-03 API) names the portal and user; the token response has the ids too.
     data = await session.request_json(
         "POST",
@@ -96,7 +108,7 @@ async def hubspot_account(session: OAuthSession, provider: Provider, grant: Gran
     return Account(id=hub, label=_first(merged, "user", "hub_domain") or (f"HubSpot account {hub}" if hub else None))
 
 
-async def rfc7009_revoke(session: OAuthSession, provider: Provider, grant: Grant) -> None:
+async def rfc7009_revoke(session: Session, provider: OAuthProvider, grant: Grant) -> None:
     """Revoke the refresh token when there is one (that ends the whole grant), else the access token."""
     if grant.refresh_token:
         await session.revoke(provider, grant.refresh_token, "refresh_token")
@@ -104,20 +116,20 @@ async def rfc7009_revoke(session: OAuthSession, provider: Provider, grant: Grant
         await session.revoke(provider, grant.access_token, "access_token")
 
 
-async def github_revoke(session: OAuthSession, provider: Provider, grant: Grant) -> None:
+async def github_revoke(session: Session, provider: OAuthProvider, grant: Grant) -> None:
     # DELETE /applications/{client_id}/grant removes the app's whole authorization for the user.
     url = f"{provider.revoke_url}/{provider.client_id}/grant"
     await session.request_json("DELETE", url, json={"access_token": grant.access_token}, client_auth=True)
 
 
-async def slack_revoke(session: OAuthSession, provider: Provider, grant: Grant) -> None:
+async def slack_revoke(session: Session, provider: OAuthProvider, grant: Grant) -> None:
     # auth.revoke is authenticated by the very token it revokes.
     await session.request_json(
         "POST", provider.revoke_url or "", headers={"Authorization": f"Bearer {grant.access_token}"}
     )
 
 
-async def notion_revoke(session: OAuthSession, provider: Provider, grant: Grant) -> None:
+async def notion_revoke(session: Session, provider: OAuthProvider, grant: Grant) -> None:
     await session.request_json("POST", provider.revoke_url or "", json={"token": grant.access_token}, client_auth=True)
 
 
@@ -139,6 +151,53 @@ class ProviderSpec:
     headers: Mapping[str, str] = field(default_factory=dict)  # sent on every request to the provider
     identify: Identify = userinfo_account
     revoke: Revoke | None = rfc7009_revoke
+
+
+@dataclass(frozen=True)
+class OAuthProvider(ProviderSpec):
+    """A provider as configured here: its spec with overrides, credentials and our callback URL."""
+
+    client_id: str = ""
+    client_secret: str = dataclasses.field(default="", repr=False)
+    redirect_uri: str = ""
+    discovery_url: str | None = None
+
+    @property
+    def scope(self) -> str:
+        return self.scope_separator.join(self.scopes)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Tokens from a token endpoint. Never logged or shown: the tokens are kept out of repr."""
+
+    access_token: str = dataclasses.field(repr=False)
+    refresh_token: str | None = dataclasses.field(repr=False)
+    token_type: str | None
+    expires_at: dt.datetime | None
+    scopes: list[str]
+    raw: Json = dataclasses.field(repr=False)  # the whole response, for providers that name the account in it
+
+    @classmethod
+    def from_response(cls, token: Json, provider: OAuthProvider, *, previous_refresh: str | None = None) -> Grant:
+        access = token.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise OAuthFailure("invalid_response", f"{provider.title}'s token response has no access_token")
+        expires_in = token.get("expires_in")
+        expires_at = None
+        if isinstance(expires_in, int | float | str) and str(expires_in).strip().isdigit():
+            expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=int(expires_in))
+        scope = token.get("scope")
+        scopes = [s for s in re.split(r"[\s,]+", scope) if s] if isinstance(scope, str) else list(provider.scopes)
+        refresh = token.get("refresh_token")
+        return cls(
+            access_token=access,
+            refresh_token=refresh if isinstance(refresh, str) and refresh else previous_refresh,
+            token_type=str(token.get("token_type") or "") or None,
+            expires_at=expires_at,
+            scopes=scopes,
+            raw=token,
+        )
 
 
 BUILT_IN: dict[str, ProviderSpec] = {

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import ARRAY, ColumnElement, RowMapping, Select, any_, bindparam, func, select
 from sqlalchemy.sql import Executable
 
-from fluxopus.context import Context
 from fluxopus.errors import Forbidden
 from fluxopus.models.common import Page
+from fluxopus.resolvers.context import Context
 
 
 def one_of(column: Any, values: Sequence[Any]) -> ColumnElement[bool]:

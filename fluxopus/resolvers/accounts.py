@@ -17,10 +17,10 @@ from uuid import UUID
 from sqlalchemy import text
 
 from fluxopus.auth.mail import MailError, invitation_message
-from fluxopus.context import Context
 from fluxopus.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from fluxopus.models.accounts import Company, Invitation, InvitationCreate, Me, Member, Role
 from fluxopus.models.common import Page, PageQuery
+from fluxopus.resolvers.context import Context
 
 _ME = text(
     """

@@ -12,10 +12,10 @@ from uuid import UUID
 from sqlalchemy import func, text, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 
-from fluxopus.context import Context
 from fluxopus.errors import BudgetExceeded
 from fluxopus.models.skills import RunStatus, TokenBudget
 from fluxopus.resolvers.accounts import require_membership
+from fluxopus.resolvers.context import Context
 
 # A run is cut off after run_timeout; one still open well past that lost its server.
 _STALE_MARGIN = dt.timedelta(seconds=60)
@@ -34,7 +34,7 @@ _BUDGET = text(
 
 async def token_budget(ctx: Context) -> TokenBudget:
     await require_membership(ctx)
-    row = (await ctx.db.execute(_BUDGET, {"default_limit": ctx.models.token_budget})).mappings().one()
+    row = (await ctx.db.execute(_BUDGET, {"default_limit": ctx.ai.token_budget})).mappings().one()
     return TokenBudget.model_validate(row)
 
 
@@ -43,7 +43,7 @@ async def start_run(
 ) -> UUID:
     """Reserves `tokens` and records the run, in one autocommitted statement (see fluxopus.start_run).
     Over budget: BudgetExceeded, and still the release of stale runs is kept."""
-    stale_after = dt.timedelta(seconds=ctx.models.run_timeout) + _STALE_MARGIN
+    stale_after = dt.timedelta(seconds=ctx.ai.run_timeout) + _STALE_MARGIN
     await ctx.db.finish(commit=True)  # what was read to get here is done with
     run_id: UUID | None = await ctx.db.call_alone(
         func.fluxopus.start_run,
@@ -53,7 +53,7 @@ async def start_run(
         provider,
         model,
         tokens,
-        ctx.models.token_budget,
+        ctx.ai.token_budget,
         stale_after,
     )
     if run_id is None:

@@ -20,12 +20,11 @@ from uuid import UUID
 from sqlalchemy import RowMapping, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from fluxopus.context import Context
 from fluxopus.db.session import call_as_service
 from fluxopus.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from fluxopus.integrations.crypto import DecryptError, connection_context, state_context
-from fluxopus.integrations.oauth import Grant, Provider, reason_code
-from fluxopus.integrations.providers import OAuthFailure
+from fluxopus.integrations.oauth import reason_code
+from fluxopus.integrations.providers import Grant, OAuthFailure, OAuthProvider
 from fluxopus.models.common import Page, PageQuery
 from fluxopus.models.connections import (
     AuthorizationUrl,
@@ -40,6 +39,7 @@ from fluxopus.models.connections import (
 )
 from fluxopus.resolvers._sql import fetch_page
 from fluxopus.resolvers.accounts import require_membership
+from fluxopus.resolvers.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ async def connection_callback(ctx: Context, *, provider: str, query: CallbackQue
     return AuthorizationUrl(url=with_query(target, connection=provider, status="connected"))
 
 
-async def _abandon(ctx: Context, provider: Provider, grant: Grant) -> None:
+async def _abandon(ctx: Context, provider: OAuthProvider, grant: Grant) -> None:
     """A grant that will not be stored is revoked, so it does not live on at the provider unused."""
     if provider.revoke is None or not provider.revoke_url:
         return
@@ -232,7 +232,7 @@ async def _own(ctx: Context, provider: str) -> RowMapping | None:
     return (await ctx.db.execute(stmt)).mappings().first()
 
 
-async def _refresh(ctx: Context, provider: Provider, seen: RowMapping) -> RowMapping:
+async def _refresh(ctx: Context, provider: OAuthProvider, seen: RowMapping) -> RowMapping:
     """One refresh at a time per connection: the row lock makes a concurrent caller wait, and it
     then finds the fresh token instead of spending the (possibly single-use) refresh token again."""
     id = seen["id"]
@@ -257,7 +257,9 @@ async def _refresh(ctx: Context, provider: Provider, seen: RowMapping) -> RowMap
     return (await ctx.db.execute(stmt)).mappings().one()
 
 
-async def _store(ctx: Context, provider: Provider, grant: Grant, account_id: str | None, label: str | None) -> None:
+async def _store(
+    ctx: Context, provider: OAuthProvider, grant: Grant, account_id: str | None, label: str | None
+) -> None:
     """Insert the connection, or replace the tokens of the caller's existing one to this provider."""
     key = {"user_id": ctx.user_id, "provider": provider.name}
     values = _sealed(ctx, key, grant) | {

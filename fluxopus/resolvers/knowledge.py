@@ -16,12 +16,12 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
 
 from fluxopus.ai.embeddings import DIMENSIONS, EmbeddingError
-from fluxopus.context import Context
 from fluxopus.errors import BudgetExceeded, Forbidden, NotFound, Unavailable
 from fluxopus.models.common import Deleted, Input, Page
 from fluxopus.models.knowledge import KnowledgeFilter, KnowledgeItem, SearchHit, SearchMode, SearchQuery
 from fluxopus.resolvers._sql import change, contains, fetch_page
 from fluxopus.resolvers.accounts import NO_COMPANY, require_membership
+from fluxopus.resolvers.context import Context
 
 knowledge = KnowledgeItem.table
 
@@ -50,7 +50,7 @@ _STORAGE_QUOTA = text("select set_config('fluxopus.storage_quota', :quota, true)
 
 
 async def _storage_quota(ctx: Context) -> None:
-    await ctx.db.execute(_STORAGE_QUOTA, {"quota": str(ctx.models.storage_quota)})
+    await ctx.db.execute(_STORAGE_QUOTA, {"quota": str(ctx.ai.storage_quota)})
 
 
 async def create_knowledge(ctx: Context, *, data: Input) -> KnowledgeItem:
@@ -124,10 +124,10 @@ _SEARCH_SETTINGS = text(
 
 
 async def search_knowledge(ctx: Context, *, query: SearchQuery) -> list[SearchHit]:
-    # One caller's searches take turns (ModelSettings.per_caller). The query is charged and embedded
+    # One caller's searches take turns (AiServices.per_caller). The query is charged and embedded
     # first, so a search does not hold a pooled connection while it waits for the budget or the model
     # (a request that opened its transaction already keeps it).
-    async with ctx.models.per_caller.turn(ctx.user_id):
+    async with ctx.ai.per_caller.turn(ctx.user_id):
         return await _search(ctx, query)
 
 
@@ -161,11 +161,11 @@ async def _search(ctx: Context, query: SearchQuery) -> list[SearchHit]:
 
 
 async def _embed_query(ctx: Context, q: str) -> list[float]:
-    embedder = ctx.models.embedder
+    embedder = ctx.ai.embedder
     tokens = embedder.count_tokens(q) + 2  # the model's [CLS] and [SEP]
     try:
         # The caller's company, or None when its budget does not cover the query (migration 008).
-        company = await ctx.db.call_alone(func.fluxopus.charge_tokens, tokens, ctx.models.token_budget)
+        company = await ctx.db.call_alone(func.fluxopus.charge_tokens, tokens, ctx.ai.token_budget)
     except Forbidden:  # charge_tokens refuses a caller without a company
         raise Forbidden(NO_COMPANY) from None
     if company is None:

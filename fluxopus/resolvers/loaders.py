@@ -1,12 +1,12 @@
-"""Per-request DataLoaders: nested GraphQL fields cost one query per field, not per parent.
+"""Per-operation DataLoaders: nested GraphQL fields cost one query per field, not per parent.
 
-Each batch function lives beside the queries it batches, in its resolver module.
+Each batch function lives beside the queries it batches, in its resolver module; `loaders(ctx)`
+makes the operation's set on first use (a DataLoader caches for one operation only).
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 from strawberry.dataloader import DataLoader
@@ -15,9 +15,7 @@ from fluxopus.models.accounts import Member
 from fluxopus.models.tags import TAGGABLE, EntityType, Tag
 from fluxopus.models.tasks import TimeLog
 from fluxopus.resolvers import accounts, tags, tasks
-
-if TYPE_CHECKING:
-    from fluxopus.context import Context
+from fluxopus.resolvers.context import Context
 
 
 class Loaders:
@@ -27,3 +25,10 @@ class Loaders:
             kind: DataLoader(partial(tags.tags_of, ctx, kind)) for kind in TAGGABLE
         }
         self.member_by_user: DataLoader[UUID, Member | None] = DataLoader(partial(accounts.members_by_user, ctx))
+
+
+def loaders(ctx: Context) -> Loaders:
+    found = ctx.cache.get("loaders")
+    if not isinstance(found, Loaders):
+        found = ctx.cache["loaders"] = Loaders(ctx)
+    return found

@@ -21,12 +21,12 @@ from sqlalchemy.exc import DBAPIError
 from fluxopus.ai.prompts import PromptError, validate_input
 from fluxopus.ai.providers import ChatProvider, Delta, ProviderError, estimate_tokens, max_prompt_tokens
 from fluxopus.ai.sandbox import TemplateLimit
-from fluxopus.context import Context
 from fluxopus.errors import Invalid, NotFound, Unavailable
 from fluxopus.models.common import Page, PageQuery
 from fluxopus.models.skills import RunEvent, RunInput, RunStatus, RunUsage, SkillRun, SkillVersion
 from fluxopus.resolvers import budget
 from fluxopus.resolvers._sql import fetch_page
+from fluxopus.resolvers.context import Context
 from fluxopus.resolvers.skills import get_skill, get_skill_version, skill_versions, skills
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,8 @@ async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:
     refused: str | None = None
     try:
         validate_input(version.input_schema, data.input)
-        provider, model = ctx.models.resolve(version.provider, version.model)
-        prompt = await ctx.models.templates.render(version.instructions, data.input)
+        provider, model = ctx.ai.resolve(version.provider, version.model)
+        prompt = await ctx.ai.templates.render(version.instructions, data.input)
     except TemplateLimit as exc:  # it ran, and could not finish: recorded as a failed run, nothing reserved
         prompt, refused = "", str(exc)
     except (PromptError, LookupError) as exc:
@@ -136,7 +136,7 @@ async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
     )
     # The deadline applies to each wait on the provider, never across a `yield`: a timeout
     # scope left open while suspended would fire inside whoever is consuming the events.
-    deadline = asyncio.get_running_loop().time() + ctx.models.run_timeout
+    deadline = asyncio.get_running_loop().time() + ctx.ai.run_timeout
     try:
         async with aclosing(stream):
             while True:
@@ -153,7 +153,7 @@ async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
     except ProviderError as exc:
         status, error = RunStatus.failed, str(exc)
     except TimeoutError:
-        status, error = RunStatus.failed, f"The run took longer than {ctx.models.run_timeout:g} s"
+        status, error = RunStatus.failed, f"The run took longer than {ctx.ai.run_timeout:g} s"
     except Exception:
         log.exception("skill run %s failed", run.id)
         status, error = RunStatus.failed, "The run failed unexpectedly"

@@ -8,12 +8,12 @@ from uuid import UUID
 from sqlalchemy import delete, insert, or_, select, update
 
 from fluxopus.ai.prompts import PromptError
-from fluxopus.context import Context
 from fluxopus.errors import Invalid, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
 from fluxopus.models.skills import Skill, SkillContent, SkillFilter, SkillVersion
 from fluxopus.resolvers._sql import change, contains, fetch_page
 from fluxopus.resolvers.accounts import require_membership
+from fluxopus.resolvers.context import Context
 
 skills = Skill.table
 skill_versions = SkillVersion.table
@@ -52,7 +52,7 @@ async def update_skill(ctx: Context, *, id: UUID, data: Input) -> Skill:
 
 async def _check_instructions(ctx: Context, source: str) -> None:
     try:
-        await ctx.models.templates.check(source)
+        await ctx.ai.templates.check(source)
     except PromptError as exc:
         raise Invalid(f"instructions: {exc}") from None
 

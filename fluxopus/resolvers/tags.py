@@ -9,12 +9,12 @@ from uuid import UUID
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from fluxopus.context import Context
 from fluxopus.errors import Conflict, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
 from fluxopus.models.tags import TAGGABLE, AssignTags, EntityRef, EntityType, Tag, entity_tags
 from fluxopus.resolvers._sql import change, fetch_page, one_of
 from fluxopus.resolvers.accounts import require_membership
+from fluxopus.resolvers.context import Context
 
 tags = Tag.table
 _TAGS_BY_NAME = (

@@ -10,12 +10,12 @@ from uuid import UUID
 
 from sqlalchemy import delete, func, insert, or_, select, update
 
-from fluxopus.context import Context
 from fluxopus.errors import Forbidden, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
 from fluxopus.models.tasks import Task, TaskFilter, TimeLog
 from fluxopus.resolvers._sql import change, contains, fetch_page, one_of
 from fluxopus.resolvers.accounts import ensure_colleague, require_membership
+from fluxopus.resolvers.context import Context
 
 tasks = Task.table
 time_logs = TimeLog.table

@@ -55,6 +55,8 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 from strawberry.types.graphql import OperationType
 
+from fluxopus.config import Settings
+
 # A list without a `limit` argument (a task's time logs, an entity's tags) is costed as this many items.
 UNBOUNDED_LIST_SIZE = 10
 # `limit` is refused above this by every list, so a larger value costs no more than this.
@@ -76,6 +78,19 @@ class Limits:
     max_fields: int = 2_000
     max_merged_fields: int = 25
     max_cost: int = 20_000
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            max_bytes=settings.graphql_max_bytes,
+            max_tokens=settings.graphql_max_tokens,
+            max_depth=settings.graphql_max_depth,
+            max_aliases=settings.graphql_max_aliases,
+            max_directives=settings.graphql_max_directives,
+            max_fields=settings.graphql_max_fields,
+            max_merged_fields=settings.graphql_max_merged_fields,
+            max_cost=settings.graphql_max_cost,
+        )
 
 
 class LimitExceeded(GraphQLError):
@@ -382,14 +397,14 @@ def operation_cost(
 
 class DocumentLimits(SchemaExtension):
     """Replaces Strawberry's parsing and validation with the checked, cached ones of `Documents`
-    (the runtime's, found on the transport context this operation starts with)."""
+    (the GraphQL router's, found on the transport context this operation starts with)."""
 
     def __init__(self) -> None:
         self.documents: Documents | None = None
         self.prepared: Prepared | None = None
 
     def on_operation(self) -> Iterator[None]:
-        self.documents = self.execution_context.context.runtime.documents
+        self.documents = self.execution_context.context.documents
         yield
 
     async def on_parse(self) -> Any:

@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 from fluxopus.db.session import DATABASE_UNAVAILABLE, database_gone
 from fluxopus.errors import DomainError, Unauthorized, Unavailable
 from fluxopus.runtime import Runtime
+from fluxopus.schema.limits import Documents
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,10 @@ log = logging.getLogger(__name__)
 class TransportContext(BaseContext):
     """Built once per HTTP request or WebSocket connection: who is calling."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, documents: Documents) -> None:
         super().__init__()
         self.runtime = runtime
+        self.documents = documents
         self.claims: dict[str, Any] | None = None
         self.auth_error: DomainError | None = Unauthorized(
             "Missing Authorization header: send 'Authorization: Bearer <jwt>'"

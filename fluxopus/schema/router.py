@@ -18,19 +18,13 @@ from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_
 from strawberry.types.unset import UNSET
 
 from fluxopus.auth.jwt import token_from_params
+from fluxopus.config import Settings
 from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.http_limits import decode_json
 from fluxopus.runtime import Runtime
+from fluxopus.schema.limits import Documents, Limits
 from fluxopus.schema.operation import TransportContext
 from fluxopus.schema.root import schema
-
-
-async def get_context(connection: HTTPConnection) -> TransportContext:
-    context = TransportContext(connection.app.state.runtime)
-    if connection.scope["type"] == "http":
-        # Authentication is checked lazily so GraphiQL can introspect without a token.
-        await context.authenticate(connection.headers.get("authorization"))
-    return context
 
 
 class FluxopusGraphQLRouter(GraphQLRouter[TransportContext, None]):
@@ -101,10 +95,20 @@ def _transport_error(status: int, message: str, code: str) -> JSONResponse:
     return JSONResponse(body, status, headers=headers)
 
 
-def graphql_router(*, max_json_depth: int) -> FluxopusGraphQLRouter:
+def graphql_router(settings: Settings) -> FluxopusGraphQLRouter:
+    # Checked documents are cached per router: one app, one cache.
+    documents = Documents(Limits.of(settings))
+
+    async def get_context(connection: HTTPConnection) -> TransportContext:
+        context = TransportContext(connection.app.state.runtime, documents)
+        if connection.scope["type"] == "http":
+            # Authentication is checked lazily so GraphiQL can introspect without a token.
+            await context.authenticate(connection.headers.get("authorization"))
+        return context
+
     return FluxopusGraphQLRouter(
         schema,
-        max_json_depth=max_json_depth,
+        max_json_depth=settings.max_json_depth,
         context_getter=get_context,
         # Subscriptions over WebSocket (graphql-transport-ws) or plain HTTP (graphql-sse).
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL],

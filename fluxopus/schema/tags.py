@@ -7,6 +7,7 @@ import strawberry
 from fluxopus.models import tags as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
 from fluxopus.resolvers import tags
+from fluxopus.resolvers.loaders import loaders
 from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
 
 strawberry.enum(m.EntityType)
@@ -21,7 +22,7 @@ def tags_field(kind: m.EntityType) -> Any:
     """The `tags` field of each taggable type (models/tags.TAGGABLE), batched by the request's loader."""
 
     async def tags(parent: strawberry.Parent[Any], info: strawberry.Info) -> list[Tag]:
-        return outs(Tag, await info.context.loaders.tags[kind].load(parent.id))
+        return outs(Tag, await loaders(info.context).tags[kind].load(parent.id))
 
     return strawberry.field(resolver=tags, description="Its tags, by name")
 

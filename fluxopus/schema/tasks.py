@@ -7,6 +7,7 @@ from fluxopus.models import tasks as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
 from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import tasks
+from fluxopus.resolvers.loaders import loaders
 from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
 from fluxopus.schema.accounts import Member
 from fluxopus.schema.tags import tags_field
@@ -24,7 +25,7 @@ class TimeLog:
 class Task:
     @strawberry.field(description="Newest first")
     async def time_logs(self, parent: strawberry.Parent[m.Task], info: strawberry.Info) -> list[TimeLog]:
-        return outs(TimeLog, await info.context.loaders.time_logs_by_task.load(parent.id))
+        return outs(TimeLog, await loaders(info.context).time_logs_by_task.load(parent.id))
 
     tags = tags_field(EntityType.task)
 
@@ -32,7 +33,7 @@ class Task:
     async def assignee(self, parent: strawberry.Parent[m.Task], info: strawberry.Info) -> Member | None:
         if parent.assignee_id is None:
             return None
-        member = await info.context.loaders.member_by_user.load(parent.assignee_id)
+        member = await loaders(info.context).member_by_user.load(parent.assignee_id)
         return out(Member, member) if member else None
 
 

@@ -71,7 +71,7 @@ async def chunk_texts(engine: AsyncEngine, item_id: str) -> tuple[str, list[str]
 async def worker(app: FastAPI, engine: AsyncEngine, settings: Settings, indexer: Indexer) -> Indexer:
     """A worker of its own, after the session's has embedded whatever other tests left queued."""
     await indexer.work()
-    return Indexer(engine, app.state.runtime.models.embedder, token_budget=settings.token_budget)
+    return Indexer(engine, app.state.runtime.ai.embedder, token_budget=settings.token_budget)
 
 
 async def index_while_watching(worker: Indexer, engine: AsyncEngine, mine: str, others: list[str]) -> list[str]:

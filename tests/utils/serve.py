@@ -19,8 +19,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from fluxopus.auth.jwt import BUILT_IN_ISSUER, mint_token
+from fluxopus.auth.jwt import mint_token
 from fluxopus.auth.keys import SigningKey
+from fluxopus.config import BUILT_IN_ISSUER
 from fluxopus.db.accounts import ensure_member, start_token_session
 from tests.utils.server import free_port
 

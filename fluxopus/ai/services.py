@@ -1,4 +1,5 @@
-"""Which providers this server can call, and which one a skill gets when it names none."""
+"""The AI services this server uses: the chat providers it can call (and which one a skill gets
+when it names none), the embedder, the template sandbox and the budgets."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ class PerCaller:
 
 
 @dataclass
-class ModelSettings:
+class AiServices:
     providers: dict[str, ChatProvider]
     embedder: Embedder
     default_provider: str
@@ -97,7 +98,7 @@ class ModelSettings:
         return chosen, model or chosen.default_model
 
 
-def model_settings(settings: Settings) -> ModelSettings:
+def ai_services(settings: Settings) -> AiServices:
     providers: dict[str, ChatProvider] = {"echo": EchoProvider()}
     if settings.openai_api_key:
         from fluxopus.ai.openai_chat import OpenAIProvider
@@ -129,7 +130,7 @@ def model_settings(settings: Settings) -> ModelSettings:
             timeout=settings.llm_timeout,
             retries=settings.llm_max_retries,
         )
-    return ModelSettings(
+    return AiServices(
         providers=providers,
         embedder=embedder,
         default_provider=default,

@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
-from fluxopus.ai.models import ModelSettings
+from fluxopus.ai.services import AiServices
 from fluxopus.auth.mail import Mail
 from fluxopus.db.session import RlsTransaction
 from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.integrations.oauth import OAuth
 
-if TYPE_CHECKING:
-    from fluxopus.resolvers.loaders import Loaders
-
 
 @dataclass
 class Context:
-    """One per REST request or GraphQL operation: the caller's claims, their transaction, the models."""
+    """One per REST request or GraphQL operation: the caller's claims, their transaction, the AI services."""
 
     db: RlsTransaction
     claims: dict[str, Any] | None
-    models: ModelSettings
+    ai: AiServices
     oauth: OAuth
     mail: Mail
     auth_error: DomainError | None = None  # why claims is None: Unauthorized, or Unavailable
@@ -39,9 +35,3 @@ class Context:
         """Act for this user from now on (see RlsTransaction.assume)."""
         self.db.assume(claims)
         self.claims, self.auth_error = claims, None
-
-    @cached_property
-    def loaders(self) -> Loaders:
-        from fluxopus.resolvers.loaders import Loaders  # the resolvers import this module
-
-        return Loaders(self)
