@@ -1,5 +1,5 @@
 """The `fluxopus` command: serve · migrate · token · anon-key · users · demo · budget · quota · reindex · reseal ·
-openapi."""
+openapi · graphql-schema · sql-schema."""
 
 from __future__ import annotations
 
@@ -50,11 +50,20 @@ def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
 @contextmanager
 def migrated_database(settings: Settings) -> Iterator[str]:
     """`database`, with pending migrations applied first: what every command but serve needs."""
-    from fluxopus.db.migrate import migrate
-
     with database(settings) as url:
-        asyncio.run(migrate(url))
+        _migrate(url)
         yield url
+
+
+def _migrate(url: str) -> list[str]:
+    """Apply pending migrations; a refusal (a changed applied file, a table outside RLS) is a message."""
+    from fluxopus.db.migrate import MigrationRefused, migrate
+
+    try:
+        return asyncio.run(migrate(url))
+    except MigrationRefused as exc:
+        typer.echo(f"Cannot migrate the database: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @contextmanager
@@ -90,7 +99,6 @@ def serve(
     import uvicorn
 
     from fluxopus.app import create_app
-    from fluxopus.db.migrate import migrate
     from fluxopus.http_limits import header_timeout_protocol
 
     settings = _settings(data_dir, host=host, port=port)
@@ -107,7 +115,7 @@ def serve(
     # SystemExit then unwinds through `database()`, which stops the embedded server.
     signal.signal(signal.SIGTERM, _raise_system_exit)
     with database(settings, supervise=True) as url:
-        applied = asyncio.run(migrate(url))
+        applied = _migrate(url)
         application = create_app(settings, database_url=url)
         runtime = application.state.runtime
         _banner(
@@ -192,11 +200,9 @@ def _banner(settings: Settings, applied: list[str], models: str, connections: st
 @app.command("migrate")
 def migrate_command(data_dir: DataDir = None) -> None:
     """Apply pending SQL migrations."""
-    from fluxopus.db.migrate import migrate
-
     settings = _settings(data_dir)
     with database(settings) as url:
-        applied = asyncio.run(migrate(url))
+        applied = _migrate(url)
     typer.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
 
 
@@ -501,6 +507,16 @@ def graphql_schema() -> None:
     from fluxopus.schema.root import schema
 
     sys.stdout.write(schema.as_str() + "\n")
+
+
+@app.command("sql-schema")
+def sql_schema(data_dir: DataDir = None) -> None:
+    """Print the schema the migrations build, as pg_dump --schema-only (the committed schema.sql is this
+    output). Made in a scratch database on the server, so it does not depend on this database's data."""
+    from fluxopus.db.snapshot import schema_snapshot
+
+    with database(_settings(data_dir)) as url:
+        sys.stdout.write(asyncio.run(schema_snapshot(url)))
 
 
 if __name__ == "__main__":
