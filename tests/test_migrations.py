@@ -12,7 +12,7 @@ import pytest
 
 from fluxopus.db.engine import asyncpg_dsn
 from fluxopus.db.migrate import MigrationChanged, checksum, migrate, migration_files
-from fluxopus.db.snapshot import scratch_database, schema_snapshot
+from fluxopus.db.snapshot import schema_snapshot, scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
