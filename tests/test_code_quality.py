@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +64,20 @@ def test_every_imported_package_is_a_declared_dependency() -> None:
     assert not undeclared, f"imported by fluxopus/ but not in [project] dependencies: {undeclared}"
     # and the check itself can fail: a package the code never imports directly is not "declared" by accident
     assert _name("SQLAlchemy[asyncio]>=2") == "sqlalchemy" and "sqlmodel" not in declared
+
+
+def test_the_lock_file_satisfies_pyproject() -> None:
+    """CI installs requirements.lock: every dependency of pyproject.toml (and its test extra) is pinned
+    there, at a version its range allows."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    locked = {
+        _name(m.group(1)): m.group(2)
+        for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==([^\s\\]+)", (ROOT / "requirements.lock").read_text(), re.M)
+    }
+    problems = []
+    for line in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+        requirement = Requirement(line)
+        version = locked.get(_name(requirement.name))
+        if version is None or not requirement.specifier.contains(version, prereleases=True):
+            problems.append(f"{line} (locked: {version})")
+    assert not problems, "requirements.lock is stale; regenerate it (README, Test it): " + ", ".join(problems)
