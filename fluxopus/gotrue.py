@@ -114,9 +114,9 @@ def gotrue_router() -> APIRouter:
             try:
                 invitation = await invite_member(ctx, data=wanted)
             except DomainError as exc:
-                await ctx.db.finish(commit=False)
+                await ctx.db.rollback()
                 raise AuthError(exc.status, exc.code.lower(), exc.message) from None
-            await ctx.db.finish(commit=True)
+            await ctx.db.commit()
             return {
                 "id": str(invitation.id),
                 "email": invitation.email,

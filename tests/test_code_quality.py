@@ -81,3 +81,26 @@ def test_the_lock_file_satisfies_pyproject() -> None:
         if version is None or not requirement.specifier.contains(version, prereleases=True):
             problems.append(f"{line} (locked: {version})")
     assert not problems, "requirements.lock is stale; regenerate it (README, Test it): " + ", ".join(problems)
+
+
+def _resolver_violations(source: str) -> list[str]:
+    """Where a resolver ends a transaction or writes SQL by hand (both belong elsewhere)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("commit", "rollback", "finish", "begin"):
+                found.append(f"line {node.lineno}: .{node.func.attr}() — transactions end at the transport edge")
+        if isinstance(node, ast.ImportFrom) and node.module == "sqlalchemy":
+            if any(alias.name == "text" for alias in node.names):
+                found.append(f"line {node.lineno}: sqlalchemy.text — hand-written SQL lives in db/queries.py")
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "fluxopus" / "resolvers").glob("*.py")), ids=lambda p: p.name)
+def test_resolvers_neither_end_transactions_nor_write_sql_by_hand(path: Path) -> None:
+    assert _resolver_violations(path.read_text(encoding="utf-8")) == []
+
+
+def test_the_resolver_rule_can_fail() -> None:
+    bad = "from sqlalchemy import select, text\nasync def f(ctx):\n    await ctx.db.commit()\n"
+    assert len(_resolver_violations(bad)) == 2

@@ -460,9 +460,9 @@ async def _access_token(w: World, user: User) -> str:
     try:
         token = await connections.get_access_token(ctx, "fake")
     except BaseException:
-        await ctx.db.finish(commit=False)
+        await ctx.db.rollback()
         raise
-    await ctx.db.finish(commit=True)
+    await ctx.db.commit()
     return token
 
 

@@ -383,7 +383,7 @@ async def _ids_seen_by(engine: AsyncEngine, user: User, table: str) -> set[str]:
     try:
         rows = (await tx.execute(text(f"select id from {table}"))).scalars().all()  # noqa: S608 - fixed names
     finally:
-        await tx.finish(commit=False)
+        await tx.rollback()
     return {str(r) for r in rows}
 
 
@@ -438,7 +438,7 @@ async def test_claims_and_role_do_not_leak_to_the_next_user_of_a_connection(
         tx = RlsTransaction(engine, _claims(acme.alice))
         probe = text("select pg_backend_pid(), current_user, current_setting('request.jwt.claims', true)")
         backend, role, claims = list((await tx.execute(probe)).one())
-        await tx.finish(commit=commit)
+        await (tx.commit() if commit else tx.rollback())
         assert role == "authenticated"
         assert json.loads(claims)["sub"] == acme.alice.id
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import select, text, type_coerce
@@ -133,7 +134,35 @@ class RlsTransaction:
             raise
         self._conn = conn
 
-    async def finish(self, *, commit: bool) -> None:
+    async def commit(self) -> None:
+        """End the transaction, keeping its work; the next statement opens a new one. Called only by
+        the transport edges: at the end of a request or operation, and as their named early step before
+        a run waits for the model (tests/test_code_quality.py keeps it out of resolvers/)."""
+        await self._end(commit=True)
+
+    async def rollback(self) -> None:
+        """End the transaction, undoing its work (the edges, on an error)."""
+        await self._end(commit=False)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Undo what the block wrote if it raises, and carry on in the same transaction: how a resolver
+        recovers from a refused write without deciding when the request's transaction ends."""
+        async with self._lock:
+            if self._conn is None:
+                await self._begin()
+            assert self._conn is not None
+            nested = await self._conn.begin_nested()
+        try:
+            yield
+        except BaseException:
+            async with self._lock:
+                await nested.rollback()
+            raise
+        async with self._lock:
+            await nested.commit()
+
+    async def _end(self, *, commit: bool) -> None:
         async with self._lock:
             conn, tx = self._conn, self._tx
             self._conn = self._tx = None

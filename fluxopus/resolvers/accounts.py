@@ -14,28 +14,17 @@ import secrets
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import text
-
 from fluxopus.auth.mail import MailError, invitation_message
+from fluxopus.db import queries as sql
 from fluxopus.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from fluxopus.models.accounts import Company, Invitation, InvitationCreate, Me, Member, Role
 from fluxopus.models.common import Page, PageQuery
 from fluxopus.resolvers.context import Context
 
-_ME = text(
-    """
-    select u.email, m.role, c.id as company_id, c.name as company_name, c.created_at as company_created_at
-    from (select fluxopus.uid() as id) caller
-    left join users u on u.id = caller.id
-    left join members m on m.user_id = caller.id
-    left join companies c on c.id = m.company_id
-    """
-)
-
 
 async def me(ctx: Context) -> Me:
     if "me" not in ctx.cache:
-        row = (await ctx.db.execute(_ME)).mappings().one()
+        row = (await ctx.db.execute(sql.ME)).mappings().one()
         company = (
             Company(id=row["company_id"], name=row["company_name"], created_at=row["company_created_at"])
             if row["company_id"]
@@ -59,7 +48,7 @@ async def require_membership(ctx: Context) -> Me:
 
 async def ensure_colleague(ctx: Context, user_id: UUID, field: str) -> None:
     """RLS shows only members of the caller's company, so a miss means 'not a colleague'."""
-    found = await ctx.db.execute(text("select 1 from members where user_id = :id"), {"id": user_id})
+    found = await ctx.db.execute(sql.COLLEAGUE, {"id": user_id})
     if found.first() is None:
         raise Invalid(f"{field}: user {user_id} is not a member of your company")
 
@@ -75,21 +64,9 @@ async def company(ctx: Context) -> Company | None:
     return (await me(ctx)).company
 
 
-_MEMBERS = """
-    select m.user_id, u.email, m.role, m.company_id, m.created_at, count(*) over () as total
-    from members m join users u on u.id = m.user_id
-    {where}
-    order by m.created_at, m.user_id
-    limit :limit offset :offset
-"""
-_LIST_MEMBERS = text(_MEMBERS.format(where=""))
-_ONE_MEMBER = text(_MEMBERS.format(where="where m.user_id = :id"))
-_SOME_MEMBERS = text(_MEMBERS.format(where="where m.user_id = any(:ids)"))
-
-
 async def list_members(ctx: Context, *, query: PageQuery) -> Page[Member]:
     """RLS shows the caller's company; a user without one sees nobody."""
-    rows = list((await ctx.db.execute(_LIST_MEMBERS, {"limit": query.limit, "offset": query.offset})).mappings())
+    rows = list((await ctx.db.execute(sql.LIST_MEMBERS, {"limit": query.limit, "offset": query.offset})).mappings())
     total = rows[0]["total"] if rows else 0
     return Page([Member.model_validate(r) for r in rows], total)
 
@@ -97,31 +74,22 @@ async def list_members(ctx: Context, *, query: PageQuery) -> Page[Member]:
 async def members_by_user(ctx: Context, user_ids: Sequence[UUID]) -> list[Member | None]:
     """Batch for the loaders: each user's membership, None where RLS shows none."""
     params = {"ids": list(user_ids), "limit": len(user_ids), "offset": 0}
-    found = {r["user_id"]: Member.model_validate(r) for r in (await ctx.db.execute(_SOME_MEMBERS, params)).mappings()}
+    found = {
+        r["user_id"]: Member.model_validate(r) for r in (await ctx.db.execute(sql.SOME_MEMBERS, params)).mappings()
+    }
     return [found.get(u) for u in user_ids]
 
 
 async def get_member(ctx: Context, *, user_id: UUID) -> Member:
-    row = (await ctx.db.execute(_ONE_MEMBER, {"id": user_id, "limit": 1, "offset": 0})).mappings().first()
+    row = (await ctx.db.execute(sql.ONE_MEMBER, {"id": user_id, "limit": 1, "offset": 0})).mappings().first()
     if row is None:
         raise NotFound("Member not found")
     return Member.model_validate(row)
 
 
-_INVITATION_COLUMNS = "id, email, role, invited_by, created_at, accepted_at, expires_at"
-_PENDING = text(
-    f"select {_INVITATION_COLUMNS} from invitations where accepted_at is null and expires_at > now()"
-    " order by created_at desc, id"
-)
-_INVITATION = text(f"select {_INVITATION_COLUMNS} from invitations where id = :id")
-_INVITE = text("select outcome, invitation_id from fluxopus.invite_member(:email, :role, :hash, :valid_for)")
-_CANCEL = text("delete from invitations where id = :id and accepted_at is null returning id")
-_CHANGE = text("select fluxopus.change_membership(:target, :role)")
-
-
 async def pending_invitations(ctx: Context) -> list[Invitation]:
     await require_admin(ctx)
-    return [Invitation.model_validate(r) for r in (await ctx.db.execute(_PENDING)).mappings()]
+    return [Invitation.model_validate(r) for r in (await ctx.db.execute(sql.PENDING_INVITATIONS)).mappings()]
 
 
 async def invite_member(ctx: Context, *, data: InvitationCreate) -> Invitation:
@@ -137,13 +105,13 @@ async def invite_member(ctx: Context, *, data: InvitationCreate) -> Invitation:
         "hash": hashlib.sha256(secret.encode()).hexdigest(),
         "valid_for": ctx.mail.invitation_ttl,
     }
-    result = (await ctx.db.execute(_INVITE, params)).mappings().one()
+    result = (await ctx.db.execute(sql.INVITE, params)).mappings().one()
     outcome, invitation_id = result["outcome"], result["invitation_id"]
     if outcome == "member":
         raise Conflict(f"{data.email} is already a member of your company")
     if outcome == "forbidden":  # the caller stopped being an admin since require_admin read their role
         raise Conflict("Your role changed while this ran: you are no longer an admin of the company")
-    row = (await ctx.db.execute(_INVITATION, {"id": invitation_id})).mappings().one()
+    row = (await ctx.db.execute(sql.INVITATION, {"id": invitation_id})).mappings().one()
     link = ctx.mail.link(secret, "invite")
     if not ctx.mail.configured:
         return Invitation.model_validate({**row, "accept_url": link})
@@ -157,14 +125,16 @@ async def invite_member(ctx: Context, *, data: InvitationCreate) -> Invitation:
 
 async def cancel_invitation(ctx: Context, *, id: UUID) -> UUID:
     await require_admin(ctx)
-    if (await ctx.db.execute(_CANCEL, {"id": id})).first() is None:
+    if (await ctx.db.execute(sql.CANCEL_INVITATION, {"id": id})).first() is None:
         raise NotFound("Pending invitation not found")
     return id
 
 
 async def _change_membership(ctx: Context, user_id: UUID, role: Role | None) -> None:
     await require_admin(ctx)
-    outcome = (await ctx.db.execute(_CHANGE, {"target": user_id, "role": role.value if role else None})).scalar_one()
+    outcome = (
+        await ctx.db.execute(sql.CHANGE_MEMBERSHIP, {"target": user_id, "role": role.value if role else None})
+    ).scalar_one()
     if outcome == "not_found":
         raise NotFound("Member not found")
     if outcome == "last_admin":

@@ -9,9 +9,10 @@ import datetime as dt
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, text, type_coerce
+from sqlalchemy import func, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 
+from fluxopus.db import queries as sql
 from fluxopus.errors import BudgetExceeded
 from fluxopus.models.skills import RunStatus, TokenBudget
 from fluxopus.resolvers.accounts import require_membership
@@ -20,21 +21,10 @@ from fluxopus.resolvers.context import Context
 # A run is cut off after run_timeout; one still open well past that lost its server.
 _STALE_MARGIN = dt.timedelta(seconds=60)
 
-_BUDGET = text(
-    """
-    select p.period_start, coalesce(u.used, 0) as used, coalesce(u.reserved, 0) as reserved,
-           coalesce(c.monthly_token_budget, :default_limit) as "limit"
-    from (select date_trunc('month', now() at time zone 'utc')::date as period_start) p
-    cross join companies c
-    left join token_usage u on u.company_id = c.id and u.period_start = p.period_start
-    where c.id = fluxopus.company_id()
-    """
-)
-
 
 async def token_budget(ctx: Context) -> TokenBudget:
     await require_membership(ctx)
-    row = (await ctx.db.execute(_BUDGET, {"default_limit": ctx.ai.token_budget})).mappings().one()
+    row = (await ctx.db.execute(sql.TOKEN_BUDGET, {"default_limit": ctx.ai.token_budget})).mappings().one()
     return TokenBudget.model_validate(row)
 
 
@@ -44,7 +34,6 @@ async def start_run(
     """Reserves `tokens` and records the run, in one autocommitted statement (see fluxopus.start_run).
     Over budget: BudgetExceeded, and still the release of stale runs is kept."""
     stale_after = dt.timedelta(seconds=ctx.ai.run_timeout) + _STALE_MARGIN
-    await ctx.db.finish(commit=True)  # what was read to get here is done with
     run_id: UUID | None = await ctx.db.call_alone(
         func.fluxopus.start_run,
         skill_id,

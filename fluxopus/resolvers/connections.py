@@ -17,9 +17,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
-from sqlalchemy import RowMapping, delete, insert, select, text, update
+from sqlalchemy import RowMapping, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from fluxopus.db import queries as sql
 from fluxopus.db.session import call_as_service
 from fluxopus.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from fluxopus.integrations.crypto import DecryptError, connection_context, state_context
@@ -49,9 +50,6 @@ PUBLIC = [c for c in connections.c if c.name not in ("access_token", "refresh_to
 # A token this close to expiry counts as expired: what get_access_token returns stays usable a while.
 EXPIRY_MARGIN = dt.timedelta(seconds=60)
 MAX_PENDING_STATES = 20  # per user; older ones are dropped, so a script cannot grow the table
-
-_SECRETS = text("select access_token, refresh_token from fluxopus.connection_secrets(:id)")
-_TAKE_STATE = text("select * from fluxopus.take_oauth_state(:hash)")
 
 
 async def list_connections(ctx: Context, *, query: PageQuery) -> Page[Connection]:
@@ -105,7 +103,7 @@ async def get_access_token(ctx: Context, provider: str) -> str:
     state = _state(row)
     if state is not ConnectionState.connected:
         raise Conflict(f"The {configured.title} connection is {state.value}: {row['error'] or 'reconnect it'}")
-    sealed = (await ctx.db.execute(_SECRETS, {"id": row["id"]})).mappings().one()
+    sealed = (await ctx.db.execute(sql.CONNECTION_SECRETS, {"id": row["id"]})).mappings().one()
     try:
         return ctx.oauth.cipher.decrypt(sealed["access_token"], _aad(row, "access"))
     except DecryptError as exc:
@@ -122,7 +120,7 @@ async def authorize_connection(ctx: Context, *, provider: str, query: AuthorizeQ
     keep = select(oauth_states.c.state_hash).order_by(oauth_states.c.created_at.desc()).limit(MAX_PENDING_STATES - 1)
     await ctx.db.execute(
         delete(oauth_states).where(
-            (oauth_states.c.expires_at < text("now()")) | oauth_states.c.state_hash.not_in(keep.scalar_subquery())
+            (oauth_states.c.expires_at < func.now()) | oauth_states.c.state_hash.not_in(keep.scalar_subquery())
         )
     )
     await ctx.db.execute(
@@ -145,7 +143,7 @@ async def connection_callback(ctx: Context, *, provider: str, query: CallbackQue
     app_url = ctx.oauth.app_url
     if not query.state:
         return _failed(app_url, provider, "invalid_state", "no state")
-    taken = await call_as_service(ctx.db.service_engine, _TAKE_STATE, {"hash": _hash(query.state)})
+    taken = await call_as_service(ctx.db.service_engine, sql.TAKE_OAUTH_STATE, {"hash": _hash(query.state)})
     if not taken:
         return _failed(app_url, provider, "invalid_state", "unknown or already used state")
     pending = taken[0]
@@ -171,9 +169,9 @@ async def connection_callback(ctx: Context, *, provider: str, query: CallbackQue
     # The state proves this browser came back from a flow that this user started, moments ago.
     ctx.assume({"sub": str(pending["user_id"]), "role": "authenticated", "aud": "authenticated"})
     try:
-        await _store(ctx, configured, grant, account.id, account.label)
+        async with ctx.db.savepoint():  # a refused store leaves nothing behind
+            await _store(ctx, configured, grant, account.id, account.label)
     except DomainError as exc:
-        await ctx.db.finish(commit=False)
         await _abandon(ctx, configured, grant)
         return _failed(target, provider, "not_allowed", exc.message)
     return AuthorizationUrl(url=with_query(target, connection=provider, status="connected"))
@@ -286,7 +284,7 @@ def _sealed(ctx: Context, row: Any, grant: Grant) -> dict[str, Any]:
 
 
 async def _unseal(ctx: Context, row: RowMapping) -> Grant:
-    sealed = (await ctx.db.execute(_SECRETS, {"id": row["id"]})).mappings().one()
+    sealed = (await ctx.db.execute(sql.CONNECTION_SECRETS, {"id": row["id"]})).mappings().one()
     cipher = ctx.oauth.cipher
     refresh = sealed["refresh_token"]
     return Grant(

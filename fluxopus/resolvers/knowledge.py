@@ -12,10 +12,10 @@ import re
 from typing import Any
 from uuid import UUID
 
-from pgvector.sqlalchemy import Vector
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, update
 
-from fluxopus.ai.embeddings import DIMENSIONS, EmbeddingError
+from fluxopus.ai.embeddings import EmbeddingError
+from fluxopus.db import queries as sql
 from fluxopus.errors import BudgetExceeded, Forbidden, NotFound, Unavailable
 from fluxopus.models.common import Deleted, Input, Page
 from fluxopus.models.knowledge import KnowledgeFilter, KnowledgeItem, SearchHit, SearchMode, SearchQuery
@@ -45,12 +45,8 @@ async def get_knowledge(ctx: Context, *, id: UUID) -> KnowledgeItem:
     return KnowledgeItem.model_validate(row)
 
 
-# The server's default quota, for the trigger that counts each company's bytes (migration 008).
-_STORAGE_QUOTA = text("select set_config('fluxopus.storage_quota', :quota, true)")
-
-
 async def _storage_quota(ctx: Context) -> None:
-    await ctx.db.execute(_STORAGE_QUOTA, {"quota": str(ctx.ai.storage_quota)})
+    await ctx.db.execute(sql.STORAGE_QUOTA, {"quota": str(ctx.ai.storage_quota)})
 
 
 async def create_knowledge(ctx: Context, *, data: Input) -> KnowledgeItem:
@@ -79,50 +75,6 @@ async def delete_knowledge(ctx: Context, *, id: UUID) -> Deleted:
     return Deleted(id=id)
 
 
-_SEMANTIC = text(
-    """
-    select knowledge_id, content, 1 - distance as score
-      from (select knowledge_id, content, embedding <=> :vector as distance
-              from knowledge_chunks
-             order by embedding <=> :vector
-             limit :candidates) nearest
-     order by distance
-    """
-).bindparams(bindparam("vector", type_=Vector(DIMENSIONS)))
-
-# Candidates come from fluxopus.matching_chunks (the GIN index, within the company); the join
-# back to knowledge_chunks applies RLS, so private items of others drop out here. The pool is
-# larger than the candidates needed to leave room for them.
-_KEYWORD = """
-    select c.knowledge_id,
-           ts_headline('english', c.content, q.query,
-                       'MaxFragments=1, MinWords=12, MaxWords=40, StartSel=**, StopSel=**') as content,
-           m.score
-      from (select {query} as query) q
-     cross join lateral fluxopus.matching_chunks(q.query, :candidates * 4) m
-      join knowledge_chunks c on c.id = m.id
-     order by m.score desc, c.id
-     limit :candidates
-    """
-# Every word of the query (websearch syntax: "phrases", -exclusions, or).
-_ALL_WORDS = text(_KEYWORD.format(query="websearch_to_tsquery('english', :q)"))
-# Any of the words: the keyword mode's fallback when no chunk has them all. Not used in hybrid,
-# where it would let every chunk sharing one common word outvote the semantic ranking.
-# The words and the -excluded words are split apart first (_split_terms), so an exclusion holds
-# wherever it stands: `-late days` must not turn into "not late, or days".
-_ANY_WORD = text(
-    _KEYWORD.format(
-        query="cast((select case when numnode(n) = 0 then p else p && !!n end"
-        " from websearch_to_tsquery('english', :any) p, websearch_to_tsquery('english', :excluded) n) as tsquery)"
-    )
-)
-
-# Filtered HNSW scans (RLS drops other companies' chunks) keep scanning until enough rows pass.
-_SEARCH_SETTINGS = text(
-    "select set_config('hnsw.ef_search', '100', true), set_config('hnsw.iterative_scan', 'relaxed_order', true)"
-)
-
-
 async def search_knowledge(ctx: Context, *, query: SearchQuery) -> list[SearchHit]:
     # One caller's searches take turns (AiServices.per_caller). The query is charged and embedded
     # first, so a search does not hold a pooled connection while it waits for the budget or the model
@@ -136,16 +88,16 @@ async def _search(ctx: Context, query: SearchQuery) -> list[SearchHit]:
     await require_membership(ctx)
     rankings: list[list[dict[str, Any]]] = []
     if vector is not None:
-        await ctx.db.execute(_SEARCH_SETTINGS)
-        rows = await ctx.db.execute(_SEMANTIC, {"vector": vector, "candidates": CANDIDATES})
+        await ctx.db.execute(sql.SEARCH_SETTINGS)
+        rows = await ctx.db.execute(sql.SEMANTIC, {"vector": vector, "candidates": CANDIDATES})
         rankings.append(_best_per_item(rows.mappings()))
     if query.mode is not SearchMode.semantic:
         params = {"q": query.q, "candidates": CANDIDATES}
-        hits = _best_per_item((await ctx.db.execute(_ALL_WORDS, params)).mappings())
+        hits = _best_per_item((await ctx.db.execute(sql.ALL_WORDS, params)).mappings())
         if not hits and query.mode is SearchMode.keyword:
             wanted, excluded = _split_terms(query.q)
             params |= {"any": " or ".join(wanted), "excluded": " or ".join(excluded)}
-            hits = _best_per_item((await ctx.db.execute(_ANY_WORD, params)).mappings())
+            hits = _best_per_item((await ctx.db.execute(sql.ANY_WORD, params)).mappings())
         rankings.append(hits)
     if query.mode is SearchMode.hybrid:
         scored = _fuse(rankings)

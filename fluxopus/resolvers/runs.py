@@ -1,7 +1,9 @@
 """Running a skill: render, reserve tokens, stream the model's answer, record the run.
 
-No transaction stays open while the model streams: the run is inserted and committed first,
-and its outcome is written in a second, short transaction. A stream that is abandoned (the
+No transaction stays open while the model streams: `run_skill` checks the skill and records the
+run (its reservation an autocommitted statement of its own, see budget.start_run) and returns a
+StartedRun; the transport edge then commits — its named early step — before it consumes the run,
+and the outcome is written by another short, autocommitted statement. A stream that is abandoned (the
 client went away) is cancelled here, and its run is still closed — as `cancelled`, charged
 with the tokens used so far — by a task the cancellation cannot interrupt.
 """
@@ -51,22 +53,32 @@ class _Run:
     refused: str | None = None  # the template went over the sandbox's bounds: the run fails at once
 
 
-async def stream_skill_run(ctx: Context, *, id: UUID, data: RunInput) -> AsyncGenerator[RunEvent, None]:
+@dataclass(frozen=True)
+class StartedRun:
+    """A run recorded and its tokens reserved, the model not called yet. Nothing that follows needs
+    the caller's transaction: the edge commits it before consuming the run with `events()` (a stream)
+    or `finished()` (waited for)."""
+
+    ctx: Context
+    run: _Run
+
+    def events(self) -> AsyncGenerator[RunEvent, None]:
+        return _events(self.ctx, self.run)
+
+    async def finished(self) -> SkillRun:
+        """The finished SkillRun; Invalid when its template went over the bounds (the failed run is
+        recorded all the same)."""
+        async with aclosing(self.events()) as events:
+            async for _ in events:
+                pass
+        if self.run.refused is not None:
+            raise Invalid(self.run.refused)
+        return await get_skill_run(self.ctx, id=self.run.id)
+
+
+async def run_skill(ctx: Context, *, id: UUID, data: RunInput) -> StartedRun:
     """Checks everything and records the run before returning, so errors come before any event."""
-    run = await _start(ctx, id, data)
-    return _events(ctx, run)
-
-
-async def run_skill(ctx: Context, *, id: UUID, data: RunInput) -> SkillRun:
-    """The same run, waited for: the finished SkillRun; Invalid when its template went over the bounds
-    (the failed run is recorded all the same)."""
-    run = await _start(ctx, id, data)
-    async with aclosing(_events(ctx, run)) as events:
-        async for _ in events:
-            pass
-    if run.refused is not None:
-        raise Invalid(run.refused)
-    return await get_skill_run(ctx, id=run.id)
+    return StartedRun(ctx, await _start(ctx, id, data))
 
 
 async def get_skill_run(ctx: Context, *, id: UUID) -> SkillRun:

@@ -39,19 +39,19 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
             if route.body is not None:
                 kwargs["data"] = parse_json(route.body, await request.body())
             ctx = runtime.context(claims)
-            streaming = route.stream is not None and wants_event_stream(request)
-            resolver = route.stream if streaming and route.stream is not None else route.resolver
             try:
-                if route.stream is not None and not streaming:
-                    result = await cancel_on_disconnect(request, resolver(ctx, **kwargs))
-                else:
-                    result = await resolver(ctx, **kwargs)
+                result = await route.resolver(ctx, **kwargs)
+                if route.events is not None:
+                    # A run is recorded and its model not called yet: the early commit, so no
+                    # transaction stays open while the model answers.
+                    await ctx.db.commit()
+                    if wants_event_stream(request):
+                        return event_stream(result.events())
+                    result = await cancel_on_disconnect(request, result.finished())
             except BaseException:
-                await ctx.db.finish(commit=False)
+                await ctx.db.rollback()
                 raise
-            await ctx.db.finish(commit=True)
-            if streaming:
-                return event_stream(result)
+            await ctx.db.commit()
         except DomainError as exc:
             return domain_error_response(exc)
         except ClientGone:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,10 +50,9 @@ class Route:
     body: type[BaseModel] | None = None  # passed as `data`
     query: type[BaseModel] | None = None  # passed as `query`
     paginated: bool = False  # resolver returns Page; REST answers a bare array + X-Total-Count
-    # Streams `text/event-stream` by default: this resolver (same arguments) returns the events;
-    # `resolver` answers clients that send `Accept: application/json`.
-    stream: Callable[..., Awaitable[AsyncIterator[BaseModel]]] | None = None
-    events: type[BaseModel] | None = None  # the model of one event, for the OpenAPI document
+    # A run: the resolver returns it started (resolvers/runs.StartedRun); the edge commits, then streams
+    # these events as `text/event-stream` by default, or waits for the result (`Accept: application/json`).
+    events: type[BaseModel] | None = None
     budgeted: bool = False  # spends model tokens: 429 when the company's budget is exhausted
     names: tuple[str, ...] = ()  # path segments that are names (a provider), passed as strings
     # Answers 302 to the `url` of the resolver's AuthorizationUrl; with Accept: application/json, 200 {"url"}.
@@ -142,7 +141,6 @@ ROUTES: list[Route] = [
         "Skills",
         SkillRun,
         body=RunInput,
-        stream=runs.stream_skill_run,
         events=RunEvent,
         budgeted=True,
     ),

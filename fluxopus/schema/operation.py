@@ -57,14 +57,16 @@ class RlsOperation(SchemaExtension):
         try:
             yield
         except BaseException:
-            await ctx.db.finish(commit=False)
+            await ctx.db.rollback()
             raise
         finally:
             self.execution_context.context = transport
         result = self.execution_context.result
         # A failed field rolls the whole operation back: bad input changes nothing.
-        ok = result is not None and not getattr(result, "errors", None)
-        await ctx.db.finish(commit=ok)
+        if result is not None and not getattr(result, "errors", None):
+            await ctx.db.commit()
+        else:
+            await ctx.db.rollback()
 
 
 def error_code(error: GraphQLError) -> str:

@@ -135,8 +135,8 @@ class SkillsMutation:
         skill = await skills.restore_skill_version(info.context, id=parse_uuid(skill_id, "skillId"), version=version)
         return out(Skill, skill)
 
-    # standalone: it commits its run record before the model answers (schema/limits.py refuses it
-    # beside other fields); cost: a model call.
+    # standalone: it commits its run record before the model answers, so schema/limits.py refuses it
+    # beside other fields; cost: a model call.
     @strawberry.mutation(
         description="Runs a skill and returns the finished run (subscribe to runSkill to stream). It must be the"
         " only field of its mutation: its run is recorded whatever happens to other fields",
@@ -145,8 +145,9 @@ class SkillsMutation:
     async def run_skill(
         self, info: strawberry.Info, id: strawberry.ID, input: JSON, version: int | None = None
     ) -> SkillRun:
-        run = await runs.run_skill(info.context, id=parse_uuid(id), data=_run_input(input, version))
-        return out(SkillRun, run)
+        started = await runs.run_skill(info.context, id=parse_uuid(id), data=_run_input(input, version))
+        await info.context.db.commit()  # the early commit: no transaction waits on the model
+        return out(SkillRun, await started.finished())
 
 
 @strawberry.type
@@ -158,7 +159,8 @@ class SkillsSubscription:
     async def run_skill(
         self, info: strawberry.Info, id: strawberry.ID, input: JSON, version: int | None = None
     ) -> AsyncGenerator[SkillRunEvent, None]:
-        events = await runs.stream_skill_run(info.context, id=parse_uuid(id), data=_run_input(input, version))
-        async with aclosing(events):
+        started = await runs.run_skill(info.context, id=parse_uuid(id), data=_run_input(input, version))
+        await info.context.db.commit()  # the early commit: no transaction waits on the model
+        async with aclosing(started.events()) as events:
             async for event in events:
                 yield out(SkillRunEvent, event)

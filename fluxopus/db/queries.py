@@ -1,0 +1,116 @@
+"""The SQL the resolvers run that is written by hand rather than built with SQLAlchemy Core.
+
+Resolvers build their statements with Core over the tables the declarations give (models/); what
+Core would only obscure — window functions, lateral joins, full-text and vector search, calls of
+the security-definer functions of the migrations — is written here, once, as named statements.
+Each runs in the caller's RLS transaction unless its resolver says otherwise.
+"""
+
+from __future__ import annotations
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import bindparam, text
+
+from fluxopus.db.jobs import DIMENSIONS
+
+# --- the caller, members and invitations (resolvers/accounts.py) ---------------------------------
+
+ME = text(
+    """
+    select u.email, m.role, c.id as company_id, c.name as company_name, c.created_at as company_created_at
+    from (select fluxopus.uid() as id) caller
+    left join users u on u.id = caller.id
+    left join members m on m.user_id = caller.id
+    left join companies c on c.id = m.company_id
+    """
+)
+
+# RLS shows only members of the caller's company.
+COLLEAGUE = text("select 1 from members where user_id = :id")
+
+_MEMBERS = """
+    select m.user_id, u.email, m.role, m.company_id, m.created_at, count(*) over () as total
+    from members m join users u on u.id = m.user_id
+    {where}
+    order by m.created_at, m.user_id
+    limit :limit offset :offset
+"""
+LIST_MEMBERS = text(_MEMBERS.format(where=""))
+ONE_MEMBER = text(_MEMBERS.format(where="where m.user_id = :id"))
+SOME_MEMBERS = text(_MEMBERS.format(where="where m.user_id = any(:ids)"))
+
+_INVITATION_COLUMNS = "id, email, role, invited_by, created_at, accepted_at, expires_at"
+PENDING_INVITATIONS = text(
+    f"select {_INVITATION_COLUMNS} from invitations where accepted_at is null and expires_at > now()"
+    " order by created_at desc, id"
+)
+INVITATION = text(f"select {_INVITATION_COLUMNS} from invitations where id = :id")
+INVITE = text("select outcome, invitation_id from fluxopus.invite_member(:email, :role, :hash, :valid_for)")
+CANCEL_INVITATION = text("delete from invitations where id = :id and accepted_at is null returning id")
+CHANGE_MEMBERSHIP = text("select fluxopus.change_membership(:target, :role)")
+
+# --- the token budget (resolvers/budget.py) ------------------------------------------------------
+
+TOKEN_BUDGET = text(
+    """
+    select p.period_start, coalesce(u.used, 0) as used, coalesce(u.reserved, 0) as reserved,
+           coalesce(c.monthly_token_budget, :default_limit) as "limit"
+    from (select date_trunc('month', now() at time zone 'utc')::date as period_start) p
+    cross join companies c
+    left join token_usage u on u.company_id = c.id and u.period_start = p.period_start
+    where c.id = fluxopus.company_id()
+    """
+)
+
+# --- connections (resolvers/connections.py) ------------------------------------------------------
+
+CONNECTION_SECRETS = text("select access_token, refresh_token from fluxopus.connection_secrets(:id)")
+TAKE_OAUTH_STATE = text("select * from fluxopus.take_oauth_state(:hash)")
+
+# --- knowledge (resolvers/knowledge.py) ----------------------------------------------------------
+
+# The server's default quota, for the trigger that counts each company's bytes (migration 008).
+STORAGE_QUOTA = text("select set_config('fluxopus.storage_quota', :quota, true)")
+
+SEMANTIC = text(
+    """
+    select knowledge_id, content, 1 - distance as score
+      from (select knowledge_id, content, embedding <=> :vector as distance
+              from knowledge_chunks
+             order by embedding <=> :vector
+             limit :candidates) nearest
+     order by distance
+    """
+).bindparams(bindparam("vector", type_=Vector(DIMENSIONS)))
+
+# Candidates come from fluxopus.matching_chunks (the GIN index, within the company); the join
+# back to knowledge_chunks applies RLS, so private items of others drop out here. The pool is
+# larger than the candidates needed to leave room for them.
+_KEYWORD = """
+    select c.knowledge_id,
+           ts_headline('english', c.content, q.query,
+                       'MaxFragments=1, MinWords=12, MaxWords=40, StartSel=**, StopSel=**') as content,
+           m.score
+      from (select {query} as query) q
+     cross join lateral fluxopus.matching_chunks(q.query, :candidates * 4) m
+      join knowledge_chunks c on c.id = m.id
+     order by m.score desc, c.id
+     limit :candidates
+    """
+# Every word of the query (websearch syntax: "phrases", -exclusions, or).
+ALL_WORDS = text(_KEYWORD.format(query="websearch_to_tsquery('english', :q)"))
+# Any of the words: the keyword mode's fallback when no chunk has them all. Not used in hybrid,
+# where it would let every chunk sharing one common word outvote the semantic ranking.
+# The words and the -excluded words are split apart first (_split_terms), so an exclusion holds
+# wherever it stands: `-late days` must not turn into "not late, or days".
+ANY_WORD = text(
+    _KEYWORD.format(
+        query="cast((select case when numnode(n) = 0 then p else p && !!n end"
+        " from websearch_to_tsquery('english', :any) p, websearch_to_tsquery('english', :excluded) n) as tsquery)"
+    )
+)
+
+# Filtered HNSW scans (RLS drops other companies' chunks) keep scanning until enough rows pass.
+SEARCH_SETTINGS = text(
+    "select set_config('hnsw.ef_search', '100', true), set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+)
