@@ -72,32 +72,17 @@ CREATE FUNCTION fluxopus.change_membership(target uuid, new_role text) RETURNS t
     AS $$
 declare
   cid uuid := fluxopus.company_id();
-  current_role_of_target text;
-  admins integer;
 begin
   if cid is null then
     return 'forbidden';
   end if;
-  perform 1 from public.members m where m.company_id = cid and m.role = 'admin' order by m.user_id for update;
-  select m.role into current_role_of_target from public.members m where m.user_id = target and m.company_id = cid;
-  if current_role_of_target is null then
+  if not exists (select 1 from public.members m where m.user_id = target and m.company_id = cid) then
     return 'not_found';
   end if;
   if not fluxopus.is_admin() then
     return 'forbidden';
   end if;
-  if current_role_of_target = 'admin' and new_role is distinct from 'admin' then
-    select count(*) into admins from public.members m where m.company_id = cid and m.role = 'admin';
-    if admins <= 1 then
-      return 'last_admin';
-    end if;
-  end if;
-  if new_role is null then
-    delete from public.members m where m.user_id = target and m.company_id = cid;
-  else
-    update public.members m set role = new_role where m.user_id = target and m.company_id = cid;
-  end if;
-  return 'ok';
+  return fluxopus.set_membership(cid, target, new_role);
 end
 $$;
 
@@ -423,6 +408,35 @@ begin
     return period;
   end if;
   return null;
+end
+$$;
+
+--
+-- Name: set_membership(uuid, uuid, text); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.set_membership(company uuid, target uuid, new_role text) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+declare
+  role_of_target text;
+begin
+  perform 1 from public.members m where m.company_id = company and m.role = 'admin' order by m.user_id for update;
+  select m.role into role_of_target from public.members m where m.user_id = target and m.company_id = company;
+  if role_of_target is null then
+    return 'not_found';
+  end if;
+  if role_of_target = 'admin' and new_role is distinct from 'admin'
+     and (select count(*) from public.members m where m.company_id = company and m.role = 'admin') <= 1 then
+    return 'last_admin';
+  end if;
+  if new_role is null then
+    delete from public.members m where m.user_id = target and m.company_id = company;
+  else
+    update public.members m set role = new_role where m.user_id = target and m.company_id = company;
+  end if;
+  return 'ok';
 end
 $$;
 
@@ -2265,6 +2279,12 @@ REVOKE ALL ON FUNCTION fluxopus.record_skill_version() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION fluxopus.reserve_tokens(amount bigint, default_limit bigint, stale_after interval) FROM PUBLIC;
+
+--
+-- Name: FUNCTION set_membership(company uuid, target uuid, new_role text); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.set_membership(company uuid, target uuid, new_role text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION set_task_assignee(task uuid, assignee uuid); Type: ACL; Schema: fluxopus; Owner: -

@@ -17,7 +17,7 @@ import httpx
 from harness import drive, embedded_database, serving
 
 from fluxopus.auth.jwt import mint_token
-from fluxopus.db.accounts import ensure_member
+from fluxopus.db.users import ensure_member
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 GRAPHQL_NESTED = "{ tasks(limit: 50) { id title totalMinutes timeLogs { minutes } tags { name } assignee { email } } }"

@@ -28,8 +28,8 @@ import asyncpg
 import httpx
 
 from fluxopus.auth.jwt import mint_token
-from fluxopus.db.accounts import ensure_member
 from fluxopus.db.engine import asyncpg_dsn
+from fluxopus.db.users import ensure_member
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -26,10 +26,10 @@ from fluxopus.ai.indexer import Indexer
 from fluxopus.app import create_app
 from fluxopus.auth.jwt import mint_token
 from fluxopus.config import Settings
-from fluxopus.db.accounts import ensure_member
 from fluxopus.db.embedded import EmbeddedPostgres
 from fluxopus.db.engine import create_engine
 from fluxopus.db.migrate import migrate
+from fluxopus.db.users import ensure_member
 
 SECRET = "eval-secret-that-is-long-enough-for-hs256-0123456789"
 MODES = ("keyword", "semantic", "hybrid")

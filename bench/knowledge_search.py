@@ -37,10 +37,10 @@ from fluxopus.ai.indexer import Indexer
 from fluxopus.app import create_app
 from fluxopus.auth.jwt import mint_token
 from fluxopus.config import Settings
-from fluxopus.db.accounts import Membership, ensure_member
 from fluxopus.db.embedded import EmbeddedPostgres
 from fluxopus.db.engine import asyncpg_dsn, create_engine
 from fluxopus.db.migrate import migrate
+from fluxopus.db.users import Membership, ensure_member
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 EVAL_SET = Path(__file__).with_name("knowledge_eval.json")

@@ -36,10 +36,10 @@ import httpx
 import openai
 
 from fluxopus.auth.jwt import mint_token
-from fluxopus.db.accounts import ensure_member
 from fluxopus.db.embedded import EmbeddedPostgres
 from fluxopus.db.engine import asyncpg_dsn
 from fluxopus.db.migrate import migrate
+from fluxopus.db.users import ensure_member
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"

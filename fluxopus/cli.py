@@ -21,7 +21,7 @@ import typer
 from fluxopus.config import Settings
 
 if TYPE_CHECKING:
-    from fluxopus.db.accounts import CompanyLimit
+    from fluxopus.db.users import CompanyLimit
 
 app = typer.Typer(help="Fluxopus: AI-assisted work management backend.", no_args_is_help=True, add_completion=False)
 
@@ -217,7 +217,7 @@ def token(
     """Print a signed access token (JWT) for a user, creating user, company and membership as needed."""
     from fluxopus.auth.jwt import mint_token
     from fluxopus.auth.keys import SigningKey
-    from fluxopus.db.accounts import ensure_member, start_token_session
+    from fluxopus.db.users import ensure_member, start_token_session
 
     settings = _settings(data_dir)
     if "@" not in email or len(email) > 320:
@@ -300,7 +300,7 @@ def users_create(
 ) -> None:
     """Create a user who signs in with a password (POST /auth/v1/token?grant_type=password)."""
     from fluxopus.auth.passwords import hash_password_now, weakness
-    from fluxopus.db.accounts import AccountError, create_user
+    from fluxopus.db.users import UserError, create_user
 
     settings = _settings(data_dir)
     _check_email(email)
@@ -324,7 +324,7 @@ def users_create(
                     reset_password=reset_password,
                 )
             )
-        except AccountError as exc:
+        except UserError as exc:
             _fail(str(exc))
     done = "created" if created else "new password set for"
     typer.echo(f"{done} {member.email}: {member.role} of {member.company}")
@@ -336,13 +336,13 @@ def users_list(
     data_dir: DataDir = None,
 ) -> None:
     """List users: email, company, role, whether a password is set, when they were created."""
-    from fluxopus.db.accounts import AccountError, list_users
+    from fluxopus.db.users import UserError, list_users
 
     settings = _settings(data_dir)
     with migrated_database(settings) as url:
         try:
             accounts = asyncio.run(list_users(url, company=company))
-        except AccountError as exc:
+        except UserError as exc:
             _fail(str(exc))
     rows = [("EMAIL", "COMPANY", "ROLE", "PASSWORD", "CREATED")] + [
         (
@@ -368,13 +368,13 @@ def users_set_role(
     data_dir: DataDir = None,
 ) -> None:
     """Make a member admin, or an admin member (a company keeps at least one admin)."""
-    from fluxopus.db.accounts import AccountError, set_role
+    from fluxopus.db.users import UserError, set_role
 
     settings = _settings(data_dir)
     with migrated_database(settings) as url:
         try:
             member = asyncio.run(set_role(url, email=email, role=role.value))
-        except AccountError as exc:
+        except UserError as exc:
             _fail(str(exc))
     typer.echo(f"{member.email}: {member.role} of {member.company}")
 
@@ -431,7 +431,7 @@ def quota(
 
 
 def _set_company_limit(data_dir: Path | None, company: str, limit: CompanyLimit, value: int | None, unit: str) -> None:
-    from fluxopus.db.accounts import set_company_limit
+    from fluxopus.db.users import set_company_limit
 
     settings = _settings(data_dir)
     with migrated_database(settings) as url:

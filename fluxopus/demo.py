@@ -200,8 +200,8 @@ async def seed(settings: Settings, database_url: str) -> Seeded:
     from fluxopus.app import create_app
     from fluxopus.auth.jwt import mint_token
     from fluxopus.auth.passwords import hash_password, verify_password
-    from fluxopus.db.accounts import ensure_member, password_hash_of, set_password
     from fluxopus.db.engine import create_engine
+    from fluxopus.db.users import ensure_member, password_hash_of, set_password
 
     seeded = Seeded()
     members = {}

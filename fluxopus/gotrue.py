@@ -17,13 +17,13 @@ from jwt.algorithms import ECAlgorithm
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from fluxopus.auth.sessions import Accounts, AuthError, Client
+from fluxopus.auth.sessions import AuthError, Client, SignIn
 from fluxopus.errors import DomainError, Invalid, Unauthorized
 from fluxopus.http_limits import decode_json
-from fluxopus.models.accounts import InvitationCreate
 from fluxopus.models.common import parse
-from fluxopus.resolvers.accounts import invite_member
+from fluxopus.models.members import InvitationCreate
 from fluxopus.resolvers.connections import app_redirect
+from fluxopus.resolvers.members import invite_member
 from fluxopus.runtime import Runtime
 
 JSON_BODY_LIMIT = 64 * 1024
@@ -35,12 +35,12 @@ def gotrue_router() -> APIRouter:
 
     @router.post("/signup")
     async def signup(request: Request) -> Response:
-        async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
+        async def run(auth: SignIn, body: dict[str, Any]) -> Any:
             email, password = _text(body, "email"), _text(body, "password")
             data = body.get("data") or (body.get("options") or {}).get("data") or {}
             if not isinstance(data, dict):
                 raise AuthError(400, "validation_failed", "data must be an object")
-            return await accounts.sign_up(email, password, data, _client(request))
+            return await auth.sign_up(email, password, data, _client(request))
 
         return await _answer(request, run)
 
@@ -48,11 +48,11 @@ def gotrue_router() -> APIRouter:
     async def token(request: Request) -> Response:
         grant = request.query_params.get("grant_type")
 
-        async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
+        async def run(auth: SignIn, body: dict[str, Any]) -> Any:
             if grant == "password":
-                return await accounts.sign_in(_text(body, "email"), _text(body, "password"), _client(request))
+                return await auth.sign_in(_text(body, "email"), _text(body, "password"), _client(request))
             if grant == "refresh_token":
-                return await accounts.refresh(_text(body, "refresh_token"), _client(request))
+                return await auth.refresh(_text(body, "refresh_token"), _client(request))
             raise AuthError(400, "validation_failed", "grant_type must be password or refresh_token")
 
         return await _answer(request, run)
@@ -61,11 +61,11 @@ def gotrue_router() -> APIRouter:
     async def verify(request: Request) -> Response:
         """supabase-js `verifyOtp({token_hash, type})` or `({email, token, type})`: a session."""
 
-        async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
+        async def run(auth: SignIn, body: dict[str, Any]) -> Any:
             secret = body.get("token_hash") or body.get("token")
             if not isinstance(secret, str) or not secret:
                 raise AuthError(400, "validation_failed", "token_hash (or email and token) is required")
-            return await accounts.verify(_text(body, "type"), secret, _client(request))
+            return await auth.verify(_text(body, "type"), secret, _client(request))
 
         return await _answer(request, run)
 
@@ -80,7 +80,7 @@ def gotrue_router() -> APIRouter:
         except Invalid:
             target = runtime.settings.frontend_url
         try:
-            session = await _accounts(runtime).verify(params.get("type", ""), params.get("token", ""), _client(request))
+            session = await _sign_in(runtime).verify(params.get("type", ""), params.get("token", ""), _client(request))
             fragment = {k: str(session[k]) for k in ("access_token", "expires_at", "expires_in", "refresh_token")}
             fragment |= {"token_type": "bearer", "type": params.get("type", "")}
         except AuthError as exc:
@@ -90,8 +90,8 @@ def gotrue_router() -> APIRouter:
 
     @router.post("/resend")
     async def resend(request: Request) -> Response:
-        async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
-            await accounts.resend(_text(body, "type"), _text(body, "email"))
+        async def run(auth: SignIn, body: dict[str, Any]) -> Any:
+            await auth.resend(_text(body, "type"), _text(body, "email"))
             return {}
 
         return await _answer(request, run)
@@ -102,9 +102,9 @@ def gotrue_router() -> APIRouter:
         invitation, with `action_link` when the server sends no email (as GoTrue's generate_link)."""
         runtime: Runtime = request.app.state.runtime
 
-        async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
+        async def run(auth: SignIn, body: dict[str, Any]) -> Any:
             claims = await _claims(request)
-            await accounts.sessions.require(claims)
+            await auth.sessions.require(claims)
             data = body.get("data") or {}
             try:
                 wanted = parse(InvitationCreate, {"email": _text(body, "email"), "role": data.get("role", "member")})
@@ -132,15 +132,15 @@ def gotrue_router() -> APIRouter:
     async def update_user(request: Request) -> Response:
         """supabase-js `updateUser({password, data})`: an invited user sets their first password here."""
 
-        async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
-            return await accounts.update(await _claims(request), body)
+        async def run(auth: SignIn, body: dict[str, Any]) -> Any:
+            return await auth.update(await _claims(request), body)
 
         return await _answer(request, run)
 
     @router.get("/user")
     async def user(request: Request) -> Response:
-        async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
-            return await accounts.user(await _claims(request))
+        async def run(auth: SignIn, body: dict[str, Any]) -> Any:
+            return await auth.user(await _claims(request))
 
         return await _answer(request, run, body=False)
 
@@ -148,10 +148,10 @@ def gotrue_router() -> APIRouter:
     async def logout(request: Request) -> Response:
         scope = request.query_params.get("scope", "global")
 
-        async def run(accounts: Accounts, body: dict[str, Any]) -> Any:
+        async def run(auth: SignIn, body: dict[str, Any]) -> Any:
             if scope not in ("global", "local", "others"):
                 raise AuthError(400, "validation_failed", "scope must be global, local or others")
-            await accounts.sign_out(await _claims(request), _scope(scope))
+            await auth.sign_out(await _claims(request), _scope(scope))
             return None
 
         return await _answer(request, run, body=False)
@@ -182,9 +182,9 @@ def gotrue_router() -> APIRouter:
     return router
 
 
-def _accounts(runtime: Runtime) -> Accounts:
+def _sign_in(runtime: Runtime) -> SignIn:
     assert runtime.engine is not None and runtime.verifier.local_key is not None
-    return Accounts(
+    return SignIn(
         runtime.engine,
         runtime.verifier.local_key,
         issuer=runtime.verifier.issuer,
@@ -197,7 +197,7 @@ def _accounts(runtime: Runtime) -> Accounts:
 async def _answer(request: Request, run: Any, *, body: bool = True) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
-        result = await run(_accounts(runtime), await _json(request) if body else {})
+        result = await run(_sign_in(runtime), await _json(request) if body else {})
     except AuthError as exc:
         return _error(exc)
     if result is None:

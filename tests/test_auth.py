@@ -36,7 +36,7 @@ from fluxopus.app import create_app
 from fluxopus.auth.jwt import mint_token
 from fluxopus.auth.keys import SigningKey
 from fluxopus.config import Settings
-from fluxopus.db.accounts import start_token_session
+from fluxopus.db.users import start_token_session
 from fluxopus.runtime import build_verifier
 from tests.utils.builders import SECRET, User, error_codes, make_user, unique
 from tests.utils.cli import CliResult, cli_env, run_cli

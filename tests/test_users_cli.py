@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.auth.keys import SigningKey
 from fluxopus.auth.passwords import verify_password
-from fluxopus.db.accounts import ensure_member
+from fluxopus.db.users import ensure_member
 from tests.utils.builders import unique
 from tests.utils.cli import CliResult, cli_env, run_cli
 

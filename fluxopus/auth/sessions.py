@@ -64,7 +64,9 @@ class Client:
     user_agent: str | None
 
 
-class Accounts:
+class SignIn:
+    """The built-in sign-in (what /auth/v1 serves): sign-up, sign-in, refresh, verify links, sessions."""
+
     def __init__(
         self,
         engine: AsyncEngine,

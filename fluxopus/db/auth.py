@@ -5,36 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
 from sqlalchemy import RowMapping, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from fluxopus.db.session import DATABASE_UNAVAILABLE, connect, database_gone
-from fluxopus.errors import Unavailable
+from fluxopus.db import users
+from fluxopus.db.session import service_transaction
 
 USER_COLUMNS = (
     "u.id, u.email, u.email_confirmed_at, u.last_sign_in_at, u.user_metadata, u.created_at, u.confirmation_sent_at"
 )
-
-
-@asynccontextmanager
-async def service_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    conn = await connect(engine)
-    try:
-        async with conn.begin():
-            yield conn
-    except DBAPIError as exc:
-        if database_gone(exc):
-            raise Unavailable(DATABASE_UNAVAILABLE) from exc
-        raise
-    finally:
-        await conn.close()
 
 
 async def user_by_email(engine: AsyncEngine, email: str) -> RowMapping | None:
@@ -99,11 +82,7 @@ async def create_user(
         await conn.execute(
             text("delete from sign_ups where address = :a and at < now() - interval '1 day'"), {"a": address}
         )
-        company_id = await _new_company(conn, company_name)
-        await conn.execute(
-            text("insert into members (user_id, company_id, role) values (:user, :company, 'admin')"),
-            {"user": user["id"], "company": company_id},
-        )
+        await users.add_member(conn, user["id"], await users.new_company(conn, company_name), "admin")
         return user
 
 
@@ -112,20 +91,6 @@ async def delete_unconfirmed_user(engine: AsyncEngine, user_id: UUID) -> None:
     async with service_transaction(engine) as conn:
         await _forget_unconfirmed(conn, user_id)
         await conn.execute(text("delete from users where id = :id and email_confirmed_at is null"), {"id": user_id})
-
-
-async def _new_company(conn: AsyncConnection, name: str) -> UUID:
-    """Company names are unique ignoring case: a taken one gets a number."""
-    for n in range(1, 1000):
-        candidate = name if n == 1 else f"{name} ({n})"
-        created = await conn.execute(
-            text("insert into companies (name) values (:name) on conflict do nothing returning id"),
-            {"name": candidate[:200]},
-        )
-        company_id = created.scalar()
-        if company_id is not None:
-            return UUID(str(company_id))
-    raise RuntimeError(f"no free company name like {name!r}")
 
 
 @dataclass(frozen=True)
@@ -190,14 +155,8 @@ async def accept_invitation(engine: AsyncEngine, token_hash: str) -> Accepted | 
             .mappings()
             .one()
         )
-        joined = await conn.execute(
-            text(
-                "insert into members (user_id, company_id, role) values (:user, :company, :role)"
-                " on conflict (user_id) do nothing"
-            ),
-            {"user": user["id"], "company": invitation["company_id"], "role": invitation["role"]},
-        )
-        if not joined.rowcount:  # another company's invitation was accepted a moment ago
+        if not await users.add_member(conn, user["id"], invitation["company_id"], invitation["role"]):
+            # another company's invitation was accepted a moment ago
             await conn.rollback()
             return "elsewhere"
         await conn.execute(

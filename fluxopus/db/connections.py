@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
+from sqlalchemy import text
 
-from fluxopus.db.engine import asyncpg_dsn
+from fluxopus.db.users import operator_transaction
 from fluxopus.integrations.crypto import DecryptError, TokenCipher, connection_context, state_context
 
 
@@ -36,25 +36,22 @@ async def reseal(database_url: str, cipher: TokenCipher) -> Resealed:
         counts["resealed"] += 1
         return value
 
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        async with conn.transaction():
-            for row in await conn.fetch(
-                "select id, user_id, provider, access_token, refresh_token from connections for update"
-            ):
-                access = renew(row["access_token"], connection_context(row["user_id"], row["provider"], "access"))
-                refresh = renew(row["refresh_token"], connection_context(row["user_id"], row["provider"], "refresh"))
-                await conn.execute(
-                    "update connections set access_token = $2, refresh_token = $3 where id = $1",
-                    row["id"],
-                    access,
-                    refresh,
-                )
-            for row in await conn.fetch("select state_hash, code_verifier from oauth_states for update"):
-                verifier = renew(row["code_verifier"], state_context(row["state_hash"]))
-                await conn.execute(
-                    "update oauth_states set code_verifier = $2 where state_hash = $1", row["state_hash"], verifier
-                )
-    finally:
-        await conn.close()
+    async with operator_transaction(database_url) as conn:
+        rows = await conn.execute(
+            text("select id, user_id, provider, access_token, refresh_token from connections for update")
+        )
+        for row in rows.mappings().all():
+            access = renew(row["access_token"], connection_context(row["user_id"], row["provider"], "access"))
+            refresh = renew(row["refresh_token"], connection_context(row["user_id"], row["provider"], "refresh"))
+            await conn.execute(
+                text("update connections set access_token = :a, refresh_token = :r where id = :id"),
+                {"id": row["id"], "a": access, "r": refresh},
+            )
+        states = await conn.execute(text("select state_hash, code_verifier from oauth_states for update"))
+        for row in states.mappings().all():
+            verifier = renew(row["code_verifier"], state_context(row["state_hash"]))
+            await conn.execute(
+                text("update oauth_states set code_verifier = :v where state_hash = :h"),
+                {"h": row["state_hash"], "v": verifier},
+            )
     return Resealed(**counts)

@@ -96,7 +96,7 @@ class Listener:
 @asynccontextmanager
 async def listening(dsn: str, on_notify: Callable[[], None]) -> AsyncIterator[Listener]:
     """Calls `on_notify` whenever a job is queued, on a connection of its own (outside the pool, which
-    it would hold forever)."""
+    it would hold forever). asyncpg directly: LISTEN needs its add_listener, which SQLAlchemy lacks."""
 
     def notified(*_: object) -> None:
         on_notify()

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, text
 
 from fluxopus.db.jobs import DIMENSIONS
 
-# --- the caller, members and invitations (resolvers/accounts.py) ---------------------------------
+# --- the caller, members and invitations (resolvers/members.py) ---------------------------------
 
 ME = text(
     """

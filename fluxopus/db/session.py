@@ -218,6 +218,20 @@ async def call_as_service(engine: AsyncEngine, statement: Executable, params: Ma
         await conn.close()
 
 
+@asynccontextmanager
+async def service_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    conn = await connect(engine)
+    try:
+        async with conn.begin():
+            yield conn
+    except DBAPIError as exc:
+        if database_gone(exc):
+            raise Unavailable(DATABASE_UNAVAILABLE) from exc
+        raise
+    finally:
+        await conn.close()
+
+
 async def ping(engine: AsyncEngine, timeout: float = 2.0) -> bool:
     try:
         async with asyncio.timeout(timeout):

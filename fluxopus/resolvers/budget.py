@@ -15,8 +15,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from fluxopus.db import queries as sql
 from fluxopus.errors import BudgetExceeded
 from fluxopus.models.skills import RunStatus, TokenBudget
-from fluxopus.resolvers.accounts import require_membership
 from fluxopus.resolvers.context import Context
+from fluxopus.resolvers.members import require_membership
 
 # A run is cut off after run_timeout; one still open well past that lost its server.
 _STALE_MARGIN = dt.timedelta(seconds=60)

@@ -39,8 +39,8 @@ from fluxopus.models.connections import (
     oauth_states,
 )
 from fluxopus.resolvers._sql import fetch_page
-from fluxopus.resolvers.accounts import require_membership
 from fluxopus.resolvers.context import Context
+from fluxopus.resolvers.members import require_membership
 
 log = logging.getLogger(__name__)
 

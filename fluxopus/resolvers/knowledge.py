@@ -20,8 +20,8 @@ from fluxopus.errors import BudgetExceeded, Forbidden, NotFound, Unavailable
 from fluxopus.models.common import Deleted, Input, Page
 from fluxopus.models.knowledge import KnowledgeFilter, KnowledgeItem, SearchHit, SearchMode, SearchQuery
 from fluxopus.resolvers._sql import change, contains, fetch_page
-from fluxopus.resolvers.accounts import NO_COMPANY, require_membership
 from fluxopus.resolvers.context import Context
+from fluxopus.resolvers.members import NO_COMPANY, require_membership
 
 knowledge = KnowledgeItem.table
 

@@ -11,10 +11,10 @@ from uuid import UUID
 
 from strawberry.dataloader import DataLoader
 
-from fluxopus.models.accounts import Member
+from fluxopus.models.members import Member
 from fluxopus.models.tags import TAGGABLE, EntityType, Tag
 from fluxopus.models.tasks import TimeLog
-from fluxopus.resolvers import accounts, tags, tasks
+from fluxopus.resolvers import members, tags, tasks
 from fluxopus.resolvers.context import Context
 
 
@@ -24,7 +24,7 @@ class Loaders:
         self.tags: dict[EntityType, DataLoader[UUID, list[Tag]]] = {
             kind: DataLoader(partial(tags.tags_of, ctx, kind)) for kind in TAGGABLE
         }
-        self.member_by_user: DataLoader[UUID, Member | None] = DataLoader(partial(accounts.members_by_user, ctx))
+        self.member_by_user: DataLoader[UUID, Member | None] = DataLoader(partial(members.members_by_user, ctx))
 
 
 def loaders(ctx: Context) -> Loaders:

@@ -12,8 +12,8 @@ from fluxopus.errors import Invalid, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
 from fluxopus.models.skills import Skill, SkillContent, SkillFilter, SkillVersion
 from fluxopus.resolvers._sql import change, contains, fetch_page
-from fluxopus.resolvers.accounts import require_membership
 from fluxopus.resolvers.context import Context
+from fluxopus.resolvers.members import require_membership
 
 skills = Skill.table
 skill_versions = SkillVersion.table

@@ -13,8 +13,8 @@ from fluxopus.errors import Conflict, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
 from fluxopus.models.tags import TAGGABLE, AssignTags, EntityRef, EntityType, Tag, entity_tags
 from fluxopus.resolvers._sql import change, fetch_page, one_of
-from fluxopus.resolvers.accounts import require_membership
 from fluxopus.resolvers.context import Context
+from fluxopus.resolvers.members import require_membership
 
 tags = Tag.table
 _TAGS_BY_NAME = (

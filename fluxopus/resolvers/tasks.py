@@ -14,8 +14,8 @@ from fluxopus.errors import Forbidden, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
 from fluxopus.models.tasks import Task, TaskFilter, TimeLog
 from fluxopus.resolvers._sql import change, contains, fetch_page, one_of
-from fluxopus.resolvers.accounts import ensure_colleague, require_membership
 from fluxopus.resolvers.context import Context
+from fluxopus.resolvers.members import ensure_colleague, require_membership
 
 tasks = Task.table
 time_logs = TimeLog.table

@@ -6,19 +6,19 @@ import datetime as dt
 
 from strawberry.tools import merge_types
 
-from fluxopus.schema.accounts import AccountsMutation, AccountsQuery
 from fluxopus.schema.connections import ConnectionsMutation, ConnectionsQuery
 from fluxopus.schema.knowledge import KnowledgeMutation, KnowledgeQuery
 from fluxopus.schema.limits import DocumentLimits
+from fluxopus.schema.members import MembersMutation, MembersQuery
 from fluxopus.schema.operation import FluxopusSchema, RlsOperation
 from fluxopus.schema.scalars import DateTime
 from fluxopus.schema.skills import SkillsMutation, SkillsQuery, SkillsSubscription
 from fluxopus.schema.tags import TagsMutation, TagsQuery
 from fluxopus.schema.tasks import TasksMutation, TasksQuery
 
-Query = merge_types("Query", (AccountsQuery, TasksQuery, TagsQuery, SkillsQuery, KnowledgeQuery, ConnectionsQuery))
+Query = merge_types("Query", (MembersQuery, TasksQuery, TagsQuery, SkillsQuery, KnowledgeQuery, ConnectionsQuery))
 Mutation = merge_types(
-    "Mutation", (AccountsMutation, TasksMutation, TagsMutation, SkillsMutation, KnowledgeMutation, ConnectionsMutation)
+    "Mutation", (MembersMutation, TasksMutation, TagsMutation, SkillsMutation, KnowledgeMutation, ConnectionsMutation)
 )
 Subscription = merge_types("Subscription", (SkillsSubscription,))
 

@@ -9,7 +9,7 @@ from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import tasks
 from fluxopus.resolvers.loaders import loaders
 from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
-from fluxopus.schema.accounts import Member
+from fluxopus.schema.members import Member
 from fluxopus.schema.tags import tags_field
 
 strawberry.enum(m.TaskStatus)

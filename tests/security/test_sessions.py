@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from fluxopus.auth.keys import SigningKey
 from fluxopus.config import BUILT_IN_ISSUER
-from fluxopus.db.accounts import ensure_member, start_token_session
+from fluxopus.db.users import ensure_member, start_token_session
 from tests.utils.builders import unique
 from tests.utils.serve import Serve
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.app import create_app
 from fluxopus.config import Settings
-from fluxopus.db.accounts import set_storage_quota
+from fluxopus.db.users import set_storage_quota
 from tests.utils.builders import SECRET, Company, User, error_codes, gql
 from tests.utils.cli import cli_env, run_cli
 from tests.utils.server import ThreadedServer

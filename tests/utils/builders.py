@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from fluxopus.auth.jwt import mint_token
-from fluxopus.db.accounts import ensure_member, set_token_budget
+from fluxopus.db.users import ensure_member, set_token_budget
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 

@@ -22,7 +22,7 @@ import psutil
 from fluxopus.auth.jwt import mint_token
 from fluxopus.auth.keys import SigningKey
 from fluxopus.config import BUILT_IN_ISSUER
-from fluxopus.db.accounts import ensure_member, start_token_session
+from fluxopus.db.users import ensure_member, start_token_session
 from tests.utils.server import free_port
 
 STARTUP_SECONDS = 20

@@ -3,7 +3,7 @@
 Admins manage members only through security-definer functions (migrations 005 to 007): they lock
 the company's admins, so it always keeps one. An invitation carries a single-use secret (only its
 hash is stored): the link is emailed to the address when the server sends mail, or handed once to the
-inviting admin otherwise; following it is the only way into a company (auth/sessions.Accounts.verify).
+inviting admin otherwise; following it is the only way into a company (auth/sessions.SignIn.verify).
 Nothing an admin sees tells whether an address has an account, or another company's invitation.
 """
 
@@ -17,8 +17,8 @@ from uuid import UUID
 from fluxopus.auth.mail import MailError, invitation_message
 from fluxopus.db import queries as sql
 from fluxopus.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
-from fluxopus.models.accounts import Company, Invitation, InvitationCreate, Me, Member, Role
 from fluxopus.models.common import Page, PageQuery
+from fluxopus.models.members import Company, Invitation, InvitationCreate, Me, Member, Role
 from fluxopus.resolvers.context import Context
 
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import strawberry
 
-from fluxopus.models import accounts as m
+from fluxopus.models import members as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
-from fluxopus.resolvers import accounts
+from fluxopus.resolvers import members
 from fluxopus.schema._derive import object_type, out, outs
 
 strawberry.enum(m.Role)
@@ -31,28 +31,28 @@ class Invitation:
 
 
 @strawberry.type
-class AccountsQuery:
+class MembersQuery:
     @strawberry.field(description="The caller: user id, email, company and role")
     async def me(self, info: strawberry.Info) -> Me:
-        return out(Me, await accounts.me(info.context))
+        return out(Me, await members.me(info.context))
 
     @strawberry.field(description="The caller's company; null for a user without one")
     async def company(self, info: strawberry.Info) -> Company | None:
-        result = await accounts.company(info.context)
+        result = await members.company(info.context)
         return out(Company, result) if result else None
 
     @strawberry.field(description="The members of the caller's company, in the order they joined")
     async def members(self, info: strawberry.Info, limit: int = 50, offset: int = 0) -> list[Member]:
-        page = await accounts.list_members(info.context, query=parse(PageQuery, {"limit": limit, "offset": offset}))
+        page = await members.list_members(info.context, query=parse(PageQuery, {"limit": limit, "offset": offset}))
         return outs(Member, page.items)
 
     @strawberry.field(description="Admins only: the company's pending invitations, newest first")
     async def invitations(self, info: strawberry.Info) -> list[Invitation]:
-        return outs(Invitation, await accounts.pending_invitations(info.context))
+        return outs(Invitation, await members.pending_invitations(info.context))
 
 
 @strawberry.type
-class AccountsMutation:
+class MembersMutation:
     @strawberry.mutation(
         description="Admins only. Invites the address to join the company as `role`: it does so by following the"
         " invitation's link (emailed to it, or returned here as acceptUrl when the server sends no email)."
@@ -65,11 +65,11 @@ class AccountsMutation:
         role: m.Role = m.Role.member,
     ) -> Invitation:
         data = parse(m.InvitationCreate, {"email": email, "role": role})
-        return out(Invitation, await accounts.invite_member(info.context, data=data))
+        return out(Invitation, await members.invite_member(info.context, data=data))
 
     @strawberry.mutation(description="Admins only. Withdraws a pending invitation; returns its id")
     async def cancel_invitation(self, info: strawberry.Info, id: strawberry.ID) -> strawberry.ID:
-        cancelled = await accounts.cancel_invitation(info.context, id=parse_uuid(id))
+        cancelled = await members.cancel_invitation(info.context, id=parse_uuid(id))
         return strawberry.ID(str(cancelled))
 
     @strawberry.mutation(description="Admins only. The company's last admin cannot be demoted")
@@ -79,7 +79,7 @@ class AccountsMutation:
         user_id: strawberry.ID,
         role: m.Role,
     ) -> Member:
-        member = await accounts.update_member_role(info.context, user_id=parse_uuid(user_id, "userId"), role=role)
+        member = await members.update_member_role(info.context, user_id=parse_uuid(user_id, "userId"), role=role)
         return out(Member, member)
 
     @strawberry.mutation(
@@ -87,5 +87,5 @@ class AccountsMutation:
         " The company's last admin cannot be removed"
     )
     async def remove_member(self, info: strawberry.Info, user_id: strawberry.ID) -> strawberry.ID:
-        removed = await accounts.remove_member(info.context, user_id=parse_uuid(user_id, "userId"))
+        removed = await members.remove_member(info.context, user_id=parse_uuid(user_id, "userId"))
         return strawberry.ID(str(removed))
