@@ -41,6 +41,7 @@ from fluxopus.runtime import build_verifier
 from tests.utils.builders import SECRET, User, error_codes, make_user, unique
 from tests.utils.cli import CliResult, cli_env, run_cli
 from tests.utils.fake_jwks import FakeJWKS, claims_for
+from tests.utils.http import bearer
 from tests.utils.server import free_port
 
 JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
@@ -83,10 +84,6 @@ def public_pem(private_key: Any) -> bytes:
 
 def without(claims: dict[str, Any], *names: str) -> dict[str, Any]:
     return {k: v for k, v in claims.items() if k not in names}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def assert_unauthorized(response: httpx.Response, *words: str) -> str:

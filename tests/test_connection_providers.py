@@ -25,10 +25,10 @@ from fluxopus.app import create_app
 from fluxopus.config import OAuthProviderSettings, Settings, parse_key
 from fluxopus.integrations.oauth import OAuth
 from fluxopus.integrations.providers import BUILT_IN
-from tests.test_platform import assert_error_body
 from tests.utils.builders import Company, User
 from tests.utils.connections import APP_URL, JSON, new_key
 from tests.utils.fake_oauth import Dialect, FakeClient, FakeOAuth, Received
+from tests.utils.http import assert_error
 
 
 def app_with(settings: Settings, engine: AsyncEngine, **providers: OAuthProviderSettings) -> FastAPI:
@@ -180,7 +180,7 @@ async def test_an_unconfigured_built_in_is_404_saying_what_to_set(
     upper = name.upper()
     async with http(app) as client:
         for path in (f"/api/connections/authorize/{name}", f"/api/connections/status/{name}"):
-            message = assert_error_body(await client.get(path, headers=acme.alice.headers | JSON), 404)
+            message = assert_error(await client.get(path, headers=acme.alice.headers | JSON), 404)
             assert f"FLUXOPUS_OAUTH_{upper}_CLIENT_ID" in message and f"FLUXOPUS_OAUTH_{upper}_CLIENT_SECRET" in message
             assert BUILT_IN[name].title in message
 
@@ -191,7 +191,7 @@ async def test_with_no_provider_at_all_a_built_in_is_still_404_with_the_hint(
     app = app_with(settings, engine)
     async with http(app) as client:
         response = await client.get("/api/connections/authorize/slack", headers=acme.alice.headers | JSON)
-    assert "FLUXOPUS_OAUTH_SLACK_CLIENT_ID" in assert_error_body(response, 404)
+    assert "FLUXOPUS_OAUTH_SLACK_CLIENT_ID" in assert_error(response, 404)
 
 
 # --- B. each quirk against the fake provider speaking that provider's dialect ---------------------

@@ -23,11 +23,11 @@ from fluxopus.db.migrate import migrate
 from fluxopus.errors import Conflict, NotFound
 from fluxopus.integrations.crypto import connection_context
 from fluxopus.resolvers import connections
-from tests.test_platform import assert_error_body
 from tests.utils.builders import Company, User, make_company
 from tests.utils.cli import cli_env, run_cli
 from tests.utils.connections import APP_URL, JSON, World, expire, new_key, owner_rows, pending_states, stored, world
 from tests.utils.fake_oauth import FakeOAuth, s256
+from tests.utils.http import assert_error
 
 
 @pytest.fixture
@@ -189,7 +189,7 @@ async def test_a_state_of_another_provider_is_refused(w: World, acme: Company, e
     location = await w.consent(await w.authorize(acme.alice))
     elsewhere = location.replace("/callback/fake?", "/callback/github?")
     response = await w.client.get(elsewhere)
-    assert_error_body(response, 404)  # github is not configured here
+    assert_error(response, 404)  # github is not configured here
     assert (await w.callback(location))["status"] == "connected"  # the 404 did not spend the state
 
 
@@ -295,12 +295,12 @@ async def test_only_the_owner_disconnects(w: World, acme: Company, globex: Compa
     await w.connect(acme.alice)
     [row] = await stored(engine, acme.alice)
     url = f"/api/connections/{row['id']}"
-    assert_error_body(await w.client.delete(url, headers=acme.bob.headers), 404)  # a colleague cannot see it
-    assert_error_body(await w.client.delete(url, headers=globex.admin.headers), 404)  # another company
-    assert_error_body(await w.client.delete(url, headers=acme.admin.headers), 403)  # an admin sees, may not
-    assert_error_body(await w.client.delete(url), 401)
-    assert_error_body(await w.client.delete("/api/connections/not-a-uuid", headers=acme.alice.headers), 400)
-    assert_error_body(
+    assert_error(await w.client.delete(url, headers=acme.bob.headers), 404)  # a colleague cannot see it
+    assert_error(await w.client.delete(url, headers=globex.admin.headers), 404)  # another company
+    assert_error(await w.client.delete(url, headers=acme.admin.headers), 403)  # an admin sees, may not
+    assert_error(await w.client.delete(url), 401)
+    assert_error(await w.client.delete("/api/connections/not-a-uuid", headers=acme.alice.headers), 400)
+    assert_error(
         await w.client.delete("/api/connections/00000000-0000-4000-8000-000000000000", headers=acme.alice.headers),
         404,
     )
@@ -346,7 +346,7 @@ async def test_redirect_to_must_stay_on_the_app_origin(
     response = await w.client.get(
         "/api/connections/authorize/fake", params={"redirect_to": redirect_to}, headers=acme.alice.headers
     )
-    message = assert_error_body(response, 400)
+    message = assert_error(response, 400)
     assert "redirect_to" in message
     assert await pending_states(engine, acme.alice) == before
 
@@ -372,14 +372,14 @@ async def test_unknown_or_unconfigured_providers_are_404(w: World, acme: Company
         "/api/connections/authorize/NOPE",
         "/api/connections/status/" + "x" * 300,
     ):
-        assert_error_body(await w.client.get(path, headers=headers), 404)
-    message = assert_error_body(await w.client.get("/api/connections/authorize/github", headers=headers), 404)
+        assert_error(await w.client.get(path, headers=headers), 404)
+    message = assert_error(await w.client.get("/api/connections/authorize/github", headers=headers), 404)
     assert "FLUXOPUS_OAUTH_GITHUB_CLIENT_ID" in message
 
 
 async def test_every_endpoint_but_the_callback_needs_a_token(w: World) -> None:
     for path in ("/api/connections", "/api/connections/authorize/fake", "/api/connections/status/fake"):
-        assert_error_body(await w.client.get(path), 401)
+        assert_error(await w.client.get(path), 401)
 
 
 async def test_a_user_without_a_company_cannot_connect(w: World, database_url: str) -> None:
@@ -390,13 +390,13 @@ async def test_a_user_without_a_company_cannot_connect(w: World, database_url: s
         SECRET, user_id=uuid.uuid4(), email="nobody@example.com", role="member", company_id=uuid.uuid4(), ttl=600
     )
     response = await w.client.get("/api/connections/authorize/fake", headers={"Authorization": f"Bearer {token}"})
-    assert_error_body(response, 403)
+    assert_error(response, 403)
 
 
 async def test_a_discovery_failure_is_503(settings: Settings, engine: AsyncEngine, acme: Company) -> None:
     async with world(settings, engine, _unreachable()) as w:
         response = await w.client.get("/api/connections/authorize/fake", headers=acme.alice.headers)
-        message = assert_error_body(response, 503)
+        message = assert_error(response, 503)
         assert "OpenID configuration" in message
 
 

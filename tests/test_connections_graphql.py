@@ -20,6 +20,7 @@ from fluxopus.config import Settings
 from tests.utils.builders import Company, User, error_codes, gql
 from tests.utils.connections import APP_URL, World, expire, pending_states, stored, world
 from tests.utils.fake_oauth import FakeOAuth
+from tests.utils.http import ok
 
 CONNECTION_FIELDS = "id userId provider status account scopes expiresAt error createdAt updatedAt"
 STATUS_FIELDS = "provider connected status connectionId account scopes expiresAt error"
@@ -37,12 +38,6 @@ DISCONNECT = "mutation($id: ID!) { disconnect(id: $id) { id deleted revoked revo
 async def w(settings: Settings, engine: AsyncEngine, fake_oauth: FakeOAuth) -> AsyncIterator[World]:
     async with world(settings, engine, fake_oauth) as w:
         yield w
-
-
-def ok(result: dict[str, Any]) -> dict[str, Any]:
-    assert "errors" not in result, result
-    data: dict[str, Any] = result["data"]
-    return data
 
 
 def failed(result: dict[str, Any], code: str) -> str:

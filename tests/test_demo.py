@@ -32,6 +32,7 @@ from fluxopus.auth.keys import SigningKey
 from fluxopus.db.embedded import EmbeddedPostgres
 from fluxopus.db.engine import asyncpg_dsn
 from tests.utils.cli import CliResult, cli_env, run_cli
+from tests.utils.http import bearer
 from tests.utils.serve import Processes, Serve, clean_env
 
 INDEXING_SECONDS = 90  # the server loads the embedding model, then embeds the demo's knowledge
@@ -102,10 +103,6 @@ def processes(demo_dir: Path) -> Iterator[Processes]:
     yield tracker
     tracker.close()
     shutil.rmtree(logs, ignore_errors=True)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from tests.utils.fake_llm import FakeAnthropic, FakeOpenAI, Script
+from tests.utils.http import eventually
 
 PROVIDERS = ["openai", "anthropic"]
 SDKS: dict[str, Any] = {"openai": openai, "anthropic": anthropic}
@@ -92,14 +93,6 @@ async def stream(
                 if out.pieces == stop_after:
                     break
     return out
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """The server counts a disconnect when it notices, a moment after the client has gone."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -19,6 +19,7 @@ from fluxopus.auth.jwt import mint_anon_key
 from fluxopus.auth.keys import SigningKey
 from fluxopus.config import Settings
 from tests.utils.builders import Company, unique
+from tests.utils.http import bearer
 
 PASSWORD = "correct horse battery staple"
 
@@ -70,10 +71,6 @@ async def sign_in(auth: httpx.AsyncClient, address: str, password: str = PASSWOR
 
 async def refresh(auth: httpx.AsyncClient, token: str) -> httpx.Response:
     return await auth.post("/auth/v1/token", params={"grant_type": "refresh_token"}, json={"refresh_token": token})
-
-
-def bearer(session: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {session['access_token']}"}
 
 
 def assert_auth_error(response: httpx.Response, status: int, code: str) -> str:

@@ -25,6 +25,7 @@ from websockets.typing import Subprotocol
 from fluxopus.app import create_app
 from fluxopus.config import Settings
 from tests.utils.builders import SECRET, Company, User, error_codes, gql, make_company, unique
+from tests.utils.http import ok
 from tests.utils.server import ThreadedServer
 
 # --------------------------------------------------------------------------------------------
@@ -70,11 +71,6 @@ def expect_error(result: dict[str, Any], code: str) -> dict[str, Any]:
             assert leak not in error["message"], error
         assert "stacktrace" not in json.dumps(error.get("extensions", {})).lower(), error
     return result
-
-
-def ok(result: dict[str, Any]) -> dict[str, Any]:
-    assert "errors" not in result, result
-    return result["data"]
 
 
 async def create_task(client: httpx.AsyncClient, user: User, **fields: Any) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from fluxopus.db import jobs
 from fluxopus.db.engine import create_engine
 from tests.utils.builders import SECRET, Company, User, unique
 from tests.utils.cli import cli_env, run_cli
+from tests.utils.http import eventually
 from tests.utils.server import ThreadedServer
 
 TIMEOUT = 20.0  # seconds: a safety net for polling, never a measurement
@@ -460,14 +461,6 @@ async def listener_pids(engine: AsyncEngine) -> set[int]:
     return {r["pid"] for r in found}
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    deadline = time.monotonic() + TIMEOUT
-    while not (result := await check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-    return result
-
-
 async def test_the_worker_listens_again_when_its_connection_is_lost(
     client: httpx.AsyncClient, engine: AsyncEngine, drained: Indexer, embedder: MiniLMEmbedder, acme: Company
 ) -> None:
@@ -477,13 +470,13 @@ async def test_the_worker_listens_again_when_its_connection_is_lost(
     worker = Indexer(engine, embedder, token_budget=BUDGET, poll=3600)
     worker.start()
     try:
-        [first] = await eventually(lambda: _new(engine, others), "the worker to LISTEN")
+        [first] = await eventually(lambda: _new(engine, others), "the worker to LISTEN", TIMEOUT)
         await rows(engine, "select pg_terminate_backend(:pid)", pid=first)
-        [second] = await eventually(lambda: _new(engine, others | {first}), "the worker to LISTEN again")
+        [second] = await eventually(lambda: _new(engine, others | {first}), "the worker to LISTEN again", TIMEOUT)
         assert second != first
 
         item = await create_item(client, acme.alice, document(unique("woken"), 10))
-        await eventually(lambda: _indexed(engine, item["id"]), "the notified worker to index the item")
+        await eventually(lambda: _indexed(engine, item["id"]), "the notified worker to index the item", TIMEOUT)
     finally:
         await worker.stop()
     assert await _new(engine, others) == [], "the stopped worker still listens"

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fluxopus.ai.indexer import Indexer
 from fluxopus.auth.jwt import mint_token
 from tests.utils.builders import SECRET, Company, User, create_tag, error_codes, gql, set_budget, unique
+from tests.utils.http import assert_error
 
 ITEM_FIELDS = {
     "id", "company_id", "owner_id", "title", "content", "source_url", "visibility", "status", "error",
@@ -76,15 +77,6 @@ PARAPHRASES = [
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def assert_error(response: httpx.Response, status: int) -> str:
-    """Errors are exactly {"error": "<message>"}."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert isinstance(body, dict) and list(body) == ["error"] and isinstance(body["error"], str), body
-    assert body["error"].strip(), body
-    return str(body["error"])
 
 
 def word() -> str:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.auth.jwt import mint_token
 from tests.utils.builders import SECRET, Company, User, error_codes, gql, make_user, unique
+from tests.utils.http import ok
 
 MEMBER_FIELDS = "userId email role companyId createdAt"
 INVITATION_FIELDS = "id email role invitedBy createdAt acceptedAt expiresAt acceptUrl emailSent"
@@ -47,12 +48,6 @@ LAST_ADMIN = "last admin cannot be removed or demoted"
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def ok(result: dict[str, Any]) -> dict[str, Any]:
-    assert "errors" not in result, result
-    data: dict[str, Any] = result["data"]
-    return data
 
 
 def expect(result: dict[str, Any], code: str) -> dict[str, Any]:

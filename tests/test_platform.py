@@ -33,39 +33,28 @@ from fluxopus.rest_compat.openapi import build_openapi
 from fluxopus.rest_compat.table import ROUTES, Route
 from fluxopus.schema.root import schema
 from tests.utils.builders import Company, User, create_tag, create_task, error_codes, gql
+from tests.utils.http import assert_error
 
 PACKAGE_DIR = Path(fluxopus.__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
-def assert_error_body(response: httpx.Response, status: int) -> str:
-    """The one error shape: exactly {"error": "<non-empty message>"}, JSON, no traceback."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json"), response.headers
-    body = response.json()
-    assert isinstance(body, dict) and set(body) == {"error"}, body
-    assert isinstance(body["error"], str) and body["error"].strip(), body
-    assert "Traceback" not in response.text
-    assert "detail" not in response.text
-    return body["error"]
-
-
 # --- errors -------------------------------------------------------------------------------
 
 
 async def test_unknown_route_is_404_error(client: httpx.AsyncClient, acme: Company) -> None:
-    assert_error_body(await client.get("/api/nope", headers=acme.alice.headers), 404)
-    assert_error_body(await client.get("/api/nope"), 404)
-    assert_error_body(await client.get("/nope/at/all"), 404)
+    assert_error(await client.get("/api/nope", headers=acme.alice.headers), 404)
+    assert_error(await client.get("/api/nope"), 404)
+    assert_error(await client.get("/nope/at/all"), 404)
 
 
 async def test_wrong_method_is_405_error(client: httpx.AsyncClient, acme: Company) -> None:
     listing = await client.put("/api/tasks", json={"title": "x"}, headers=acme.alice.headers)
-    assert_error_body(listing, 405)
+    assert_error(listing, 405)
     task_path = "/api/tasks/00000000-0000-4000-8000-000000000000"
     item = await client.put(task_path, json={"title": "x"}, headers=acme.alice.headers)
-    assert_error_body(item, 405)
+    assert_error(item, 405)
     # Allow names every method the path serves, as the route table lists them.
     assert sorted(m.strip() for m in listing.headers["allow"].split(",")) == ["GET", "POST"]
     assert sorted(m.strip() for m in item.headers["allow"].split(",")) == ["DELETE", "GET", "PATCH"]
@@ -82,8 +71,8 @@ def test_openapi_marks_nullable_only_what_accepts_null() -> None:
 async def test_malformed_json_is_400_error_and_changes_nothing(client: httpx.AsyncClient, acme: Company) -> None:
     headers = {**acme.alice.headers, "Content-Type": "application/json"}
     for body in (b'{"title": "half', b"not json at all", b'{"title": "x",}'):
-        assert_error_body(await client.post("/api/tasks", content=body, headers=headers), 400)
-    assert_error_body(await client.post("/api/tags", content=b"{", headers=headers), 400)
+        assert_error(await client.post("/api/tasks", content=body, headers=headers), 400)
+    assert_error(await client.post("/api/tags", content=b"{", headers=headers), 400)
     listed = await client.get("/api/tasks", headers=acme.alice.headers)
     assert listed.status_code == 200
     assert listed.json() == []
@@ -93,12 +82,12 @@ async def test_malformed_json_is_400_error_and_changes_nothing(client: httpx.Asy
 @pytest.mark.parametrize("path", ["/api/tasks", "/api/tags"])
 async def test_offset_beyond_any_list_is_400_not_a_crash(client: httpx.AsyncClient, acme: Company, path: str) -> None:
     response = await client.get(path, params={"offset": str(2**63)}, headers=acme.alice.headers)
-    assert_error_body(response, 400)
+    assert_error(response, 400)
     assert "offset" in response.json()["error"]
 
 
 async def test_bad_uuid_is_400_error(client: httpx.AsyncClient, acme: Company) -> None:
-    assert_error_body(await client.get("/api/tasks/not-a-uuid", headers=acme.alice.headers), 400)
+    assert_error(await client.get("/api/tasks/not-a-uuid", headers=acme.alice.headers), 400)
 
 
 SECRET_TEXT = "kaboom: secret internals 0xDEADBEEF"
@@ -117,7 +106,7 @@ async def test_unexpected_exception_in_generated_route_is_500_without_details(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         response = await client.get("/boom/explode", headers=acme.alice.headers)
-    message = assert_error_body(response, 500)
+    message = assert_error(response, 500)
     assert message == "Internal server error"
     assert SECRET_TEXT not in response.text
     assert "RuntimeError" not in response.text
@@ -136,7 +125,7 @@ async def test_unexpected_exception_outside_the_route_table_is_500_without_detai
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         response = await client.get("/crash")
-    assert assert_error_body(response, 500) == "Internal server error"
+    assert assert_error(response, 500) == "Internal server error"
     assert SECRET_TEXT not in response.text
 
 
@@ -148,7 +137,7 @@ async def test_exhausted_pool_is_503_with_retry_after(settings: Settings, databa
         transport = httpx.ASGITransport(app=create_app(busy, engine=engine))
         async with engine.connect(), httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             response = await client.get("/api/tasks", headers=acme.alice.headers)
-            assert assert_error_body(response, 503) == "The server is busy; retry in a few seconds"
+            assert assert_error(response, 503) == "The server is busy; retry in a few seconds"
             assert response.headers["Retry-After"] == "2"
             result = await gql(client, acme.alice, "{ tasks { id } }")
             assert error_codes(result) == ["UNAVAILABLE"]
@@ -309,7 +298,7 @@ async def test_every_route_answers_with_the_error_shape_without_a_token(client: 
         for name in route.path_params:
             path = path.replace("{" + name + "}", sample_id)
         response = await client.request(route.method, path, json={} if route.body else None)
-        assert_error_body(response, 401)
+        assert_error(response, 401)
         assert response.headers.get("WWW-Authenticate", "").startswith("Bearer")
 
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import inspect
 import json
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from fluxopus.app import create_app
 from fluxopus.config import Settings
 from tests.utils.builders import Company, User, create_skill, unique
 from tests.utils.fake_llm import FakeAnthropic, FakeOpenAI, Script
+from tests.utils.http import eventually
 from tests.utils.server import ThreadedServer
 
 Json = dict[str, Any]
@@ -149,19 +148,6 @@ def requests_for(fake: FakeOpenAI | FakeAnthropic, model: str) -> list[Json]:
 def reservation(prompt: str, max_tokens: int) -> int:
     """What a run reserves: UTF-8 bytes of the prompt + 16 + max_tokens (API contract)."""
     return len(prompt.encode()) + 16 + max_tokens
-
-
-async def eventually(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    """Polls a check (plain or async) until it returns something truthy; bounded, so nothing hangs."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -32,6 +32,7 @@ from fluxopus.app import create_app
 from fluxopus.config import Settings
 from tests.utils.builders import Company, User, error_codes, gql, set_budget, unique
 from tests.utils.fake_llm import FakeOpenAI, Script
+from tests.utils.http import bearer, eventually, ok
 from tests.utils.server import ThreadedServer
 
 # --------------------------------------------------------------------------------------------
@@ -73,11 +74,6 @@ RUN_SUBSCRIPTION = (
 )
 
 TIMEOUT = 15  # a safety net so a broken server fails the test instead of hanging it
-
-
-def ok(result: dict[str, Any]) -> dict[str, Any]:
-    assert "errors" not in result, result
-    return result["data"]
 
 
 def expect_error(result: dict[str, Any], code: str) -> None:
@@ -541,10 +537,6 @@ class Refused(Exception):
         self.errors = errors
 
 
-def bearer(user: User) -> dict[str, str]:
-    return {"Authorization": f"Bearer {user.token}"}
-
-
 def run_variables(skill_id: str, input: dict[str, Any]) -> dict[str, Any]:
     return {"id": skill_id, "input": input}
 
@@ -654,16 +646,6 @@ def assert_run_events(events: list[dict[str, Any]], skill_id: str, model: str, o
         "output": output,
     }
     return run_id
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Polls `check` for up to 10 s."""
-    try:
-        async with asyncio.timeout(10):
-            while not await check():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.auth.jwt import mint_token
 from tests.utils.builders import Company, User, create_skill, create_tag, unique
+from tests.utils.http import assert_error
 
 SKILL_FIELDS = {
     "id", "company_id", "owner_id", "name", "description", "instructions", "input_schema", "provider", "model",
@@ -49,15 +50,6 @@ OTHER_SECRET = "another-secret-that-is-also-long-enough-for-hs256-9876"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def assert_error(response: httpx.Response, status: int) -> str:
-    """The only error shape of the API: exactly {"error": "<non-empty message>"}."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert isinstance(body, dict) and set(body) == {"error"}, body
-    assert isinstance(body["error"], str) and body["error"].strip(), body
-    return str(body["error"])
 
 
 def content(record: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.utils.builders import SECRET, Company, User, create_tag, create_task, error_codes, gql, unique
+from tests.utils.http import assert_error
 
 TAG_KEYS = {"id", "company_id", "name", "color", "created_by", "created_at"}
 TAG_FIELDS = "id companyId name color createdBy createdAt"
@@ -28,17 +29,6 @@ TAG_FIELDS = "id companyId name color createdBy createdAt"
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def assert_error(response: httpx.Response, status: int, *, contains: str | None = None) -> str:
-    """A documented error: the status and exactly {"error": "<non-empty message>"}."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert isinstance(body["error"], str) and body["error"].strip(), body
-    if contains is not None:
-        assert contains.lower() in body["error"].lower(), body
-    return body["error"]
 
 
 def assert_utc_timestamp(value: str) -> None:

@@ -23,6 +23,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.utils.builders import SECRET, Company, User, create_task, make_company, unique
+from tests.utils.http import assert_error, bearer
 
 TASK_FIELDS = {
     "id", "company_id", "title", "description", "status", "priority", "due_date",
@@ -33,16 +34,6 @@ OTHER_SECRET = "another-secret-that-is-also-long-enough-for-hs256-9876"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def assert_error(response: httpx.Response, status: int) -> str:
-    """The only error shape of the API: exactly {"error": "<non-empty message>"}."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert isinstance(body, dict) and set(body) == {"error"}, body
-    assert isinstance(body["error"], str) and body["error"].strip(), body
-    return str(body["error"])
 
 
 def is_uuid(value: Any) -> bool:
@@ -175,10 +166,6 @@ def claims_for(user: User, **overrides: Any) -> dict[str, Any]:
 
 def hs256(claims: dict[str, Any], key: str = SECRET) -> str:
     return jwt.encode(claims, key, algorithm="HS256")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def tampered(user: User) -> str:

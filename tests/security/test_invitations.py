@@ -19,6 +19,7 @@ from fluxopus.app import create_app
 from fluxopus.config import Settings
 from tests.utils.builders import unique
 from tests.utils.fake_smtp import FakeSMTP
+from tests.utils.http import bearer
 
 PASSWORD = "correct horse battery staple"
 INVITE = "mutation($e: String!, $r: Role! = member) { inviteMember(email: $e, role: $r) { id acceptUrl emailSent } }"
@@ -65,10 +66,6 @@ async def mailing(mail_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 def address() -> str:
     return f"{unique('person')}@example.com"
-
-
-def bearer(session: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {session['access_token']}"}
 
 
 async def sign_up(client: httpx.AsyncClient, email: str, **data: Any) -> dict[str, Any]:

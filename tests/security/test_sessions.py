@@ -21,6 +21,7 @@ from fluxopus.auth.keys import SigningKey
 from fluxopus.config import BUILT_IN_ISSUER
 from fluxopus.db.users import ensure_member, start_token_session
 from tests.utils.builders import unique
+from tests.utils.http import bearer
 from tests.utils.serve import Serve
 
 PASSWORD = "correct horse battery staple"
@@ -39,10 +40,6 @@ async def new_session(client: httpx.AsyncClient) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     session: dict[str, Any] = response.json()
     return session
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def opens(client: httpx.AsyncClient, token: str) -> bool:

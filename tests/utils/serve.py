@@ -206,10 +206,6 @@ class Processes:
                     os.kill(pid, signal.SIGKILL)
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 async def provision_token(server: Serve, email: str) -> str:
     """What `fluxopus token` does, in-process (saves a CLI start where the CLI itself is not under test):
     the member is created in the running embedded server, the token signed with the data dir's key."""
