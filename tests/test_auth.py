@@ -11,8 +11,11 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import stat
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -789,3 +792,14 @@ async def test_cli_token_on_the_embedded_database_leaves_no_server_running(
     pid = int(pid_file.read_text().splitlines()[0]) if pid_file.exists() else None
     assert pid is None or not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert postgres_processes_for(pgdata) == []
+
+
+def test_tests_hash_passwords_cheaply_and_servers_do_not() -> None:
+    """The suite's cheap argon2 parameters come from its environment only; without it, RFC 9106's."""
+    from fluxopus.auth.passwords import hash_password_now
+
+    assert hash_password_now("correct horse battery").startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    env = {k: v for k, v in os.environ.items() if k != "FLUXOPUS_INSECURE_FAST_PASSWORD_HASHES"}
+    script = "from fluxopus.auth.passwords import hash_password_now as h; print(h('correct horse battery'))"
+    printed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert printed.stdout.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), printed.stdout

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gc
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,16 +247,20 @@ async def test_a_run_adds_exactly_its_reported_usage(
 async def test_a_run_in_progress_holds_its_reservation(
     http: httpx.AsyncClient, fake_openai: FakeOpenAI, engine: AsyncEngine, acme: Company
 ) -> None:
-    # Two chunks two seconds apart: the run is still waiting on the model while usage is read.
-    script = Script(chunks=["slow ", "answer"], delay=2.0, input_tokens=9, output_tokens=2)
+    # The model holds its answer until usage has been read: the run is still waiting on it meanwhile.
+    answered = threading.Event()
+    script = Script(chunks=["slow ", "answer"], gate=answered, input_tokens=9, output_tokens=2)
     skill, _ = await scripted_skill(http, fake_openai, acme.alice, script)
 
     url = f"/api/skills/{skill['id']}/run"
     async with aconnect_sse(http, "POST", url, json={"input": INPUT}, headers=acme.alice.headers) as source:
         events = source.aiter_sse()
         assert (await anext(events)).event == "run.started"
-        during = await usage(http, acme.bob)
-        assert await stored_usage(engine, acme) == (0, RESERVATION)
+        try:
+            during = await usage(http, acme.bob)
+            assert await stored_usage(engine, acme) == (0, RESERVATION)
+        finally:
+            answered.set()
         rest = [e.event async for e in events]
     assert during == Budget(this_period(), 0, RESERVATION, DEFAULT_LIMIT)
     assert rest == ["delta", "delta", "run.completed"]
@@ -439,7 +444,8 @@ def estimate(text_: str) -> int:
 async def test_a_cancelled_run_is_charged_an_estimate(
     http: httpx.AsyncClient, fake_openai: FakeOpenAI, engine: AsyncEngine, acme: Company
 ) -> None:
-    script = Script(chunks=["one ", "two ", "three ", "four"], delay=1.0)
+    # The model sends one chunk, then holds the rest until the test is long gone.
+    script = Script(chunks=["one ", "two ", "three ", "four"], gate=threading.Event(), gate_at=1)
     skill, model = await scripted_skill(http, fake_openai, acme.alice, script)
 
     url = f"/api/skills/{skill['id']}/run"

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from tests.utils.fake_oauth import FakeOAuth
+from tests.utils.http import bearer
 from tests.utils.serve import (
     STOP_SECONDS,
     Processes,
-    bearer,
     clean_env,
     is_alive,
     is_postgres_of,

@@ -32,6 +32,10 @@ Frames = tuple[list[str], list[str], list[str]]  # SSE frames before the text, o
 class Script:
     chunks: list[str] | None = None  # text deltas; None = echo the last user message in ~4-word chunks
     delay: float = 0.0  # seconds slept before each chunk
+    # Held by the test: after `gate_at` chunks the stream waits until the test sets `gate` (at most 30 s),
+    # so "the model is still answering" lasts exactly as long as the test needs, not a guessed sleep.
+    gate: threading.Event | None = None
+    gate_at: int = 0
     input_tokens: int | None = None  # None = whitespace-separated words of the prompt
     output_tokens: int | None = None  # None = number of chunks
     status: int | None = None  # answer with this status and the provider's error JSON
@@ -40,6 +44,13 @@ class Script:
     malformed: bool = False  # after the first chunk send a `data:` line that is not JSON, then end the body
     drop_after: int | None = None  # send this many chunks, then close the socket mid-body
     stream_error: str | None = None  # after the first chunk send the provider's mid-stream error event, then end
+
+
+async def _wait_for(gate: threading.Event, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not gate.is_set():
+        assert time.monotonic() < deadline, "the test never released the scripted stream"
+        await asyncio.sleep(0.01)
 
 
 class _Drop(Exception):
@@ -179,6 +190,8 @@ class _FakeProvider:
                     raise _Drop
                 if script.delay:
                     await asyncio.sleep(script.delay)
+                if script.gate is not None and i == script.gate_at:
+                    await _wait_for(script.gate)
                 if self._closing:
                     return
                 yield frame
