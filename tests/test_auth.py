@@ -672,6 +672,7 @@ async def me(app: FastAPI, token: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.slow
 async def test_cli_token_prints_a_supabase_shaped_jwt(
     token_cli: Callable[..., Any], cli_dir: Path, cli_app: FastAPI
 ) -> None:
@@ -710,6 +711,7 @@ async def test_cli_token_prints_a_supabase_shaped_jwt(
     }
 
 
+@pytest.mark.slow
 async def test_cli_token_reuses_the_user_for_the_same_email(token_cli: Callable[..., Any]) -> None:
     email, company = f"{unique('again')}@example.com", unique("Again Co")
     first = unverified(printed_token(await token_cli("--email", email, "--company", company)))
@@ -725,6 +727,7 @@ async def test_cli_token_reuses_the_user_for_the_same_email(token_cli: Callable[
     assert email in moved.stderr
 
 
+@pytest.mark.slow
 async def test_cli_token_roles_first_admin_then_member_unless_told(
     token_cli: Callable[..., Any], cli_app: FastAPI
 ) -> None:
@@ -740,6 +743,7 @@ async def test_cli_token_roles_first_admin_then_member_unless_told(
     assert {(await me(cli_app, t))["company"]["name"] for t in (founder, joiner, boss)} == {company}
 
 
+@pytest.mark.slow
 async def test_cli_token_refuses_bad_input_on_stderr(token_cli: Callable[..., Any], jwks: FakeJWKS) -> None:
     cases = {
         "not an email": (("--email", "not-an-email"), {}, "email"),
@@ -754,6 +758,7 @@ async def test_cli_token_refuses_bad_input_on_stderr(token_cli: Callable[..., An
         assert word in result.stderr.lower(), (name, result.stderr)
 
 
+@pytest.mark.slow
 async def test_cli_token_signs_hs256_when_a_secret_is_configured(
     token_cli: Callable[..., Any], client: httpx.AsyncClient
 ) -> None:
@@ -774,6 +779,7 @@ def postgres_processes_for(pgdata: Path) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.slow
 async def test_cli_token_on_the_embedded_database_leaves_no_server_running(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

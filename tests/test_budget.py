@@ -380,6 +380,7 @@ def split_outcomes(responses: list[httpx.Response]) -> list[dict[str, Any]]:
     return done
 
 
+@pytest.mark.slow
 async def test_concurrent_runs_never_spend_more_than_the_budget(
     ai_client: httpx.AsyncClient, fake_openai: FakeOpenAI, database_url: str, engine: AsyncEngine, acme: Company
 ) -> None:
@@ -398,6 +399,7 @@ async def test_concurrent_runs_never_spend_more_than_the_budget(
     assert await usage(ai_client, acme.admin) == Budget(this_period(), settled, 0, CONCURRENT_BUDGET)
 
 
+@pytest.mark.slow
 async def test_concurrent_runs_settle_what_the_provider_reports_even_above_the_reservation(
     ai_client: httpx.AsyncClient, fake_openai: FakeOpenAI, database_url: str, engine: AsyncEngine, acme: Company
 ) -> None:
@@ -597,6 +599,7 @@ def budget_cli(tmp_path: Path, database_url: str) -> Callable[..., Awaitable[Cli
     return run
 
 
+@pytest.mark.slow
 async def test_cli_sets_and_resets_a_company_budget(
     budget_cli: Callable[..., Awaitable[CliResult]], ai_client: httpx.AsyncClient, engine: AsyncEngine, acme: Company
 ) -> None:
@@ -612,6 +615,7 @@ async def test_cli_sets_and_resets_a_company_budget(
     assert (await usage(ai_client, acme.alice)).limit == DEFAULT_LIMIT
 
 
+@pytest.mark.slow
 async def test_cli_refuses_an_unknown_company_and_a_negative_budget(
     budget_cli: Callable[..., Awaitable[CliResult]], engine: AsyncEngine, acme: Company
 ) -> None:
@@ -640,6 +644,7 @@ async def serve_one_run(app: FastAPI, fake: FakeOpenAI, user: User) -> list[bool
     return [client.is_closed() for client in used]
 
 
+@pytest.mark.slow
 async def test_a_stopped_server_has_closed_its_model_clients(
     ai_settings: Settings, database_url: str, fake_openai: FakeOpenAI, acme: Company
 ) -> None:

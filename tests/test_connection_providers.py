@@ -30,6 +30,9 @@ from tests.utils.connections import APP_URL, JSON, new_key
 from tests.utils.fake_oauth import Dialect, FakeClient, FakeOAuth, Received
 from tests.utils.http import assert_error
 
+# Every provider dialect against the fake, one flow each: many seconds in all (`-m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 
 def app_with(settings: Settings, engine: AsyncEngine, **providers: OAuthProviderSettings) -> FastAPI:
     """An app with these providers (and nothing else) configured, as tests/utils/connections.py builds one."""

@@ -547,6 +547,7 @@ async def own_database(database_url: str, engine: AsyncEngine) -> AsyncIterator[
         )
 
 
+@pytest.mark.slow
 async def test_reseal_moves_every_token_to_the_current_key(
     settings: Settings, fake_oauth: FakeOAuth, own_database: str, tmp_path: Path
 ) -> None:

@@ -35,6 +35,9 @@ from tests.utils.cli import CliResult, cli_env, run_cli
 from tests.utils.http import bearer
 from tests.utils.serve import Processes, Serve, clean_env
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 INDEXING_SECONDS = 90  # the server loads the embedding model, then embeds the demo's knowledge
 
 # Every row the demo writes, with what would show a change to it.

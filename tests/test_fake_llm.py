@@ -17,6 +17,9 @@ import pytest
 from tests.utils.fake_llm import FakeAnthropic, FakeOpenAI, Script
 from tests.utils.http import eventually
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 PROVIDERS = ["openai", "anthropic"]
 SDKS: dict[str, Any] = {"openai": openai, "anthropic": anthropic}
 

@@ -17,6 +17,9 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from tests.utils.fake_oauth import FakeClient, FakeOAuth, s256
 
+# Every provider dialect against the fake, one flow each: many seconds in all (`-m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 REDIRECT = "https://app.example/oauth/callback?next=%2Fhome"  # a query of its own, which must survive
 
 

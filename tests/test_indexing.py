@@ -51,6 +51,9 @@ from tests.utils.cli import cli_env, run_cli
 from tests.utils.http import eventually
 from tests.utils.server import ThreadedServer
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 20.0  # seconds: a safety net for polling, never a measurement
 BUDGET = Settings.model_fields["token_budget"].default  # the default monthly tokens a company may spend
 ADJECTIVES = ("quiet", "amber", "rapid", "hollow", "gentle", "brittle", "vivid", "sturdy", "narrow", "golden")

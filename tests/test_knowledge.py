@@ -806,6 +806,7 @@ ISOLATION_QUERIES = [
 ]
 
 
+@pytest.mark.slow
 async def test_search_never_returns_what_the_caller_cannot_get(
     client: httpx.AsyncClient, acme: Company, globex: Company, indexer: Indexer, subtests: pytest.Subtests
 ) -> None:

@@ -14,6 +14,9 @@ from fluxopus.db.engine import asyncpg_dsn
 from fluxopus.db.migrate import MigrationChanged, checksum, migrate, migration_files
 from fluxopus.db.snapshot import schema_snapshot, scratch_database
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -24,6 +24,9 @@ from tests.utils.connections import new_key
 from tests.utils.fake_oauth import FakeOAuth
 from tests.utils.server import ThreadedServer
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 CHECKS = ",".join(
     [
         "not_a_server_error",

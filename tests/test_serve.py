@@ -29,6 +29,9 @@ from tests.utils.serve import (
     wait_until,
 )
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_embedded_banner_token_and_clean_stop(processes: Processes, work_dir: Path, signum: int) -> None:

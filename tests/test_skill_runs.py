@@ -389,6 +389,7 @@ FAILURES = [
 ]
 
 
+@pytest.mark.slow  # 72 cases: every failure × provider × transport
 @pytest.mark.parametrize("accept", ["sse", "json"])
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("failure", FAILURES, ids=[f.id for f in FAILURES])

@@ -26,6 +26,8 @@ from fluxopus.config import Settings
 from tests.utils.fake_smtp import FakeSMTP
 from tests.utils.server import ThreadedServer
 
+pytestmark = [pytest.mark.js, pytest.mark.slow]
+
 JS = Path(__file__).resolve().parent / "js"
 SCRIPT = JS / "auth_flow.mjs"
 PASSWORD = "correct horse battery staple"

@@ -24,6 +24,9 @@ from fluxopus.db.users import ensure_member
 from tests.utils.builders import unique
 from tests.utils.cli import CliResult, cli_env, run_cli
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 GOOD_PASSWORD = "correct horse battery"
 Users = Callable[..., Awaitable[CliResult]]
 

@@ -344,20 +344,6 @@ async def session_alive(engine: AsyncEngine, session_id: UUID, user_id: UUID) ->
         return result.first() is not None
 
 
-async def start_token_session(engine: AsyncEngine, *, user_id: UUID, lifetime: dt.timedelta) -> UUID:
-    """The session behind a token `fluxopus token` prints: no refresh token, ends with the token (or
-    with a global sign-out or a password reset)."""
-    async with service_transaction(engine) as conn:
-        session_id = await conn.scalar(
-            text(
-                "insert into auth_sessions (user_id, user_agent, address, not_after)"
-                " values (:user, 'fluxopus token', 'cli', now() + cast(:life as interval)) returning id"
-            ),
-            {"user": user_id, "life": lifetime},
-        )
-    return UUID(str(session_id))
-
-
 @dataclass(frozen=True)
 class AttemptLimits:
     """Failed sign-ins allowed within `window`: for an email from one address (since its last success

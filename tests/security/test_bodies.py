@@ -23,6 +23,9 @@ from tests.utils.builders import Company, create_skill, unique
 from tests.utils.serve import HealthProbe, Serve, provision_token
 from tests.utils.server import ThreadedServer
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 MB = 1024 * 1024
 SERVE_ENV = {"FLUXOPUS_HEADER_TIMEOUT": "1"}
 

@@ -24,6 +24,9 @@ from tests.utils.builders import Company, User, create_skill, create_task, error
 from tests.utils.serve import HealthProbe, Serve, provision_token
 from tests.utils.server import ThreadedServer
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 # The documents, and their neighbours just inside the other limits.
 REPEATED_ME = "{" + "me{id} " * 1234 + "}"
 TYPENAME_ALIASES = "{" + " ".join(f"a{i}:__typename" for i in range(60_000)) + "}"  # 1 MB

@@ -24,6 +24,9 @@ from fluxopus.ai.indexer import Indexer
 from fluxopus.config import Settings
 from tests.utils.builders import Company, User, set_budget, unique
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 SAFETY = 120.0  # seconds: a broken worker fails the test instead of hanging it
 WORDS = ("harbour", "lantern", "glacier", "orchard", "compass", "meadow", "furnace", "beacon", "quarry", "violin")
 

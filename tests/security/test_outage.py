@@ -10,9 +10,13 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.utils.builders import unique
 from tests.utils.serve import Serve, is_alive, postmaster_pid, provision_token, wait_until
+
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
 
 WRITES = 200
 WRITERS = 4

@@ -9,9 +9,13 @@ import time
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.utils.builders import unique
 from tests.utils.serve import HealthProbe, Serve, provision_token
+
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
 
 SEARCHES = 60
 

@@ -24,6 +24,9 @@ from tests.utils.builders import unique
 from tests.utils.http import bearer
 from tests.utils.serve import Serve
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 PASSWORD = "correct horse battery staple"
 # Another replica would learn of a sign-out within this; this process knows at once.
 SERVE_ENV = {"FLUXOPUS_SESSION_CHECK_SECONDS": "1"}

@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from tests.utils.builders import unique
 from tests.utils.serve import Serve
+
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
 
 PASSWORD = "correct horse battery staple"
 SERVE_ENV = {"FLUXOPUS_SIGNUPS_PER_ADDRESS": "4"}

@@ -27,6 +27,9 @@ from tests.utils.builders import SECRET, Company, User, error_codes, gql
 from tests.utils.cli import cli_env, run_cli
 from tests.utils.server import ThreadedServer
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 QUOTA = 3000  # the server default in these tests, in bytes
 CREATE = "mutation($input: CreateKnowledgeInput!) { createKnowledge(input: $input) { id } }"
 

@@ -22,6 +22,9 @@ from fluxopus.ai.sandbox import TemplateLimit, TemplateSandbox
 from tests.utils.builders import Company, create_skill, gql, unique
 from tests.utils.serve import HealthProbe, Serve, provision_token, wait_until
 
+# Real servers, subprocesses or floods: seconds each (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 THREE_DEEP = (
     "{% for a in range(250) %}{% for b in range(250) %}{% for c in range(250) %}{% endfor %}{% endfor %}{% endfor %}x"
 )
