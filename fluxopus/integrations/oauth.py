@@ -34,6 +34,7 @@ from fluxopus.integrations.providers import (
     rfc7009_revoke,
     userinfo_account,
 )
+from fluxopus.models.connections import PROVIDER_NAME
 
 DISCOVERY_TTL = 3600.0
 _REASON = re.compile(r"^[a-z0-9_.-]{1,64}$")
@@ -237,7 +238,7 @@ def _env_name(name: str) -> str:
 
 
 def _configure(name: str, config: OAuthProviderSettings, base_url: str) -> OAuthProvider:
-    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+    if not PROVIDER_NAME.fullmatch(name):
         raise ValueError(f"OAuth provider name {name!r}: use lower-case letters, digits, - or _ (at most 40)")
     upper = _env_name(name)
     if not config.client_id or config.client_secret is None:

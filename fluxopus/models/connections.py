@@ -6,6 +6,7 @@ No output model has a token field: tokens never leave the service.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
@@ -15,6 +16,10 @@ from sqlalchemy import ARRAY, Boolean, Column, FetchedValue, LargeBinary, Table,
 
 from fluxopus.models.common import Output
 from fluxopus.models.entity import column_type, metadata
+
+# An OAuth provider's name, as URLs (/connections/authorize/{provider}) and settings
+# (FLUXOPUS_OAUTH_<NAME>_CLIENT_ID) carry it.
+PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
 
 class ConnectionState(StrEnum):

@@ -131,10 +131,19 @@ class RunUsage(Output):
     output_tokens: int
 
 
+class RunEventType(StrEnum):
+    """A run's events, in order: started, deltas (many), then completed or failed."""
+
+    started = "run.started"
+    delta = "delta"
+    completed = "run.completed"
+    failed = "run.failed"
+
+
 class RunEvent(Output):
     """One event of a run's stream; which fields are set depends on `type`."""
 
-    type: str = Field(description="run.started | delta | run.completed | run.failed")
+    type: str = Field(description=" | ".join(RunEventType))
     run_id: UUID
     skill_id: UUID | None = None
     version: int | None = None

@@ -25,7 +25,7 @@ from fluxopus.ai.providers import ChatProvider, Delta, ProviderError, estimate_t
 from fluxopus.ai.sandbox import TemplateLimit
 from fluxopus.errors import Invalid, NotFound, Unavailable
 from fluxopus.models.common import Page, PageQuery
-from fluxopus.models.skills import RunEvent, RunInput, RunStatus, RunUsage, SkillRun, SkillVersion
+from fluxopus.models.skills import RunEvent, RunEventType, RunInput, RunStatus, RunUsage, SkillRun, SkillVersion
 from fluxopus.resolvers import budget
 from fluxopus.resolvers._sql import fetch_page
 from fluxopus.resolvers.context import Context
@@ -133,12 +133,14 @@ async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:
 
 
 async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
-    yield RunEvent(type="run.started", run_id=run.id, skill_id=run.skill_id, version=run.version, model=run.model)
+    yield RunEvent(
+        type=RunEventType.started, run_id=run.id, skill_id=run.skill_id, version=run.version, model=run.model
+    )
     if run.refused is not None:
         await _settle(
             ctx, run.id, RunStatus.failed, output="", usage=RunUsage(input_tokens=0, output_tokens=0), error=run.refused
         )
-        yield RunEvent(type="run.failed", run_id=run.id, error=run.refused)
+        yield RunEvent(type=RunEventType.failed, run_id=run.id, error=run.refused)
         return
     parts: list[str] = []
     usage: RunUsage | None = None
@@ -158,7 +160,7 @@ async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
                     break
                 if isinstance(item, Delta):
                     parts.append(item.text)
-                    yield RunEvent(type="delta", run_id=run.id, text=item.text)
+                    yield RunEvent(type=RunEventType.delta, run_id=run.id, text=item.text)
                 else:
                     usage = RunUsage(input_tokens=item.input_tokens, output_tokens=item.output_tokens)
         status = RunStatus.succeeded
@@ -179,9 +181,9 @@ async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
             )
         await _settle(ctx, run.id, status, output=output, usage=usage, error=error)
     if status is RunStatus.succeeded:
-        yield RunEvent(type="run.completed", run_id=run.id, output=output, usage=usage)
+        yield RunEvent(type=RunEventType.completed, run_id=run.id, output=output, usage=usage)
     else:
-        yield RunEvent(type="run.failed", run_id=run.id, error=error)
+        yield RunEvent(type=RunEventType.failed, run_id=run.id, error=error)
 
 
 async def _settle(

@@ -11,6 +11,8 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from fluxopus.models.connections import PROVIDER_NAME
+from fluxopus.models.skills import RunEventType
 from fluxopus.rest_compat.table import ROUTES, Route
 
 REF = "#/components/schemas/{model}"
@@ -83,7 +85,7 @@ def _parameters(route: Route, schemas: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _path_schema(route: Route, name: str) -> dict[str, Any]:
     if name in route.names:
-        return {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$", "maxLength": 40, "example": "github"}
+        return {"type": "string", "pattern": f"^{PROVIDER_NAME.pattern}$", "maxLength": 40, "example": "github"}
     return {"type": "string", "format": "uuid"}
 
 
@@ -144,7 +146,7 @@ def _event_stream_schema(route: Route, refs: dict[Any, dict[str, str]]) -> dict[
         "type": "object",
         "required": ["event", "data"],
         "properties": {
-            "event": {"type": "string", "enum": ["run.started", "delta", "run.completed", "run.failed"]},
+            "event": {"type": "string", "enum": [t.value for t in RunEventType]},
             "data": {
                 "type": "string",
                 "description": f"A `{event_model}` as JSON, without its `type`: `run.started` "
