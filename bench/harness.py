@@ -19,8 +19,13 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 import httpx
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fluxopus.app import create_app
+from fluxopus.config import Settings
 from fluxopus.db.embedded import EmbeddedPostgres
+from fluxopus.db.engine import create_engine
 from fluxopus.db.migrate import migrate
 
 T = TypeVar("T")
@@ -47,6 +52,34 @@ async def embedded_database() -> AsyncIterator[tuple[str, dict[str, str]]]:
     finally:
         pg.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class InProcess:
+    url: str
+    settings: Settings
+    engine: AsyncEngine
+    app: FastAPI
+
+
+@asynccontextmanager
+async def in_process_app(workdir: Path, secret: str) -> AsyncIterator[InProcess]:
+    """An embedded database in `workdir`, migrated, and an app on it called in-process (no indexer
+    of its own: the benchmarks run the worker when they mean to)."""
+    pg = EmbeddedPostgres(workdir)
+    url = pg.start()
+    try:
+        await migrate(url)
+        settings = Settings(data_dir=workdir, database_url=url, jwt_secret=secret, token_budget=10**12, indexer=False)
+        engine = create_engine(url, settings)
+        app = create_app(settings, engine=engine)
+        try:
+            yield InProcess(url, settings, engine, app)
+        finally:
+            await engine.dispose()
+            await app.state.runtime.ai.aclose()
+    finally:
+        pg.close()
 
 
 @dataclass(frozen=True)

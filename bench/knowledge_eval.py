@@ -21,14 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from harness import in_process_app
 
 from fluxopus.ai.indexer import Indexer
-from fluxopus.app import create_app
 from fluxopus.auth.jwt import mint_token
-from fluxopus.config import Settings
-from fluxopus.db.embedded import EmbeddedPostgres
-from fluxopus.db.engine import create_engine
-from fluxopus.db.migrate import migrate
 from fluxopus.db.users import ensure_member
 
 SECRET = "eval-secret-that-is-long-enough-for-hs256-0123456789"
@@ -43,13 +39,8 @@ def scores(ranked: list[str], relevant: set[str]) -> tuple[float, float]:
 
 
 async def evaluate(dataset: dict[str, Any], workdir: Path) -> None:
-    pg = EmbeddedPostgres(workdir)
-    url = pg.start()
-    try:
-        await migrate(url)
-        settings = Settings(data_dir=workdir, database_url=url, jwt_secret=SECRET, token_budget=10**12, indexer=False)
-        engine = create_engine(url, settings)
-        app = create_app(settings, engine=engine)
+    async with in_process_app(workdir, SECRET) as run:
+        url, settings, engine, app = run.url, run.settings, run.engine, run.app
         m = await ensure_member(url, email="eval@example.com", company="Eval", role="member")
         token = mint_token(SECRET, user_id=m.user_id, email=m.email, role=m.role, company_id=m.company_id, ttl=7200)
         headers = {"Authorization": f"Bearer {token}"}
@@ -73,10 +64,6 @@ async def evaluate(dataset: dict[str, Any], workdir: Path) -> None:
                     score = scores(ranked, set(query["relevant"]))
                     results[mode]["all"].append(score)
                     results[mode][query["kind"]].append(score)
-        await engine.dispose()
-        await app.state.runtime.ai.aclose()
-    finally:
-        pg.close()
     kinds = ["all", *sorted({q["kind"] for q in dataset["queries"]})]
     print(f"{len(dataset['queries'])} queries; recall@5 / MRR@10")
     print(f"  {'mode':10}" + "".join(f"{k + f' ({len(results[MODES[0]][k])})':>22}" for k in kinds))

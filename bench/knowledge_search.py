@@ -31,15 +31,12 @@ from typing import Any
 import asyncpg
 import httpx
 import numpy as np
+from harness import in_process_app
 from pgvector.asyncpg import register_vector
 
 from fluxopus.ai.indexer import Indexer
-from fluxopus.app import create_app
 from fluxopus.auth.jwt import mint_token
-from fluxopus.config import Settings
-from fluxopus.db.embedded import EmbeddedPostgres
-from fluxopus.db.engine import asyncpg_dsn, create_engine
-from fluxopus.db.migrate import migrate
+from fluxopus.db.engine import asyncpg_dsn
 from fluxopus.db.users import Membership, ensure_member
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
@@ -224,32 +221,20 @@ async def bench_api(app: Any, member: Membership, words: list[str], chunks: int)
 async def main(args: argparse.Namespace) -> None:
     args.words = vocabulary()
     workdir = Path(tempfile.mkdtemp(prefix="fluxopus-bench-"))
-    pg = EmbeddedPostgres(workdir)
-    url = pg.start()
     try:
-        await migrate(url)
-        settings = Settings(data_dir=workdir, database_url=url, jwt_secret=SECRET, token_budget=10**12, indexer=False)
-        engine = create_engine(url, settings)
-        app = create_app(settings, engine=engine)
-        member = await ensure_member(url, email="member@bench.test", company="Bench", role="member")
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            await register_vector(conn)
-            await bench_indexing(
-                conn,
-                Indexer(engine, app.state.runtime.ai.embedder, token_budget=settings.token_budget),
-                member,
-                args,
-            )
-            await bench_scale(conn, member, args)
-            if not args.no_api:
-                await bench_api(app, member, args.words, max(args.chunks))
-        finally:
-            await conn.close()
-            await engine.dispose()
-            await app.state.runtime.ai.aclose()
+        async with in_process_app(workdir, SECRET) as run:
+            member = await ensure_member(run.url, email="member@bench.test", company="Bench", role="member")
+            conn = await asyncpg.connect(asyncpg_dsn(run.url))
+            try:
+                await register_vector(conn)
+                indexer = Indexer(run.engine, run.app.state.runtime.ai.embedder, token_budget=run.settings.token_budget)
+                await bench_indexing(conn, indexer, member, args)
+                await bench_scale(conn, member, args)
+                if not args.no_api:
+                    await bench_api(run.app, member, args.words, max(args.chunks))
+            finally:
+                await conn.close()
     finally:
-        pg.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
