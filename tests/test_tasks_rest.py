@@ -857,30 +857,20 @@ async def test_unparseable_bodies_are_400_and_change_nothing(
     await assert_world_unchanged(module_client, world)
 
 
-@pytest.mark.parametrize("case", list(BAD_TASK_CREATE_BODIES))
-async def test_create_task_with_bad_json_is_400_and_creates_nothing(
-    module_client: httpx.AsyncClient, world: World, case: str
+BAD_BODIES = [
+    *(("POST", "", "create", case, body) for case, body in BAD_TASK_CREATE_BODIES.items()),
+    *(("PATCH", "/{task}", "update", case, body) for case, body in BAD_TASK_UPDATE_BODIES.items()),
+    *(("POST", "/{task}/time-logs", "time log", case, body) for case, body in BAD_TIME_LOG_BODIES.items()),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kind", "case", "body"), BAD_BODIES, ids=lambda v: str(v)[:40])
+async def test_bad_json_is_400_and_changes_nothing(
+    module_client: httpx.AsyncClient, world: World, method: str, path: str, kind: str, case: str, body: Any
 ) -> None:
-    response = await send(module_client, "POST", "/api/tasks", world.company.alice, BAD_TASK_CREATE_BODIES[case])
-    assert_error(response, 400)
-    await assert_world_unchanged(module_client, world)
-
-
-@pytest.mark.parametrize("case", list(BAD_TASK_UPDATE_BODIES))
-async def test_patch_with_bad_json_is_400_and_changes_nothing(
-    module_client: httpx.AsyncClient, world: World, case: str
-) -> None:
-    url = f"/api/tasks/{world.task['id']}"
-    assert_error(await send(module_client, "PATCH", url, world.company.alice, BAD_TASK_UPDATE_BODIES[case]), 400)
-    await assert_world_unchanged(module_client, world)
-
-
-@pytest.mark.parametrize("case", list(BAD_TIME_LOG_BODIES))
-async def test_add_time_log_with_bad_json_is_400_and_adds_nothing(
-    module_client: httpx.AsyncClient, world: World, case: str
-) -> None:
-    url = f"/api/tasks/{world.task['id']}/time-logs"
-    assert_error(await send(module_client, "POST", url, world.company.alice, BAD_TIME_LOG_BODIES[case]), 400)
+    """Creating a task, updating one or adding a time log: a bad body is refused, nothing stored."""
+    url = "/api/tasks" + path.format(task=world.task["id"])
+    assert_error(await send(module_client, method, url, world.company.alice, body), 400)
     await assert_world_unchanged(module_client, world)
 
 
