@@ -864,7 +864,9 @@ BAD_BODIES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "kind", "case", "body"), BAD_BODIES, ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(
+    ("method", "path", "kind", "case", "body"), BAD_BODIES, ids=[f"{b[2]}: {b[3]}" for b in BAD_BODIES]
+)
 async def test_bad_json_is_400_and_changes_nothing(
     module_client: httpx.AsyncClient, world: World, method: str, path: str, kind: str, case: str, body: Any
 ) -> None:

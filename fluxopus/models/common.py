@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -47,7 +47,16 @@ class PageQuery(BaseModel):
 @dataclass(frozen=True)
 class Page(Generic[T]):
     items: list[T]
-    total: int
+    # How many rows match, ignoring limit/offset. Counted only when asked (REST's X-Total-Count), in
+    # the request's transaction: a GraphQL list, which shows no total, never pays for it.
+    count: Callable[[], Awaitable[int]]
+
+    @staticmethod
+    def known(total: int) -> Callable[[], Awaitable[int]]:
+        async def count() -> int:
+            return total
+
+        return count
 
 
 class Deleted(Output):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, RowMapping, Select, any_, bindparam, func, select
+from sqlalchemy import ARRAY, ColumnElement, RowMapping, Select, any_, bindparam, func
 from sqlalchemy.sql import Executable
 
 from fluxopus.errors import Forbidden
@@ -26,19 +26,21 @@ def contains(column: Any, q: str) -> ColumnElement[bool]:
 
 
 async def fetch_page(ctx: Context, stmt: Select[Any], *, limit: int, offset: int) -> Page[dict[str, Any]]:
-    """Rows and the total in one round trip (a window count); a second only past the end."""
-    counted = stmt.add_columns(func.count().over().label("_total")).limit(limit).offset(offset)
-    rows = [dict(r) for r in (await ctx.db.execute(counted)).mappings()]
-    if rows:
-        total = rows[0]["_total"]
-    elif offset == 0:
-        total = 0
-    else:
-        total_stmt = select(func.count()).select_from(stmt.order_by(None).subquery())
-        total = (await ctx.db.execute(total_stmt)).scalar_one()
-    for row in rows:
-        del row["_total"]
-    return Page(items=rows, total=total)
+    """The page; its total counted apart, and only when asked. The page statement has no window count:
+    with one, PostgreSQL had to build every visible row — derived columns (a task's total_minutes)
+    included — before LIMIT, so a page cost as much as everything the caller can see. Now a page costs
+    what its rows cost, and the total is a count of the filtered rows alone (no derived columns, no
+    sort), skipped when the page itself tells it (a short page)."""
+    rows = [dict(r) for r in (await ctx.db.execute(stmt.limit(limit).offset(offset))).mappings()]
+    if len(rows) < limit and (rows or offset == 0):
+        return Page(rows, Page.known(offset + len(rows)))
+
+    async def count() -> int:
+        counted = stmt.order_by(None).with_only_columns(func.count(), maintain_column_froms=True)
+        total: int = (await ctx.db.execute(counted)).scalar_one()
+        return total
+
+    return Page(rows, count)
 
 
 async def change(

@@ -56,7 +56,7 @@ async def list_connections(ctx: Context, *, query: PageQuery) -> Page[Connection
     """The caller's connections; an admin's list holds the whole company's."""
     stmt = select(*PUBLIC).order_by(connections.c.created_at.desc(), connections.c.id)
     page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
-    return Page([_connection(row) for row in page.items], page.total)
+    return Page([_connection(row) for row in page.items], page.count)
 
 
 async def connection_status(ctx: Context, *, provider: str) -> ConnectionStatus:

@@ -35,7 +35,7 @@ async def list_knowledge(ctx: Context, *, query: KnowledgeFilter) -> Page[Knowle
     if query.q is not None:
         stmt = stmt.where(contains(knowledge.c.title, query.q))
     page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
-    return Page([KnowledgeItem.model_validate(r) for r in page.items], page.total)
+    return Page([KnowledgeItem.model_validate(r) for r in page.items], page.count)
 
 
 async def get_knowledge(ctx: Context, *, id: UUID) -> KnowledgeItem:

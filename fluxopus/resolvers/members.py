@@ -68,7 +68,7 @@ async def list_members(ctx: Context, *, query: PageQuery) -> Page[Member]:
     """RLS shows the caller's company; a user without one sees nobody."""
     rows = list((await ctx.db.execute(sql.LIST_MEMBERS, {"limit": query.limit, "offset": query.offset})).mappings())
     total = rows[0]["total"] if rows else 0
-    return Page([Member.model_validate(r) for r in rows], total)
+    return Page([Member.model_validate(r) for r in rows], Page.known(total))
 
 
 async def members_by_user(ctx: Context, user_ids: Sequence[UUID]) -> list[Member | None]:

@@ -24,7 +24,7 @@ async def list_skills(ctx: Context, *, query: SkillFilter) -> Page[Skill]:
     if query.q is not None:
         stmt = stmt.where(or_(contains(skills.c.name, query.q), contains(skills.c.description, query.q)))
     page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
-    return Page([Skill.model_validate(r) for r in page.items], page.total)
+    return Page([Skill.model_validate(r) for r in page.items], page.count)
 
 
 async def get_skill(ctx: Context, *, id: UUID) -> Skill:
@@ -77,7 +77,7 @@ async def list_skill_versions(ctx: Context, *, id: UUID, query: PageQuery) -> Pa
     await get_skill(ctx, id=id)
     stmt = select(*skill_versions.c).where(skill_versions.c.skill_id == id).order_by(skill_versions.c.version.desc())
     page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
-    return Page([SkillVersion.model_validate(r) for r in page.items], page.total)
+    return Page([SkillVersion.model_validate(r) for r in page.items], page.count)
 
 
 async def get_skill_version(ctx: Context, *, id: UUID, version: int) -> SkillVersion:

@@ -48,6 +48,7 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
                     if wants_event_stream(request):
                         return event_stream(result.events())
                     result = await cancel_on_disconnect(request, result.finished())
+                total = await result.count() if isinstance(result, Page) else None
             except BaseException:
                 await ctx.db.rollback()
                 raise
@@ -68,7 +69,7 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
             return RedirectResponse(result.url, status_code=302, headers=headers)
         headers = {}
         if isinstance(result, Page):
-            headers["X-Total-Count"] = str(result.total)
+            headers["X-Total-Count"] = str(total)
             result = result.items
         return Response(
             adapter.dump_json(result), status_code=route.status, headers=headers, media_type="application/json"

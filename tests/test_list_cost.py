@@ -1,0 +1,128 @@
+"""A page of a list costs what its rows cost, not what the caller can see.
+
+The page statement the REST list runs is captured and explained (EXPLAIN ANALYZE, BUFFERS) as its
+caller, first with 10,000 visible tasks, then with 100,000: a task's `total_minutes` is computed for
+the page's rows only, and the blocks the page reads do not grow with the visible set. (Timings are
+for bench/; blocks and loops are what the plan did, not how fast the machine was.)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fluxopus.db.engine import asyncpg_dsn
+from tests.utils.builders import Company, User
+
+pytestmark = pytest.mark.slow  # seeds 100,000 tasks
+
+PAGE = 50
+
+
+async def seed(database_url: str, owner: User, tasks: int) -> None:
+    """`tasks` tasks of the owner's company, each with a time log, written as the superuser."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.execute(
+            "insert into tasks (company_id, title, created_by, created_at)"
+            " select $1, 'bulk ' || g, $2, now() - make_interval(secs => g) from generate_series(1, $3) g",
+            owner.company_id,
+            owner.id,
+            tasks,
+        )
+        await conn.execute(
+            "insert into time_logs (task_id, company_id, user_id, minutes)"
+            " select t.id, t.company_id, t.created_by, 5 from tasks t"
+            " where t.company_id = $1 and not exists (select 1 from time_logs l where l.task_id = t.id)",
+            owner.company_id,
+        )
+        await conn.execute("analyze tasks; analyze time_logs")
+    finally:
+        await conn.close()
+
+
+async def page_statement(client: httpx.AsyncClient, engine: AsyncEngine, user: User) -> tuple[str, tuple[Any, ...]]:
+    """The SELECT that GET /api/tasks runs for the page, with its parameters."""
+    seen: list[tuple[str, tuple[Any, ...]]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        seen.append((statement, tuple(parameters)))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        response = await client.get("/api/tasks", params={"limit": PAGE}, headers=user.headers)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert response.status_code == 200 and len(response.json()) == PAGE, response.text
+    [page] = [s for s in seen if s[0].lstrip().upper().startswith("SELECT TASKS.ID") and "LIMIT" in s[0].upper()]
+    return page
+
+
+def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(n for child in plan.get("Plans", []) for n in nodes(child))]
+
+
+async def explain(database_url: str, user: User, statement: str, parameters: tuple[Any, ...]) -> dict[str, Any]:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        async with conn.transaction():
+            claims = json.dumps({"sub": user.id, "role": "authenticated", "aud": "authenticated"})
+            await conn.execute(
+                "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)", claims
+            )
+            found = await conn.fetchval(f"explain (analyze, buffers, format json) {statement}", *parameters)
+    finally:
+        await conn.close()
+    plan: dict[str, Any] = json.loads(found)[0]["Plan"]
+    return plan
+
+
+async def test_a_page_costs_its_rows_not_the_visible_set(
+    client: httpx.AsyncClient, engine: AsyncEngine, database_url: str, acme: Company
+) -> None:
+    try:
+        await _measure(client, engine, database_url, acme)
+    finally:  # the shared test database goes back to its usual size
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            await conn.execute("delete from tasks where company_id = $1", acme.admin.company_id)
+        finally:
+            await conn.close()
+
+
+async def _measure(client: httpx.AsyncClient, engine: AsyncEngine, database_url: str, acme: Company) -> None:
+    costs: list[dict[str, Any]] = []
+    for visible in (10_000, 100_000):
+        await seed(database_url, acme.admin, visible - sum(c["visible"] for c in costs))
+        statement, parameters = await page_statement(client, engine, acme.admin)
+        assert "over ()" not in statement.lower(), statement  # no window count over everything visible
+        plan = await explain(database_url, acme.admin, statement, parameters)
+        subplans = [n for n in nodes(plan) if n.get("Parent Relationship") == "SubPlan"]
+        blocks = plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
+        costs.append({"visible": visible, "rows": plan["Actual Rows"], "blocks": blocks, "subplans": subplans})
+    for cost in costs:
+        assert cost["rows"] == PAGE, cost
+        # total_minutes is computed for the page's rows only
+        assert cost["subplans"] and all(s["Actual Loops"] <= PAGE for s in cost["subplans"]), cost["subplans"]
+    small, large = costs
+    print(f"page of {PAGE}: {small['blocks']} blocks with 10,000 visible, {large['blocks']} with 100,000")
+    assert large["blocks"] <= 2 * small["blocks"], (small["blocks"], large["blocks"])  # 10x the rows
+
+
+async def test_the_total_still_counts_every_visible_row(client: httpx.AsyncClient, acme: Company) -> None:
+    """X-Total-Count is exact: asked apart from the page (a full page), or read off a short one."""
+    for _ in range(3):
+        response = await client.post("/api/tasks", json={"title": "counted"}, headers=acme.alice.headers)
+        assert response.status_code == 201
+    full = await client.get("/api/tasks", params={"limit": 2}, headers=acme.alice.headers)
+    short = await client.get("/api/tasks", params={"limit": 10}, headers=acme.alice.headers)
+    past = await client.get("/api/tasks", params={"limit": 2, "offset": 10}, headers=acme.alice.headers)
+    assert (len(full.json()), full.headers["x-total-count"]) == (2, "3")
+    assert (len(short.json()), short.headers["x-total-count"]) == (3, "3")
+    assert (past.json(), past.headers["x-total-count"]) == ([], "3")
