@@ -17,6 +17,7 @@ import httpx
 from harness import drive, embedded_database, serving
 
 from fluxopus.auth.jwt import mint_token
+from fluxopus.db.engine import operator_engine
 from fluxopus.db.users import ensure_member
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
@@ -24,8 +25,9 @@ GRAPHQL_NESTED = "{ tasks(limit: 50) { id title totalMinutes timeLogs { minutes 
 
 
 async def seed(url: str, base: str, tasks: int) -> tuple[dict[str, str], str]:
-    admin = await ensure_member(url, email="admin@bench.test", company="Bench", role="admin")
-    member = await ensure_member(url, email="member@bench.test", company="Bench", role="member")
+    async with operator_engine(url) as engine:
+        admin = await ensure_member(engine, email="admin@bench.test", company="Bench", role="admin")
+        member = await ensure_member(engine, email="member@bench.test", company="Bench", role="member")
     token = mint_token(
         SECRET, user_id=admin.user_id, email=admin.email, role="admin", company_id=admin.company_id, ttl=3600
     )

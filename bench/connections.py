@@ -28,7 +28,7 @@ import asyncpg
 import httpx
 
 from fluxopus.auth.jwt import mint_token
-from fluxopus.db.engine import asyncpg_dsn
+from fluxopus.db.engine import asyncpg_dsn, operator_engine
 from fluxopus.db.users import ensure_member
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,8 @@ async def main(args: argparse.Namespace) -> None:
 async def exercise(args: argparse.Namespace, url: str, base: str, fake: FakeOAuth, client: FakeClient) -> None:
     users = []
     for i in range(args.users):
-        m = await ensure_member(url, email=f"user{i}@bench.test", company="Bench", role="member")
+        async with operator_engine(url) as engine:
+            m = await ensure_member(engine, email=f"user{i}@bench.test", company="Bench", role="member")
         token = mint_token(SECRET, user_id=m.user_id, email=m.email, role=m.role, company_id=m.company_id, ttl=3600)
         users.append({"Authorization": f"Bearer {token}"})
     print(f"{args.users} users, concurrency {args.concurrency}; provider: the fake on {fake.url}")

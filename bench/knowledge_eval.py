@@ -40,8 +40,8 @@ def scores(ranked: list[str], relevant: set[str]) -> tuple[float, float]:
 
 async def evaluate(dataset: dict[str, Any], workdir: Path) -> None:
     async with in_process_app(workdir, SECRET) as run:
-        url, settings, engine, app = run.url, run.settings, run.engine, run.app
-        m = await ensure_member(url, email="eval@example.com", company="Eval", role="member")
+        settings, engine, app = run.settings, run.engine, run.app
+        m = await ensure_member(engine, email="eval@example.com", company="Eval", role="member")
         token = mint_token(SECRET, user_id=m.user_id, email=m.email, role=m.role, company_id=m.company_id, ttl=7200)
         headers = {"Authorization": f"Bearer {token}"}
         transport = httpx.ASGITransport(app=app)

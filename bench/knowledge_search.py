@@ -223,7 +223,7 @@ async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="fluxopus-bench-"))
     try:
         async with in_process_app(workdir, SECRET) as run:
-            member = await ensure_member(run.url, email="member@bench.test", company="Bench", role="member")
+            member = await ensure_member(run.engine, email="member@bench.test", company="Bench", role="member")
             conn = await asyncpg.connect(asyncpg_dsn(run.url))
             try:
                 await register_vector(conn)

@@ -37,7 +37,7 @@ import openai
 
 from fluxopus.auth.jwt import mint_token
 from fluxopus.db.embedded import EmbeddedPostgres
-from fluxopus.db.engine import asyncpg_dsn
+from fluxopus.db.engine import asyncpg_dsn, operator_engine
 from fluxopus.db.migrate import migrate
 from fluxopus.db.users import ensure_member
 
@@ -209,7 +209,8 @@ async def wait_healthy(base: str, log_path: Path) -> None:
 
 async def tenant(url: str, base: str, company: str) -> dict[str, Target]:
     """A member of a new company with a skill per scripted model and one on echo: model → (headers, skill id)."""
-    m = await ensure_member(url, email=f"runner@{company}.test", company=company, role="member")
+    async with operator_engine(url) as engine:
+        m = await ensure_member(engine, email=f"runner@{company}.test", company=company, role="member")
     token = mint_token(SECRET, user_id=m.user_id, email=m.email, role=m.role, company_id=m.company_id, ttl=7200)
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     targets = {}

@@ -10,18 +10,24 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from uuid import UUID
 
 import typer
 
 from fluxopus.config import Settings
+from fluxopus.errors import DomainError
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from fluxopus.db.users import CompanyLimit
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Fluxopus: AI-assisted work management backend.", no_args_is_help=True, add_completion=False)
 
@@ -83,6 +89,17 @@ def database(settings: Settings, *, supervise: bool = False) -> Iterator[str]:
         yield url
     finally:
         pg.close()
+
+
+def with_engine(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run a command's database work on an engine made for it, disposed when the work ends."""
+    from fluxopus.db.engine import operator_engine
+
+    async def run() -> T:
+        async with operator_engine(url) as engine:
+            return await work(engine)
+
+    return asyncio.run(run())
 
 
 def _raise_system_exit(signum: int, frame: object) -> NoReturn:
@@ -217,7 +234,7 @@ def token(
     """Print a signed access token (JWT) for a user, creating user, company and membership as needed."""
     from fluxopus.auth.jwt import mint_token
     from fluxopus.auth.keys import SigningKey
-    from fluxopus.db.users import ensure_member, start_token_session
+    from fluxopus.db.users import Membership, UserError, ensure_member, start_token_session
 
     settings = _settings(data_dir)
     if "@" not in email or len(email) > 320:
@@ -231,16 +248,19 @@ def token(
     else:
         typer.echo("Tokens come from FLUXOPUS_JWKS_URL's issuer here; sign in there to get one.", err=True)
         raise typer.Exit(2)
+
+    # The server's own tokens name a session it can end (sign-out everywhere, a password reset).
+    async def provision(engine: AsyncEngine) -> tuple[Membership, UUID | None]:
+        member = await ensure_member(engine, email=email, company=company, role=role.value if role else None)
+        if isinstance(key, str):
+            return member, None
+        return member, await start_token_session(engine, user_id=member.user_id, seconds=ttl)
+
     with migrated_database(settings) as url:
         try:
-            member = asyncio.run(ensure_member(url, email=email, company=company, role=role.value if role else None))
-        except ValueError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(1) from exc
-        # The server's own tokens name a session it can end (sign-out everywhere, a password reset).
-        session = None
-        if not isinstance(key, str):
-            session = asyncio.run(start_token_session(url, user_id=member.user_id, seconds=ttl))
+            member, session = with_engine(url, provision)
+        except (UserError, DomainError) as exc:
+            _fail(str(exc))
     typer.echo(
         mint_token(
             key,
@@ -314,17 +334,18 @@ def users_create(
     password_hash = hash_password_now(password)
     with migrated_database(settings) as url:
         try:
-            member, created = asyncio.run(
-                create_user(
-                    url,
+            member, created = with_engine(
+                url,
+                lambda engine: create_user(
+                    engine,
                     email=email,
                     password_hash=password_hash,
-                    company=company.strip() if company else None,
+                    company=company,
                     role=role.value if role else None,
                     reset_password=reset_password,
-                )
+                ),
             )
-        except UserError as exc:
+        except (UserError, DomainError) as exc:
             _fail(str(exc))
     done = "created" if created else "new password set for"
     typer.echo(f"{done} {member.email}: {member.role} of {member.company}")
@@ -341,8 +362,8 @@ def users_list(
     settings = _settings(data_dir)
     with migrated_database(settings) as url:
         try:
-            accounts = asyncio.run(list_users(url, company=company))
-        except UserError as exc:
+            listed = with_engine(url, lambda engine: list_users(engine, company=company))
+        except (UserError, DomainError) as exc:
             _fail(str(exc))
     rows = [("EMAIL", "COMPANY", "ROLE", "PASSWORD", "CREATED")] + [
         (
@@ -352,12 +373,12 @@ def users_list(
             "yes" if a.has_password else "no",
             a.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         )
-        for a in accounts
+        for a in listed
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    if not accounts:
+    if not listed:
         typer.echo("(no users)")
 
 
@@ -373,8 +394,8 @@ def users_set_role(
     settings = _settings(data_dir)
     with migrated_database(settings) as url:
         try:
-            member = asyncio.run(set_role(url, email=email, role=role.value))
-        except UserError as exc:
+            member = with_engine(url, lambda engine: set_role(engine, email=email, role=role.value))
+        except (UserError, DomainError) as exc:
             _fail(str(exc))
     typer.echo(f"{member.email}: {member.role} of {member.company}")
 
@@ -431,15 +452,14 @@ def quota(
 
 
 def _set_company_limit(data_dir: Path | None, company: str, limit: CompanyLimit, value: int | None, unit: str) -> None:
-    from fluxopus.db.users import set_company_limit
+    from fluxopus.db.users import UserError, set_company_limit
 
     settings = _settings(data_dir)
     with migrated_database(settings) as url:
         try:
-            asyncio.run(set_company_limit(url, company=company, limit=limit, value=value))
-        except ValueError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(1) from exc
+            with_engine(url, lambda engine: set_company_limit(engine, company=company, limit=limit, value=value))
+        except (UserError, DomainError) as exc:
+            _fail(str(exc))
     typer.echo(f"{company}: {value if value is not None else 'the server default'} {unit}")
 
 
@@ -457,7 +477,7 @@ def reseal(data_dir: DataDir = None) -> None:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
     with migrated_database(settings) as url:
-        done = asyncio.run(reseal_all(url, cipher))
+        done = with_engine(url, lambda engine: reseal_all(engine, cipher))
     typer.echo(f"resealed {done.resealed}, already current {done.current}, unreadable {done.unreadable}")
     if done.unreadable:
         typer.echo(

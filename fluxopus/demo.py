@@ -1,6 +1,6 @@
 """`fluxopus demo`: a demo company seeded through the real API, and how to call it.
 
-Accounts are provisioned service-side (as `fluxopus users create` does); everything else goes
+Users are provisioned service-side (as `fluxopus users create` does); everything else goes
 through the REST API of an in-process app, as the demo users, so RLS, versions and triggers
 apply exactly as for any client. Seeding is idempotent: what exists (matched by title, name or
 note) is left alone, so a second run adds and changes nothing.
@@ -201,18 +201,8 @@ async def seed(settings: Settings, database_url: str) -> Seeded:
     from fluxopus.auth.jwt import mint_token
     from fluxopus.auth.passwords import hash_password, verify_password
     from fluxopus.db.engine import create_engine
-    from fluxopus.db.users import ensure_member, password_hash_of, set_password
-
-    seeded = Seeded()
-    members = {}
-    for who, email in (("admin", ADMIN_EMAIL), ("member", MEMBER_EMAIL)):
-        try:
-            members[who] = await ensure_member(database_url, email=email, company=COMPANY, role=who)
-        except ValueError as exc:
-            raise DemoError(str(exc)) from exc
-        if not await verify_password(await password_hash_of(database_url, email=email), PASSWORD):
-            await set_password(database_url, email=email, password_hash=await hash_password(PASSWORD))
-            seeded.added["passwords"] += 1
+    from fluxopus.db.users import UserError, ensure_member, password_hash_of, set_password
+    from fluxopus.errors import DomainError
 
     # The in-process app checks tokens signed with a secret of its own: seeding works the same
     # whichever way the real server verifies tokens, and no key is written to the data dir.
@@ -220,7 +210,18 @@ async def seed(settings: Settings, database_url: str) -> Seeded:
     app_settings = settings.model_copy(update={"jwt_secret": secret, "jwks_url": None, "indexer": False})
     engine = create_engine(database_url, app_settings)
     app = create_app(app_settings, engine=engine)
+    seeded = Seeded()
+    members = {}
     try:
+        for who, email in (("admin", ADMIN_EMAIL), ("member", MEMBER_EMAIL)):
+            try:
+                members[who] = await ensure_member(engine, email=email, company=COMPANY, role=who)
+            except (UserError, DomainError) as exc:
+                raise DemoError(str(exc)) from exc
+            if not await verify_password(await password_hash_of(engine, email=email), PASSWORD):
+                await set_password(engine, email=email, password_hash=await hash_password(PASSWORD))
+                seeded.added["passwords"] += 1
+
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo") as client:
             api = {
                 who: DemoApi(

@@ -582,7 +582,7 @@ async def test_dev_key_tokens_are_accepted_and_others_rejected(
     key = SigningKey.load_or_create(settings.dev_signing_key_path)
     stranger = SigningKey(ec.generate_private_key(ec.SECP256R1()))
     # The server's own tokens name its issuer and a session it knows (as `fluxopus token` makes one).
-    session = await start_token_session(database_url, user_id=uuid.UUID(member.id), seconds=600)
+    session = await start_token_session(engine, user_id=uuid.UUID(member.id), seconds=600)
 
     def minted(signing_key: SigningKey | str) -> str:
         return mint_token(

@@ -17,7 +17,7 @@ from sqlalchemy import Table, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from fluxopus.models import connections, knowledge, skills, tags, tasks
+from fluxopus.models import connections, knowledge, members, skills, tags, tasks
 from fluxopus.models.entity import Declared, Entity, Key, Server, Write, metadata
 from fluxopus.schema._derive import graphql_annotation, object_type, out
 from fluxopus.schema.tasks import Task as TaskType
@@ -31,7 +31,8 @@ ENTITIES: list[type[Entity]] = [
     skills.SkillRun,
     knowledge.KnowledgeItem,
 ]
-_ = connections  # its tables are plain SQLAlchemy tables in the same metadata
+_ = connections, members  # their tables are plain SQLAlchemy tables in the same metadata
+PLAIN_TABLES = ["entity_tags", "connections", "oauth_states", "users", "companies", "members", "invitations"]
 
 
 def _pg_type(column_type: Any) -> str:
@@ -146,13 +147,13 @@ async def test_each_declaration_matches_its_table(conn: AsyncConnection, entity:
     assert await differences(conn, entity.table, entity.declared if written else {}, entity.table.name) == []
 
 
-@pytest.mark.parametrize("table", ["entity_tags", "connections", "oauth_states"])
+@pytest.mark.parametrize("table", PLAIN_TABLES)
 async def test_each_plain_table_matches(conn: AsyncConnection, table: str) -> None:
     assert await differences(conn, metadata.tables[table], {}, table) == []
 
 
 def test_every_declared_table_is_checked() -> None:
-    checked = {e.table.name for e in ENTITIES} | {"entity_tags", "connections", "oauth_states"}
+    checked = {e.table.name for e in ENTITIES} | set(PLAIN_TABLES)
     assert set(metadata.tables) == checked
 
 

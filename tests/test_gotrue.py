@@ -136,6 +136,24 @@ async def test_a_company_name_can_be_chosen_and_a_taken_one_is_numbered(auth: ht
     assert names == [name, f"{name} (2)"]
 
 
+async def test_a_company_name_is_trimmed_and_a_long_taken_one_keeps_its_number(auth: httpx.AsyncClient) -> None:
+    """db/users' one naming rule: trimmed, at most 200 characters, numbered when taken (within the
+    200), and nothing asked for is "<local part>'s company"."""
+    long = unique("Globex") + "x" * 200
+    blank = email()
+    sessions = [
+        await sign_up(auth, data={"company": f"  {long}  "}),
+        await sign_up(auth, data={"company": long}),
+        await sign_up(auth, blank, data={"company": "   "}),
+    ]
+    query = {"query": "{ me { company { name } } }"}
+    names = [
+        (await auth.post("/graphql", json=query, headers=bearer(s))).json()["data"]["me"]["company"]["name"]
+        for s in sessions
+    ]
+    assert names == [long[:200], long[:196] + " (2)", f"{blank.split('@')[0]}'s company"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [

@@ -242,13 +242,13 @@ def table(stdout: str) -> list[list[str]]:
     return [line.split() for line in stdout.strip().splitlines()]
 
 
-async def test_list_shows_a_companys_users_as_a_table(users: Users, engine: AsyncEngine, database_url: str) -> None:
+async def test_list_shows_a_companys_users_as_a_table(users: Users, engine: AsyncEngine) -> None:
     company = unique("company")
     admin, member = sorted([email(), email()])
     assert (await create(users, admin, "--company", company)).code == 0
     assert (await create(users, member, "--company", company)).code == 0
     # A user made by `fluxopus token` has no password.
-    tokened = await ensure_member(database_url, email=email(), company=company, role=None)
+    tokened = await ensure_member(engine, email=email(), company=company, role=None)
 
     result = await users("list", "--company", company.upper())
     assert result.code == 0, result.stderr
@@ -283,7 +283,8 @@ async def test_set_role_promotes_and_demotes_but_keeps_the_last_admin(users: Use
     assert (await create(users, member, "--company", company)).code == 0
 
     result = await users("set-role", "--email", admin, "--role", "member")
-    assert_one_line_error(result, "last admin", company)
+    # The API's words too (tests/test_members.py): both come from fluxopus.set_membership's answer.
+    assert_one_line_error(result, "last admin cannot be removed or demoted", company)
     row = await stored(engine, admin)
     assert row is not None and row["role"] == "admin"
 
@@ -301,6 +302,17 @@ async def test_set_role_promotes_and_demotes_but_keeps_the_last_admin(users: Use
 
     # Setting the role someone already has is fine and changes nothing.
     assert (await users("set-role", "--email", member, "--role", "admin")).code == 0
+
+
+async def test_members_made_at_once_join_one_new_company(engine: AsyncEngine) -> None:
+    """Two users provisioned into the same new company at the same moment: one creates it (and is its
+    admin), the other waits for that and joins it, instead of getting a company of its own."""
+    company = unique("company")
+    first, second = await asyncio.gather(
+        *(ensure_member(engine, email=email(), company=company, role=None) for _ in range(2))
+    )
+    assert first.company_id == second.company_id and first.company == second.company == company
+    assert sorted([first.role, second.role]) == ["admin", "member"]
 
 
 async def test_set_role_refuses_an_unknown_user_and_an_unknown_role(users: Users, engine: AsyncEngine) -> None:

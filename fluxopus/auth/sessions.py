@@ -89,14 +89,14 @@ class SignIn:
         problem = weakness(password)
         if problem is not None:
             raise AuthError(422, "weak_password", problem)
-        company = str(metadata.get("company") or metadata.get("company_name") or f"{email.split('@')[0]}'s company")
+        company = metadata.get("company") or metadata.get("company_name")
         secret, secret_hash = _new_secret() if self.mail.configured else (None, None)
-        created = await db.create_user(
+        created = await db.sign_up(
             self.engine,
             email=email,
             password_hash=await hash_password(password),
             metadata=metadata,
-            company_name=company.strip()[:200] or "My company",
+            company=str(company) if company else None,
             address=client.address,
             per_address=self.signups_per_address,
             confirmation_hash=secret_hash,

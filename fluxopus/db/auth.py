@@ -15,9 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from fluxopus.db import users
 from fluxopus.db.session import service_transaction
 
-USER_COLUMNS = (
-    "u.id, u.email, u.email_confirmed_at, u.last_sign_in_at, u.user_metadata, u.created_at, u.confirmation_sent_at"
-)
+USER_COLUMNS = users.USER_COLUMNS
 
 
 async def user_by_email(engine: AsyncEngine, email: str) -> RowMapping | None:
@@ -35,18 +33,19 @@ async def user_by_id(engine: AsyncEngine, user_id: UUID) -> RowMapping | None:
         return result.mappings().first()
 
 
-async def create_user(
+async def sign_up(
     engine: AsyncEngine,
     *,
     email: str,
     password_hash: str,
     metadata: dict[str, Any],
-    company_name: str,
+    company: str | None,
     address: str,
     per_address: int,
     confirmation_hash: str | None,
 ) -> RowMapping | Literal["taken", "limited"]:
-    """A new user with a password, admin of a new company; "taken" when the email is, "limited" when
+    """A new user with a password, admin of a company of their own named after `company` (db/users'
+    naming rule: own_company); "taken" when the email is, "limited" when
     `address` has made `per_address` sign-ups in the last hour (counted under a lock on the address, so
     parallel sign-ups cannot race past it). With a `confirmation_hash` the email is unconfirmed until
     its link is followed; without, it is confirmed now (the server sends no mail). An invitation is
@@ -59,22 +58,13 @@ async def create_user(
         )
         if int(recent or 0) >= per_address:
             return "limited"
-        user = (
-            (
-                await conn.execute(
-                    text(
-                        "insert into users (email, password_hash, email_confirmed_at, user_metadata,"
-                        " confirmation_token_hash, confirmation_sent_at)"
-                        " values (:email, :hash, case when cast(:confirm as text) is null then now() end,"
-                        " cast(:meta as jsonb), cast(:confirm as text),"
-                        " case when cast(:confirm as text) is not null then now() end)"
-                        f" on conflict (lower(email)) do nothing returning {USER_COLUMNS.replace('u.', '')}"
-                    ),
-                    {"email": email, "hash": password_hash, "meta": json.dumps(metadata), "confirm": confirmation_hash},
-                )
-            )
-            .mappings()
-            .first()
+        user = await users.signed_up_user(
+            conn,
+            email=email,
+            password_hash=password_hash,
+            metadata=metadata,
+            company=company,
+            confirmation_hash=confirmation_hash,
         )
         if user is None:
             return "taken"
@@ -82,7 +72,6 @@ async def create_user(
         await conn.execute(
             text("delete from sign_ups where address = :a and at < now() - interval '1 day'"), {"a": address}
         )
-        await users.add_member(conn, user["id"], await users.new_company(conn, company_name), "admin")
         return user
 
 
@@ -139,22 +128,7 @@ async def accept_invitation(engine: AsyncEngine, token_hash: str) -> Accepted | 
             await _forget_unconfirmed(conn, existing["id"])
         elif existing is not None and existing["company_id"] is not None:
             return "elsewhere"
-        user = (
-            (
-                await conn.execute(
-                    text(
-                        "insert into users (email, email_confirmed_at) values (:email, now())"
-                        " on conflict (lower(email)) do update set"
-                        " email_confirmed_at = coalesce(users.email_confirmed_at, now()),"
-                        " confirmation_token_hash = null"
-                        f" returning {USER_COLUMNS.replace('u.', '')}"
-                    ),
-                    {"email": invitation["email"]},
-                )
-            )
-            .mappings()
-            .one()
-        )
+        user = await users.invited_user(conn, invitation["email"])
         if not await users.add_member(conn, user["id"], invitation["company_id"], invitation["role"]):
             # another company's invitation was accepted a moment ago
             await conn.rollback()

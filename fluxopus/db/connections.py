@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fluxopus.db.users import operator_transaction
+from fluxopus.db.session import service_transaction
 from fluxopus.integrations.crypto import DecryptError, TokenCipher, connection_context, state_context
 
 
@@ -17,7 +18,7 @@ class Resealed:
     unreadable: int  # values no configured key opens (their connections need reconnecting)
 
 
-async def reseal(database_url: str, cipher: TokenCipher) -> Resealed:
+async def reseal(engine: AsyncEngine, cipher: TokenCipher) -> Resealed:
     """Seal every stored token and PKCE verifier with the current key, so rotated-out keys
     (FLUXOPUS_ENCRYPTION_OLD_KEYS) can be dropped. One transaction: all or nothing."""
     counts = {"resealed": 0, "current": 0, "unreadable": 0}
@@ -36,7 +37,7 @@ async def reseal(database_url: str, cipher: TokenCipher) -> Resealed:
         counts["resealed"] += 1
         return value
 
-    async with operator_transaction(database_url) as conn:
+    async with service_transaction(engine) as conn:
         rows = await conn.execute(
             text("select id, user_id, provider, access_token, refresh_token from connections for update")
         )

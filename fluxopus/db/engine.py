@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from fluxopus.config import Settings
 
@@ -48,3 +51,14 @@ def create_service_engine(database_url: str, settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout,
         pool_pre_ping=True,
     )
+
+
+@asynccontextmanager
+async def operator_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """The engine of one CLI command (or the demo's seeding, a test's setup): no pool to keep, since it
+    lives as long as the command, and disposed when the command ends."""
+    engine = create_async_engine(sqlalchemy_url(database_url), poolclass=NullPool)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

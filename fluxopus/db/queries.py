@@ -13,42 +13,6 @@ from sqlalchemy import bindparam, text
 
 from fluxopus.db.jobs import DIMENSIONS
 
-# --- the caller, members and invitations (resolvers/members.py) ---------------------------------
-
-ME = text(
-    """
-    select u.email, m.role, c.id as company_id, c.name as company_name, c.created_at as company_created_at
-    from (select fluxopus.uid() as id) caller
-    left join users u on u.id = caller.id
-    left join members m on m.user_id = caller.id
-    left join companies c on c.id = m.company_id
-    """
-)
-
-# RLS shows only members of the caller's company.
-COLLEAGUE = text("select 1 from members where user_id = :id")
-
-_MEMBERS = """
-    select m.user_id, u.email, m.role, m.company_id, m.created_at, count(*) over () as total
-    from members m join users u on u.id = m.user_id
-    {where}
-    order by m.created_at, m.user_id
-    limit :limit offset :offset
-"""
-LIST_MEMBERS = text(_MEMBERS.format(where=""))
-ONE_MEMBER = text(_MEMBERS.format(where="where m.user_id = :id"))
-SOME_MEMBERS = text(_MEMBERS.format(where="where m.user_id = any(:ids)"))
-
-_INVITATION_COLUMNS = "id, email, role, invited_by, created_at, accepted_at, expires_at"
-PENDING_INVITATIONS = text(
-    f"select {_INVITATION_COLUMNS} from invitations where accepted_at is null and expires_at > now()"
-    " order by created_at desc, id"
-)
-INVITATION = text(f"select {_INVITATION_COLUMNS} from invitations where id = :id")
-INVITE = text("select outcome, invitation_id from fluxopus.invite_member(:email, :role, :hash, :valid_for)")
-CANCEL_INVITATION = text("delete from invitations where id = :id and accepted_at is null returning id")
-CHANGE_MEMBERSHIP = text("select fluxopus.change_membership(:target, :role)")
-
 # --- the token budget (resolvers/budget.py) ------------------------------------------------------
 
 TOKEN_BUDGET = text(

@@ -31,7 +31,7 @@ class Session(Protocol):
 
 
 @dataclass(frozen=True)
-class Account:
+class ProviderAccount:
     """Who the grant belongs to at the provider: a stable id, and a label people recognise."""
 
     id: str | None
@@ -48,7 +48,7 @@ class OAuthFailure(Exception):
         self.message = message
 
 
-Identify = Callable[[Session, "OAuthProvider", "Grant"], Awaitable[Account]]
+Identify = Callable[[Session, "OAuthProvider", "Grant"], Awaitable[ProviderAccount]]
 Revoke = Callable[[Session, "OAuthProvider", "Grant"], Awaitable[None]]
 
 
@@ -63,35 +63,35 @@ def _first(data: Json, *paths: str) -> str | None:
     return None
 
 
-async def userinfo_account(session: Session, provider: OAuthProvider, grant: Grant) -> Account:
+async def userinfo_account(session: Session, provider: OAuthProvider, grant: Grant) -> ProviderAccount:
     """OpenID Connect userinfo (or any JSON "who am I" endpoint): `sub`/`id`, and the email."""
     if not provider.userinfo_url:
-        return Account(id=None, label=None)
+        return ProviderAccount(id=None, label=None)
     data = await session.get_json(provider.userinfo_url, grant.access_token)
-    return Account(
+    return ProviderAccount(
         id=_first(data, "sub", "id", "account_id", "user_id"),
         label=_first(data, "email", "mail", "userPrincipalName", "preferred_username", "login", "name"),
     )
 
 
-async def github_account(session: Session, provider: OAuthProvider, grant: Grant) -> Account:
+async def github_account(session: Session, provider: OAuthProvider, grant: Grant) -> ProviderAccount:
     data = await session.get_json(provider.userinfo_url or "", grant.access_token)
-    return Account(id=_first(data, "id"), label=_first(data, "login", "email"))
+    return ProviderAccount(id=_first(data, "id"), label=_first(data, "login", "email"))
 
 
-async def slack_account(session: Session, provider: OAuthProvider, grant: Grant) -> Account:
+async def slack_account(session: Session, provider: OAuthProvider, grant: Grant) -> ProviderAccount:
     # oauth.v2.access names the workspace in the token response itself.
-    return Account(id=_first(grant.raw, "team.id"), label=_first(grant.raw, "team.name", "team.id"))
+    return ProviderAccount(id=_first(grant.raw, "team.id"), label=_first(grant.raw, "team.name", "team.id"))
 
 
-async def notion_account(session: Session, provider: OAuthProvider, grant: Grant) -> Account:
-    return Account(
+async def notion_account(session: Session, provider: OAuthProvider, grant: Grant) -> ProviderAccount:
+    return ProviderAccount(
         id=_first(grant.raw, "workspace_id", "bot_id"),
         label=_first(grant.raw, "workspace_name", "owner.user.person.email", "workspace_id"),
     )
 
 
-async def hubspot_account(session: Session, provider: OAuthProvider, grant: Grant) -> Account:
+async def hubspot_account(session: Session, provider: OAuthProvider, grant: Grant) -> ProviderAccount:
     # Token introspection (2026-03 API) names the portal and user; the token response has the ids too.
     data = await session.request_json(
         "POST",
@@ -105,7 +105,9 @@ async def hubspot_account(session: Session, provider: OAuthProvider, grant: Gran
     )
     merged = grant.raw | data
     hub = _first(merged, "hub_id", "hubId")
-    return Account(id=hub, label=_first(merged, "user", "hub_domain") or (f"HubSpot account {hub}" if hub else None))
+    return ProviderAccount(
+        id=hub, label=_first(merged, "user", "hub_domain") or (f"HubSpot account {hub}" if hub else None)
+    )
 
 
 async def rfc7009_revoke(session: Session, provider: OAuthProvider, grant: Grant) -> None:

@@ -1,4 +1,4 @@
-"""Companies, members, invitations and the caller's identity."""
+"""Companies, members, invitations and the caller's identity: outputs and tables."""
 
 from __future__ import annotations
 
@@ -8,8 +8,62 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import Field, StringConstraints
+from sqlalchemy import BigInteger, Column, FetchedValue, Table, Text
+from sqlalchemy.dialects.postgresql import JSONB
 
 from fluxopus.models.common import Input, Output
+from fluxopus.models.entity import column_type, metadata
+
+# These show through Me, Member and Invitation, which the resolvers assemble from joins, and are
+# written only by the security-definer functions of the migrations and by db/users.py: declared here
+# as plain tables, every column (tests/test_declarations.py holds them to the database).
+users = Table(
+    "users",
+    metadata,
+    Column("id", column_type(UUID), primary_key=True, server_default=FetchedValue()),
+    Column("email", Text, nullable=False),
+    Column("created_at", column_type(dt.datetime), nullable=False),
+    Column("password_hash", Text),
+    Column("email_confirmed_at", column_type(dt.datetime)),
+    Column("last_sign_in_at", column_type(dt.datetime)),
+    Column("user_metadata", JSONB, nullable=False),
+    Column("confirmation_token_hash", Text),
+    Column("confirmation_sent_at", column_type(dt.datetime)),
+)
+
+companies = Table(
+    "companies",
+    metadata,
+    Column("id", column_type(UUID), primary_key=True, server_default=FetchedValue()),
+    Column("name", Text, nullable=False),
+    Column("created_at", column_type(dt.datetime), nullable=False),
+    Column("monthly_token_budget", BigInteger),
+    Column("storage_quota", BigInteger),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("user_id", column_type(UUID), primary_key=True),
+    Column("company_id", column_type(UUID), nullable=False),
+    Column("role", Text, nullable=False),
+    Column("created_at", column_type(dt.datetime), nullable=False),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", column_type(UUID), primary_key=True, server_default=FetchedValue()),
+    Column("company_id", column_type(UUID), nullable=False),
+    Column("email", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("invited_by", column_type(UUID), nullable=False),
+    Column("created_at", column_type(dt.datetime), nullable=False),
+    Column("accepted_at", column_type(dt.datetime)),
+    Column("token_hash", Text),
+    Column("expires_at", column_type(dt.datetime), nullable=False),
+    Column("accepted_by", column_type(UUID)),
+)
 
 
 class Role(StrEnum):

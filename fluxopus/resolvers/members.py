@@ -1,10 +1,12 @@
 """The caller's identity and company; the company's members and invitations.
 
-Admins manage members only through security-definer functions (migrations 005 to 007): they lock
-the company's admins, so it always keeps one. An invitation carries a single-use secret (only its
-hash is stored): the link is emailed to the address when the server sends mail, or handed once to the
-inviting admin otherwise; following it is the only way into a company (auth/sessions.SignIn.verify).
-Nothing an admin sees tells whether an address has an account, or another company's invitation.
+Admins manage members only through security-definer functions (fluxopus.change_membership and
+fluxopus.invite_member): a role change locks the company's admins, so it always keeps one (the rule
+is fluxopus.set_membership's, migration 012, which the CLI calls too). An invitation carries a
+single-use secret (only its hash is stored): the link is emailed to the address when the server
+sends mail, or handed once to the inviting admin otherwise; following it is the only way into a
+company (auth/sessions.SignIn.verify). Nothing an admin sees tells whether an address has an
+account, or another company's invitation.
 """
 
 from __future__ import annotations
@@ -14,17 +16,60 @@ import secrets
 from collections.abc import Sequence
 from uuid import UUID
 
+from sqlalchemy import delete, func, select
+
 from fluxopus.auth.mail import MailError, invitation_message
-from fluxopus.db import queries as sql
+from fluxopus.db.users import membership_refused
 from fluxopus.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from fluxopus.models.common import Page, PageQuery
-from fluxopus.models.members import Company, Invitation, InvitationCreate, Me, Member, Role
+from fluxopus.models.members import (
+    Company,
+    Invitation,
+    InvitationCreate,
+    Me,
+    Member,
+    Role,
+    companies,
+    invitations,
+    members,
+    users,
+)
+from fluxopus.resolvers._sql import fetch_page, one_of
 from fluxopus.resolvers.context import Context
+
+_caller = select(func.fluxopus.uid().label("id")).subquery("caller")
+# The caller (fluxopus.uid()) whether or not they belong to a company: every join is outer.
+_ME = select(
+    users.c.email,
+    members.c.role,
+    companies.c.id.label("company_id"),
+    companies.c.name.label("company_name"),
+    companies.c.created_at.label("company_created_at"),
+).select_from(
+    _caller.outerjoin(users, users.c.id == _caller.c.id)
+    .outerjoin(members, members.c.user_id == _caller.c.id)
+    .outerjoin(companies, companies.c.id == members.c.company_id)
+)
+# RLS shows the members of the caller's company only.
+_MEMBERS = (
+    select(members.c.user_id, users.c.email, members.c.role, members.c.company_id, members.c.created_at)
+    .join_from(members, users, users.c.id == members.c.user_id)
+    .order_by(members.c.created_at, members.c.user_id)
+)
+_INVITATIONS = select(
+    invitations.c.id,
+    invitations.c.email,
+    invitations.c.role,
+    invitations.c.invited_by,
+    invitations.c.created_at,
+    invitations.c.accepted_at,
+    invitations.c.expires_at,
+)
 
 
 async def me(ctx: Context) -> Me:
     if "me" not in ctx.cache:
-        row = (await ctx.db.execute(sql.ME)).mappings().one()
+        row = (await ctx.db.execute(_ME)).mappings().one()
         company = (
             Company(id=row["company_id"], name=row["company_name"], created_at=row["company_created_at"])
             if row["company_id"]
@@ -48,7 +93,7 @@ async def require_membership(ctx: Context) -> Me:
 
 async def ensure_colleague(ctx: Context, user_id: UUID, field: str) -> None:
     """RLS shows only members of the caller's company, so a miss means 'not a colleague'."""
-    found = await ctx.db.execute(sql.COLLEAGUE, {"id": user_id})
+    found = await ctx.db.execute(select(members.c.user_id).where(members.c.user_id == user_id))
     if found.first() is None:
         raise Invalid(f"{field}: user {user_id} is not a member of your company")
 
@@ -66,22 +111,19 @@ async def company(ctx: Context) -> Company | None:
 
 async def list_members(ctx: Context, *, query: PageQuery) -> Page[Member]:
     """RLS shows the caller's company; a user without one sees nobody."""
-    rows = list((await ctx.db.execute(sql.LIST_MEMBERS, {"limit": query.limit, "offset": query.offset})).mappings())
-    total = rows[0]["total"] if rows else 0
-    return Page([Member.model_validate(r) for r in rows], Page.known(total))
+    page = await fetch_page(ctx, _MEMBERS, limit=query.limit, offset=query.offset)
+    return Page([Member.model_validate(r) for r in page.items], page.count)
 
 
 async def members_by_user(ctx: Context, user_ids: Sequence[UUID]) -> list[Member | None]:
     """Batch for the loaders: each user's membership, None where RLS shows none."""
-    params = {"ids": list(user_ids), "limit": len(user_ids), "offset": 0}
-    found = {
-        r["user_id"]: Member.model_validate(r) for r in (await ctx.db.execute(sql.SOME_MEMBERS, params)).mappings()
-    }
+    rows = (await ctx.db.execute(_MEMBERS.where(one_of(members.c.user_id, user_ids)))).mappings()
+    found = {r["user_id"]: Member.model_validate(r) for r in rows}
     return [found.get(u) for u in user_ids]
 
 
 async def get_member(ctx: Context, *, user_id: UUID) -> Member:
-    row = (await ctx.db.execute(sql.ONE_MEMBER, {"id": user_id, "limit": 1, "offset": 0})).mappings().first()
+    row = (await ctx.db.execute(_MEMBERS.where(members.c.user_id == user_id))).mappings().first()
     if row is None:
         raise NotFound("Member not found")
     return Member.model_validate(row)
@@ -89,7 +131,10 @@ async def get_member(ctx: Context, *, user_id: UUID) -> Member:
 
 async def pending_invitations(ctx: Context) -> list[Invitation]:
     await require_admin(ctx)
-    return [Invitation.model_validate(r) for r in (await ctx.db.execute(sql.PENDING_INVITATIONS)).mappings()]
+    pending = _INVITATIONS.where(invitations.c.accepted_at.is_(None), invitations.c.expires_at > func.now()).order_by(
+        invitations.c.created_at.desc(), invitations.c.id
+    )
+    return [Invitation.model_validate(r) for r in (await ctx.db.execute(pending)).mappings()]
 
 
 async def invite_member(ctx: Context, *, data: InvitationCreate) -> Invitation:
@@ -99,19 +144,16 @@ async def invite_member(ctx: Context, *, data: InvitationCreate) -> Invitation:
     once, for the admin to pass on."""
     caller = await require_admin(ctx)
     secret = secrets.token_urlsafe(32)
-    params = {
-        "email": data.email,
-        "role": data.role.value,
-        "hash": hashlib.sha256(secret.encode()).hexdigest(),
-        "valid_for": ctx.mail.invitation_ttl,
-    }
-    result = (await ctx.db.execute(sql.INVITE, params)).mappings().one()
+    invited = func.fluxopus.invite_member(
+        data.email, data.role.value, hashlib.sha256(secret.encode()).hexdigest(), ctx.mail.invitation_ttl
+    ).table_valued("outcome", "invitation_id")
+    result = (await ctx.db.execute(select(invited.c.outcome, invited.c.invitation_id))).mappings().one()
     outcome, invitation_id = result["outcome"], result["invitation_id"]
     if outcome == "member":
         raise Conflict(f"{data.email} is already a member of your company")
     if outcome == "forbidden":  # the caller stopped being an admin since require_admin read their role
         raise Conflict("Your role changed while this ran: you are no longer an admin of the company")
-    row = (await ctx.db.execute(sql.INVITATION, {"id": invitation_id})).mappings().one()
+    row = (await ctx.db.execute(_INVITATIONS.where(invitations.c.id == invitation_id))).mappings().one()
     link = ctx.mail.link(secret, "invite")
     if not ctx.mail.configured:
         return Invitation.model_validate({**row, "accept_url": link})
@@ -125,27 +167,26 @@ async def invite_member(ctx: Context, *, data: InvitationCreate) -> Invitation:
 
 async def cancel_invitation(ctx: Context, *, id: UUID) -> UUID:
     await require_admin(ctx)
-    if (await ctx.db.execute(sql.CANCEL_INVITATION, {"id": id})).first() is None:
+    cancel = (
+        delete(invitations)
+        .where(invitations.c.id == id, invitations.c.accepted_at.is_(None))
+        .returning(invitations.c.id)
+    )
+    if (await ctx.db.execute(cancel)).first() is None:
         raise NotFound("Pending invitation not found")
     return id
 
 
 async def _change_membership(ctx: Context, user_id: UUID, role: Role | None) -> None:
-    await require_admin(ctx)
-    outcome = (
-        await ctx.db.execute(sql.CHANGE_MEMBERSHIP, {"target": user_id, "role": role.value if role else None})
-    ).scalar_one()
-    if outcome == "not_found":
-        raise NotFound("Member not found")
-    if outcome == "last_admin":
-        raise Conflict("The company's last admin cannot be removed or demoted; make another member an admin first")
-    if outcome == "forbidden":
-        # require_admin saw an admin, and the function (after waiting for the company's admin locks)
-        # did not: another admin demoted or removed the caller meanwhile, e.g. two admins demoting
-        # each other at once. The request lost a race; it was not a member overreaching.
-        raise Conflict("Your role changed while this ran: you are no longer an admin of the company")
-    if outcome != "ok":
-        raise RuntimeError(f"fluxopus.change_membership answered {outcome!r}")
+    """The last-admin rule is fluxopus.set_membership's (migration 012), which this function calls after
+    checking the caller is an admin of the member's company; its answer becomes the error."""
+    caller = await require_admin(ctx)
+    assert caller.company is not None
+    change = func.fluxopus.change_membership(user_id, role.value if role else None)
+    outcome = (await ctx.db.execute(select(change))).scalar_one()
+    refused = membership_refused(outcome, caller.company.name)
+    if refused is not None:
+        raise refused
     ctx.cache.pop("me", None)  # the caller may have changed their own role
 
 

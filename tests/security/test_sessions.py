@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from fluxopus.auth.keys import SigningKey
 from fluxopus.config import BUILT_IN_ISSUER
+from fluxopus.db.engine import operator_engine
 from fluxopus.db.users import ensure_member, start_token_session
 from tests.utils.builders import unique
 from tests.utils.http import bearer
@@ -135,8 +136,9 @@ async def test_a_cli_token_has_a_session_too(served: Serve) -> None:
 async def forge(served: Serve, **changes: Any) -> str:
     """A token signed with the server's own key, with a live session, and `changes` to its claims."""
     url = database_of(served)
-    member = await ensure_member(url, email=f"{unique('f')}@example.com", company=None, role=None)
-    session = await start_token_session(url, user_id=member.user_id, seconds=3600)
+    async with operator_engine(url) as engine:
+        member = await ensure_member(engine, email=f"{unique('f')}@example.com", company=None, role=None)
+        session = await start_token_session(engine, user_id=member.user_id, seconds=3600)
     now = int(time.time())
     claims = {
         "sub": str(member.user_id),

@@ -128,7 +128,7 @@ async def test_concurrent_writes_never_pass_the_quota(
 async def test_a_company_quota_overrides_the_default(
     http: httpx.AsyncClient, database_url: str, tmp_path: Path, engine: AsyncEngine, acme: Company
 ) -> None:
-    await set_storage_quota(database_url, company=acme.name, bytes=500)
+    await set_storage_quota(engine, company=acme.name, bytes=500)
     quota_error(await create(http, acme.alice, 600))
     done = await run_cli(
         cli_env(tmp_path, database_url, FLUXOPUS_JWT_SECRET=SECRET),

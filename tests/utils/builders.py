@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from fluxopus.auth.jwt import mint_token
+from fluxopus.db.engine import operator_engine
 from fluxopus.db.users import ensure_member, set_token_budget
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -34,7 +35,8 @@ def unique(prefix: str) -> str:
 
 async def make_user(database_url: str, *, company: str, role: str = "member", email: str | None = None) -> User:
     email = email or f"{unique('user')}@example.com"
-    m = await ensure_member(database_url, email=email, company=company, role=role)
+    async with operator_engine(database_url) as engine:
+        m = await ensure_member(engine, email=email, company=company, role=role)
     token = mint_token(SECRET, user_id=m.user_id, email=m.email, role=m.role, company_id=m.company_id, ttl=3600)
     return User(str(m.user_id), m.email, str(m.company_id), m.company, m.role, token)
 
@@ -93,4 +95,5 @@ async def create_skill(client: httpx.AsyncClient, user: User, **fields: Any) -> 
 
 
 async def set_budget(database_url: str, company: Company, tokens: int | None) -> None:
-    await set_token_budget(database_url, company=company.name, tokens=tokens)
+    async with operator_engine(database_url) as engine:
+        await set_token_budget(engine, company=company.name, tokens=tokens)

@@ -22,6 +22,7 @@ import psutil
 from fluxopus.auth.jwt import mint_token
 from fluxopus.auth.keys import SigningKey
 from fluxopus.config import BUILT_IN_ISSUER
+from fluxopus.db.engine import operator_engine
 from fluxopus.db.users import ensure_member, start_token_session
 from tests.utils.server import free_port
 
@@ -213,7 +214,9 @@ async def provision_token(server: Serve, email: str) -> str:
     socket_dir = lines[4].strip()  # postmaster.pid line 5: the Unix socket directory
     assert socket_dir, lines
     url = f"postgresql://postgres:@/postgres?host={socket_dir}"
-    member = await ensure_member(url, email=email, company=None, role=None)
+    async with operator_engine(url) as engine:
+        member = await ensure_member(engine, email=email, company=None, role=None)
+        session_id = await start_token_session(engine, user_id=member.user_id, seconds=3600)
     key_path = server.data_dir / "jwt-signing-key.pem"
     assert key_path.exists(), f"serve generated no signing key in the data dir\n{server.logs()}"
     return mint_token(
@@ -223,7 +226,7 @@ async def provision_token(server: Serve, email: str) -> str:
         role=member.role,
         company_id=member.company_id,
         ttl=3600,
-        session_id=await start_token_session(url, user_id=member.user_id, seconds=3600),
+        session_id=session_id,
         issuer=BUILT_IN_ISSUER,
     )
 
