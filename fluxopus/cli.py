@@ -232,7 +232,7 @@ def token(
     data_dir: DataDir = None,
 ) -> None:
     """Print a signed access token (JWT) for a user, creating user, company and membership as needed."""
-    from fluxopus.auth.jwt import mint_token
+    from fluxopus.auth.jwt import member_token
     from fluxopus.auth.keys import SigningKey
     from fluxopus.db.users import Membership, UserError, ensure_member, start_token_session
 
@@ -262,12 +262,9 @@ def token(
         except (UserError, DomainError) as exc:
             _fail(str(exc))
     typer.echo(
-        mint_token(
+        member_token(
             key,
-            user_id=member.user_id,
-            email=member.email,
-            role=member.role,
-            company_id=member.company_id,
+            member,
             ttl=ttl,
             audience=settings.jwt_audience,
             session_id=session,

@@ -198,7 +198,7 @@ class DemoApi:
 
 async def seed(settings: Settings, database_url: str) -> Seeded:
     from fluxopus.app import create_app
-    from fluxopus.auth.jwt import mint_token
+    from fluxopus.auth.jwt import member_token
     from fluxopus.auth.passwords import hash_password, verify_password
     from fluxopus.db.engine import create_engine
     from fluxopus.db.users import UserError, ensure_member, password_hash_of, set_password
@@ -226,15 +226,7 @@ async def seed(settings: Settings, database_url: str) -> Seeded:
             api = {
                 who: DemoApi(
                     client,
-                    mint_token(
-                        secret,
-                        user_id=m.user_id,
-                        email=m.email,
-                        role=m.role,
-                        company_id=m.company_id,
-                        ttl=600,
-                        audience=settings.jwt_audience,
-                    ),
+                    member_token(secret, m, ttl=600, audience=settings.jwt_audience),
                 )
                 for who, m in members.items()
             }

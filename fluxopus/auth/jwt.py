@@ -7,7 +7,7 @@ import base64
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import httpx
@@ -19,6 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from fluxopus.auth.keys import SigningKey
 from fluxopus.config import BUILT_IN_ISSUER
 from fluxopus.errors import Unauthorized
+
+if TYPE_CHECKING:
+    from fluxopus.db.users import Membership
 
 ASYMMETRIC_ALGORITHMS = ("ES256", "RS256")
 LEEWAY_SECONDS = 5
@@ -220,6 +223,29 @@ def mint_token(
     else:
         token = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid})
     return token
+
+
+def member_token(
+    key: SigningKey | str,
+    member: Membership,
+    *,
+    ttl: int,
+    audience: str,
+    session_id: UUID | None = None,
+    issuer: str | None = None,
+) -> str:
+    """`mint_token` for a member as db/users returns them (`fluxopus token`, the demo)."""
+    return mint_token(
+        key,
+        user_id=member.user_id,
+        email=member.email,
+        role=member.role,
+        company_id=member.company_id,
+        ttl=ttl,
+        audience=audience,
+        session_id=session_id,
+        issuer=issuer,
+    )
 
 
 def mint_anon_key(key: SigningKey) -> str:
