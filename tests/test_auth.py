@@ -36,7 +36,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.app import create_app
-from fluxopus.auth.jwt import mint_token
+from fluxopus.auth.jwt import LEEWAY_SECONDS, mint_token
 from fluxopus.auth.keys import SigningKey
 from fluxopus.config import Settings
 from fluxopus.db.users import start_token_session
@@ -809,3 +809,21 @@ def test_tests_hash_passwords_cheaply_and_servers_do_not() -> None:
     script = "from fluxopus.auth.passwords import hash_password_now as h; print(h('correct horse battery'))"
     printed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert printed.stdout.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), printed.stdout
+
+
+async def test_a_verified_token_is_trusted_no_longer_than_its_expiry(client: httpx.AsyncClient, member: User) -> None:
+    """Tokens are verified once and remembered (the cost of a GET is mostly the signature check
+    otherwise); the memory ends with the token: one expired a moment ago, inside the leeway, is
+    accepted, and refused once the leeway is over even though it was accepted before."""
+    token = mint_token(
+        SECRET,
+        user_id=uuid.UUID(member.id),
+        email=member.email,
+        role="member",
+        company_id=uuid.UUID(member.company_id),
+        ttl=1 - LEEWAY_SECONDS,
+    )
+    for _ in range(2):
+        assert (await list_tasks(client, {"Authorization": f"Bearer {token}"})).status_code == 200
+    await asyncio.sleep(1.2)
+    assert_unauthorized(await list_tasks(client, {"Authorization": f"Bearer {token}"}), "expired")

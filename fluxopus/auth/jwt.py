@@ -59,6 +59,10 @@ class JWKSCache:
             raise Unauthorized("Token signed with an unknown key")
         return key
 
+    def fresh_for(self) -> float:
+        """Seconds until the keys are fetched again (0 when they are due)."""
+        return max(0.0, self._fetched_at + self.ttl - time.monotonic())
+
     async def _fetch(self) -> None:
         try:
             if self._client is None:
@@ -96,16 +100,43 @@ class TokenVerifier:
         self.local_key = local_key
         self.issuer = issuer  # what the server's own tokens (local_key) must carry as `iss`
         self.max_lifetime = max_lifetime
+        # Tokens verified lately, by their exact text: a client sends the same token with every request
+        # for its lifetime, and checking its signature and claims cost more than the rest of a `GET`.
+        # Only what the token itself proves is kept (its claims), for VERIFIED_TTL at most and never
+        # past its `exp`, nor past the JWKS cache's TTL for a token signed by a JWKS key (a key the issuer
+        # removes stops being trusted as soon as it did before); whether its session is still on is
+        # asked every time (Runtime.session_on).
+        self._verified: dict[str, tuple[float, Claims]] = {}
+
+    VERIFIED_TTL = 60.0  # seconds
+    VERIFIED_MAX = 4096
 
     async def verify(self, token: str) -> Claims:
         """The token's claims; a token signed with the server's own key must also name the built-in
         issuer and a session (whether that session is still on is SessionCheck's to say)."""
+        now = time.time()
+        known = self._verified.get(token)
+        if known is not None:
+            until, claims = known
+            if now < until:
+                return dict(claims)
+            del self._verified[token]
+        claims, ttl = await self._verify(token)
+        if ttl > 0:
+            if len(self._verified) >= self.VERIFIED_MAX:
+                del self._verified[next(iter(self._verified))]  # the oldest entry: insertion order
+            self._verified[token] = (min(now + ttl, float(claims["exp"]) + LEEWAY_SECONDS), claims)
+        return dict(claims)
+
+    async def _verify(self, token: str) -> tuple[Claims, float]:
+        """The claims, and how long they may be trusted without checking the token again."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
             raise Unauthorized("Malformed token") from exc
         alg = header.get("alg")
         key: Any
+        ttl = self.VERIFIED_TTL
         if alg == "HS256" and self.secret is not None:
             key = self.secret
         elif (
@@ -120,6 +151,7 @@ class TokenVerifier:
             key = self.local_key.public_key
         elif alg in ASYMMETRIC_ALGORITHMS and self.jwks is not None:
             key = (await self.jwks.get(header.get("kid"))).key
+            ttl = min(ttl, self.jwks.fresh_for())
         else:
             raise Unauthorized(f"Token algorithm {alg!r} is not accepted")
         if alg in _PUBLIC_KEY_TYPES and not isinstance(key, _PUBLIC_KEY_TYPES[alg]):
@@ -153,7 +185,7 @@ class TokenVerifier:
                 UUID(str(claims.get("session_id")))
             except ValueError as exc:
                 raise Unauthorized("Token names no session (session_id)") from exc
-        return claims
+        return claims, ttl
 
     def _check_lifetime(self, claims: Claims) -> None:
         """An access token lives hours, not decades: a leaked one that never expires is refused."""
