@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 from openapi_spec_validator import OpenAPIV30SpecValidator, validate
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.routing import Match
 
@@ -23,7 +24,7 @@ import fluxopus
 import fluxopus.schema
 from fluxopus.app import create_app
 from fluxopus.config import Settings
-from fluxopus.db.engine import create_engine, sqlalchemy_url
+from fluxopus.db.engine import create_engine, operator_engine, sqlalchemy_url
 from fluxopus.db.migrate import migrate, migration_files
 from fluxopus.db.session import RlsTransaction
 from fluxopus.models.common import Deleted
@@ -417,9 +418,9 @@ async def test_unknown_user_sees_nothing(client: httpx.AsyncClient, engine: Asyn
     assert await _ids_seen_by(engine, stranger, "tags") == set()
 
 
-@pytest.mark.parametrize("commit", [True, False], ids=["commit", "rollback"])
+@pytest.mark.parametrize("end", ["commit", "rollback", "failed"])
 async def test_claims_and_role_do_not_leak_to_the_next_user_of_a_connection(
-    database_url: str, acme: Company, commit: bool
+    database_url: str, acme: Company, end: str
 ) -> None:
     # One pooled connection, so the raw connection afterwards is the one the RLS transaction used.
     engine = create_async_engine(sqlalchemy_url(database_url), pool_size=1, max_overflow=0)
@@ -427,7 +428,10 @@ async def test_claims_and_role_do_not_leak_to_the_next_user_of_a_connection(
         tx = RlsTransaction(engine, _claims(acme.alice))
         probe = text("select pg_backend_pid(), current_user, current_setting('request.jwt.claims', true)")
         backend, role, claims = list((await tx.execute(probe)).one())
-        await (tx.commit() if commit else tx.rollback())
+        if end == "failed":  # a statement fails: the transaction is aborted, then rolled back
+            with pytest.raises(DBAPIError):
+                await tx.execute(text("select 1 / 0"))
+        await (tx.commit() if end == "commit" else tx.rollback())
         assert role == "authenticated"
         assert json.loads(claims)["sub"] == acme.alice.id
 
@@ -436,6 +440,30 @@ async def test_claims_and_role_do_not_leak_to_the_next_user_of_a_connection(
         assert backend_after == backend, "the pool handed out a different connection; the check proves nothing"
         assert role_after != "authenticated"
         assert claims_after in (None, "")
+    finally:
+        await engine.dispose()
+
+
+async def test_a_pooled_connection_the_database_dropped_is_replaced_not_an_error(
+    settings: Settings, database_url: str, acme: Company
+) -> None:
+    """The pool does not ping before each checkout (a round trip per request): the transaction's
+    BEGIN finds a dead connection and opens on a fresh one, so a restart costs no failed request."""
+    engine = create_engine(database_url, settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
+    pid = text("select pg_backend_pid()")
+    try:
+        tx = RlsTransaction(engine, _claims(acme.alice))
+        backend = (await tx.execute(pid)).scalar_one()
+        await tx.commit()
+        async with operator_engine(database_url) as operator, operator.connect() as conn:
+            assert (await conn.execute(text("select pg_terminate_backend(:pid)"), {"pid": backend})).scalar_one()
+        transport = httpx.ASGITransport(app=create_app(settings, engine=engine))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/api/tasks", headers=acme.alice.headers)
+        assert response.status_code == 200, response.text
+        tx = RlsTransaction(engine, _claims(acme.alice))
+        assert (await tx.execute(pid)).scalar_one() != backend
+        await tx.rollback()
     finally:
         await engine.dispose()
 

@@ -34,7 +34,8 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,  # a connection the database dropped (a restart) is replaced, not handed out
+        # No ping before each checkout (a round trip per request): RlsTransaction replaces a connection
+        # the database dropped when its BEGIN fails, and SQLAlchemy drops the pool's others with it.
     )
 
 

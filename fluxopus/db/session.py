@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -60,12 +60,28 @@ async def connect(engine: AsyncEngine) -> AsyncConnection:
         raise
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
+def _postgres_error(exc: BaseException) -> Any:
+    """The error as asyncpg raised it (sqlstate, message), whether SQLAlchemy wrapped it or not."""
+    orig = getattr(exc, "orig", None)
+    for candidate in (getattr(orig, "__cause__", None), orig, exc):
+        if getattr(candidate, "sqlstate", None):
+            return candidate
+    return None
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    sqlstate = getattr(_postgres_error(exc), "sqlstate", None)
     return str(sqlstate) if sqlstate else None
 
 
-_SET_CLAIMS = text("select set_config('role', 'authenticated', true), set_config('request.jwt.claims', :claims, true)")
+def _begin_as(claims: Mapping[str, Any]) -> str:
+    """`begin` and the claims as one simple query. The claims are a literal: json.dumps escapes every
+    non-ASCII character and control character, so doubling the quotes is all a literal needs."""
+    literal = json.dumps(claims).replace("'", "''")
+    return (
+        "begin; select set_config('role', 'authenticated', true), "
+        f"set_config('request.jwt.claims', '{literal}', true)"
+    )
 
 
 class RlsTransaction:
@@ -86,7 +102,7 @@ class RlsTransaction:
         self.claims = claims
         self.auth_error = auth_error
         self._conn: AsyncConnection | None = None
-        self._tx: AsyncTransaction | None = None
+        self._driver: Any = None  # the asyncpg connection under _conn, for BEGIN, COMMIT and ROLLBACK
         self._lock = asyncio.Lock()
 
     def assume(self, claims: Mapping[str, Any]) -> None:
@@ -123,16 +139,32 @@ class RlsTransaction:
             await conn.close()
 
     async def _begin(self) -> None:
+        """BEGIN and the claims in one round trip (the simple query protocol takes both at once), on a
+        connection SQLAlchemy treats as autocommit so it sends no BEGIN of its own: the transaction is
+        ours, ended by _end. The pool does not ping a connection before handing it out (a round trip
+        per request); a connection found dead here — the database restarted — is dropped with the rest
+        of its pool and the transaction opened on a fresh one."""
         if self.claims is None:
             raise self.auth_error or Unauthorized("Missing Authorization header: send 'Authorization: Bearer <jwt>'")
-        conn = await connect(self.engine)
-        try:
-            self._tx = await conn.begin()
-            await conn.execute(_SET_CLAIMS, {"claims": json.dumps(self.claims)})
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
+        begin = _begin_as(self.claims)
+        for attempt in (1, 2):
+            conn = await connect(self.engine)
+            try:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                await driver.execute(begin)
+            except BaseException as exc:
+                if attempt == 1 and database_gone(exc):
+                    await conn.invalidate()
+                    await self.engine.dispose(close=False)  # its other connections died with this one
+                    continue
+                await conn.close()
+                if database_gone(exc):
+                    raise Unavailable(DATABASE_UNAVAILABLE) from exc
+                raise
+            self._conn, self._driver = conn, driver
+            return
 
     async def commit(self) -> None:
         """End the transaction, keeping its work; the next statement opens a new one. Called only by
@@ -164,23 +196,22 @@ class RlsTransaction:
 
     async def _end(self, *, commit: bool) -> None:
         async with self._lock:
-            conn, tx = self._conn, self._tx
-            self._conn = self._tx = None
-            if conn is None or tx is None:
+            conn, driver = self._conn, self._driver
+            self._conn = self._driver = None
+            if conn is None or driver is None:
                 return
             try:
-                if commit:
-                    try:
-                        await tx.commit()
-                    except DBAPIError as exc:
-                        raise translate_db_error(exc) from exc
-                else:
-                    await tx.rollback()
+                try:
+                    await driver.execute("commit" if commit else "rollback")
+                except Exception as exc:
+                    raise translate_db_error(exc) from exc
             finally:
+                if driver.is_in_transaction() or driver.is_closed():
+                    await conn.invalidate()  # never back to the pool inside a transaction
                 await conn.close()
 
 
-def translate_db_error(exc: DBAPIError) -> Exception:
+def translate_db_error(exc: Exception) -> Exception:
     """Constraint and RLS violations become domain errors, a lost database Unavailable; anything else
     stays unexpected."""
     if database_gone(exc):
@@ -189,7 +220,7 @@ def translate_db_error(exc: DBAPIError) -> Exception:
     if sqlstate == "42501":  # insufficient_privilege: an RLS `with check` refused the row
         return Forbidden("You do not have permission to do that")
     if sqlstate == "FXQ01":  # fluxopus.count_knowledge_bytes: its message says how full the company is
-        message = getattr(getattr(exc.orig, "__cause__", None), "message", None)
+        message = getattr(_postgres_error(exc), "message", None)
         return QuotaExceeded(str(message or "Knowledge storage quota exceeded"))
     if isinstance(exc, IntegrityError) or (sqlstate or "").startswith("23"):
         if sqlstate == "23505":
