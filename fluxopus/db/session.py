@@ -79,8 +79,7 @@ def _begin_as(claims: Mapping[str, Any]) -> str:
     non-ASCII character and control character, so doubling the quotes is all a literal needs."""
     literal = json.dumps(claims).replace("'", "''")
     return (
-        "begin; select set_config('role', 'authenticated', true), "
-        f"set_config('request.jwt.claims', '{literal}', true)"
+        f"begin; select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{literal}', true)"
     )
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
 
 from fluxopus.errors import Invalid
 
@@ -44,9 +45,56 @@ class PageQuery(BaseModel):
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="Rows to skip")
 
 
+class Rows(Sequence[M]):
+    """A list's rows as the database returned them, keyed and ordered like the model's fields. The REST
+    edge writes them to JSON in one call (`json()`: pydantic-core, the serialiser the models use, so the
+    bytes are those the models would give: tests/test_json_once.py compares every list), without a
+    model per row; whoever reads them as a sequence (GraphQL) gets the models, made once, when first read."""
+
+    __slots__ = ("_models", "model", "raw")
+
+    def __init__(self, model: type[M], raw: list[dict[str, Any]]) -> None:
+        self.model = model
+        self.raw = raw
+        self._models: list[M] | None = None
+
+    @classmethod
+    def of(cls, model: type[M], keys: Sequence[str], rows: Iterable[Sequence[Any]]) -> Rows[M]:
+        """`rows` of a result with these column `keys`; every field of the model must be one of them."""
+        fields = tuple(model.model_fields)
+        if tuple(keys[: len(fields)]) == fields:
+            return cls(model, [dict(zip(fields, row, strict=False)) for row in rows])
+        missing = [f for f in fields if f not in keys]
+        if missing:
+            raise ValueError(f"{model.__name__} rows lack the columns {missing}")
+        at = [(f, list(keys).index(f)) for f in fields]
+        return cls(model, [{f: row[i] for f, i in at} for row in rows])
+
+    def json(self) -> bytes:
+        return to_json(self.raw)
+
+    def _validated(self) -> list[M]:
+        if self._models is None:
+            self._models = [self.model.model_validate(r) for r in self.raw]
+        return self._models
+
+    @overload
+    def __getitem__(self, index: int) -> M: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[M]: ...
+    def __getitem__(self, index: int | slice) -> M | list[M]:
+        return self._validated()[index]
+
+    def __iter__(self) -> Iterator[M]:
+        return iter(self._validated())
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    items: list[T]
+    items: Sequence[T]
     # How many rows match, ignoring limit/offset. Counted only when asked (REST's X-Total-Count), in
     # the request's transaction: a GraphQL list, which shows no total, never pays for it.
     count: Callable[[], Awaitable[int]]

@@ -9,7 +9,7 @@ from sqlalchemy import ARRAY, ColumnElement, RowMapping, Select, any_, bindparam
 from sqlalchemy.sql import Executable
 
 from fluxopus.errors import Forbidden
-from fluxopus.models.common import Page
+from fluxopus.models.common import M, Page, Rows
 from fluxopus.resolvers.context import Context
 
 
@@ -25,13 +25,27 @@ def contains(column: Any, q: str) -> ColumnElement[bool]:
     return result
 
 
-async def fetch_page(ctx: Context, stmt: Select[Any], *, limit: int, offset: int) -> Page[dict[str, Any]]:
+async def fetch_page(
+    ctx: Context,
+    stmt: Select[Any],
+    model: type[M],
+    *,
+    limit: int,
+    offset: int,
+    row: Callable[[dict[str, Any]], M] | None = None,
+) -> Page[M]:
     """The page; its total counted apart, and only when asked. The page statement has no window count:
     with one, PostgreSQL had to build every visible row — derived columns (a task's total_minutes)
     included — before LIMIT, so a page cost as much as everything the caller can see. Now a page costs
     what its rows cost, and the total is a count of the filtered rows alone (no derived columns, no
-    sort), skipped when the page itself tells it (a short page)."""
-    rows = [dict(r) for r in (await ctx.db.execute(stmt.limit(limit).offset(offset))).mappings()]
+    sort), skipped when the page itself tells it (a short page). The rows stay as the database gave
+    them (models.common.Rows): REST writes them to JSON without a model per row; `row`, for a model
+    that is more than its columns, makes each one instead."""
+    result = await ctx.db.execute(stmt.limit(limit).offset(offset))
+    keys = list(result.keys())
+    rows: Sequence[M] = (
+        Rows.of(model, keys, result.all()) if row is None else [row(dict(zip(keys, r, strict=True))) for r in result]
+    )
     if len(rows) < limit and (rows or offset == 0):
         return Page(rows, Page.known(offset + len(rows)))
 

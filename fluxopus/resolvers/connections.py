@@ -55,8 +55,7 @@ MAX_PENDING_STATES = 20  # per user; older ones are dropped, so a script cannot 
 async def list_connections(ctx: Context, *, query: PageQuery) -> Page[Connection]:
     """The caller's connections; an admin's list holds the whole company's."""
     stmt = select(*PUBLIC).order_by(connections.c.created_at.desc(), connections.c.id)
-    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
-    return Page([_connection(row) for row in page.items], page.count)
+    return await fetch_page(ctx, stmt, Connection, limit=query.limit, offset=query.offset, row=_connection)
 
 
 async def connection_status(ctx: Context, *, provider: str) -> ConnectionStatus:

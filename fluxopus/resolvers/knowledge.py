@@ -34,8 +34,7 @@ async def list_knowledge(ctx: Context, *, query: KnowledgeFilter) -> Page[Knowle
     stmt = select(*knowledge.c).order_by(knowledge.c.created_at.desc(), knowledge.c.id)
     if query.q is not None:
         stmt = stmt.where(contains(knowledge.c.title, query.q))
-    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
-    return Page([KnowledgeItem.model_validate(r) for r in page.items], page.count)
+    return await fetch_page(ctx, stmt, KnowledgeItem, limit=query.limit, offset=query.offset)
 
 
 async def get_knowledge(ctx: Context, *, id: UUID) -> KnowledgeItem:

@@ -111,8 +111,7 @@ async def company(ctx: Context) -> Company | None:
 
 async def list_members(ctx: Context, *, query: PageQuery) -> Page[Member]:
     """RLS shows the caller's company; a user without one sees nobody."""
-    page = await fetch_page(ctx, _MEMBERS, limit=query.limit, offset=query.offset)
-    return Page([Member.model_validate(r) for r in page.items], page.count)
+    return await fetch_page(ctx, _MEMBERS, Member, limit=query.limit, offset=query.offset)
 
 
 async def members_by_user(ctx: Context, user_ids: Sequence[UUID]) -> list[Member | None]:

@@ -96,8 +96,7 @@ async def list_skill_runs(ctx: Context, *, id: UUID, query: PageQuery) -> Page[S
         .where(skill_runs.c.skill_id == id)
         .order_by(skill_runs.c.created_at.desc(), skill_runs.c.id)
     )
-    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
-    return Page([SkillRun.model_validate(r) for r in page.items], page.count)
+    return await fetch_page(ctx, stmt, SkillRun, limit=query.limit, offset=query.offset)
 
 
 async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:

@@ -23,8 +23,7 @@ async def list_skills(ctx: Context, *, query: SkillFilter) -> Page[Skill]:
     stmt = select(*skills.c).order_by(skills.c.created_at.desc(), skills.c.id)
     if query.q is not None:
         stmt = stmt.where(or_(contains(skills.c.name, query.q), contains(skills.c.description, query.q)))
-    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
-    return Page([Skill.model_validate(r) for r in page.items], page.count)
+    return await fetch_page(ctx, stmt, Skill, limit=query.limit, offset=query.offset)
 
 
 async def get_skill(ctx: Context, *, id: UUID) -> Skill:
@@ -76,8 +75,7 @@ async def delete_skill(ctx: Context, *, id: UUID) -> Deleted:
 async def list_skill_versions(ctx: Context, *, id: UUID, query: PageQuery) -> Page[SkillVersion]:
     await get_skill(ctx, id=id)
     stmt = select(*skill_versions.c).where(skill_versions.c.skill_id == id).order_by(skill_versions.c.version.desc())
-    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
-    return Page([SkillVersion.model_validate(r) for r in page.items], page.count)
+    return await fetch_page(ctx, stmt, SkillVersion, limit=query.limit, offset=query.offset)
 
 
 async def get_skill_version(ctx: Context, *, id: UUID, version: int) -> SkillVersion:

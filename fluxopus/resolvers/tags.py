@@ -26,8 +26,7 @@ _TAGS_BY_NAME = (
 
 async def list_tags(ctx: Context, *, query: PageQuery) -> Page[Tag]:
     stmt = select(*tags.c).order_by(func.lower(tags.c.name), tags.c.name, tags.c.id)
-    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
-    return Page([Tag.model_validate(r) for r in page.items], page.count)
+    return await fetch_page(ctx, stmt, Tag, limit=query.limit, offset=query.offset)
 
 
 async def get_tag(ctx: Context, *, id: UUID) -> Tag:

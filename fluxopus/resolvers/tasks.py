@@ -38,8 +38,7 @@ async def list_tasks(ctx: Context, *, query: TaskFilter) -> Page[Task]:
         stmt = stmt.where(tasks.c.assignee_id == query.assignee_id)
     if query.q is not None:
         stmt = stmt.where(or_(contains(tasks.c.title, query.q), contains(tasks.c.description, query.q)))
-    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
-    return Page([Task.model_validate(r) for r in page.items], page.count)
+    return await fetch_page(ctx, stmt, Task, limit=query.limit, offset=query.offset)
 
 
 async def get_task(ctx: Context, *, id: UUID) -> Task:
@@ -102,8 +101,7 @@ async def delete_task(ctx: Context, *, id: UUID) -> Deleted:
 async def list_time_logs(ctx: Context, *, task_id: UUID, query: PageQuery) -> Page[TimeLog]:
     await get_task(ctx, id=task_id)
     stmt = select(*time_logs.c).where(time_logs.c.task_id == task_id).order_by(*_NEWEST_FIRST)
-    page = await fetch_page(ctx, stmt, limit=query.limit, offset=query.offset)
-    return Page([TimeLog.model_validate(r) for r in page.items], page.count)
+    return await fetch_page(ctx, stmt, TimeLog, limit=query.limit, offset=query.offset)
 
 
 async def time_logs_by_task(ctx: Context, task_ids: Sequence[UUID]) -> list[list[TimeLog]]:

@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from fluxopus.db.session import DATABASE_UNAVAILABLE, database_gone
 from fluxopus.errors import DomainError, Unavailable
-from fluxopus.models.common import Page, parse, parse_json, parse_uuid
+from fluxopus.models.common import Page, Rows, parse, parse_json, parse_uuid
 from fluxopus.rest_compat.errors import domain_error_response, error_response
 from fluxopus.rest_compat.sse import ClientGone, cancel_on_disconnect, event_stream, wants_event_stream
 from fluxopus.rest_compat.table import ROUTES, Route
@@ -71,9 +71,8 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
         if isinstance(result, Page):
             headers["X-Total-Count"] = str(total)
             result = result.items
-        return Response(
-            adapter.dump_json(result), status_code=route.status, headers=headers, media_type="application/json"
-        )
+        body = result.json() if isinstance(result, Rows) else adapter.dump_json(result)
+        return Response(body, status_code=route.status, headers=headers, media_type="application/json")
 
     endpoint.__name__ = route.operation_id
     return endpoint
