@@ -23,7 +23,7 @@ from fluxopus.gotrue import gotrue_router
 from fluxopus.http_limits import BodyLimit
 from fluxopus.integrations.oauth import OAuth
 from fluxopus.rest_compat.errors import CatchAll, domain_exception_handler, http_exception_handler
-from fluxopus.rest_compat.generate import rest_router
+from fluxopus.rest_compat.generate import rest_routes
 from fluxopus.rest_compat.openapi import build_openapi
 from fluxopus.runtime import Runtime, build_mail, build_verifier
 from fluxopus.schema.router import graphql_router
@@ -145,6 +145,6 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
 
     if settings.uses_dev_signing_key:  # an external JWT secret or JWKS means sign-in happens elsewhere
         app.include_router(gotrue_router(), prefix="/auth/v1")
-    app.include_router(rest_router(), prefix="/api")
+    app.router.routes.extend(rest_routes("/api"))
     app.include_router(graphql_router(settings), prefix="/graphql")
     return app

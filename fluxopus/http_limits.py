@@ -45,6 +45,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if not _may_have_body(scope):  # most reads: nothing to count, so no wrapping to pay for
+            await self.app(scope, receive, send)
+            return
         limit = self.limit_for(scope)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
@@ -85,6 +88,14 @@ class BodyLimit:
             return message
 
         return limited
+
+
+def _may_have_body(scope: Scope) -> bool:
+    """HTTP/1.1: a request has a body only if it says so, by a length (not 0) or a transfer coding."""
+    return any(
+        (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding"
+        for name, value in scope["headers"]
+    )
 
 
 def _content_length(scope: Scope) -> int | None:

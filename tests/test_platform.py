@@ -29,7 +29,7 @@ from fluxopus.db.migrate import migrate, migration_files
 from fluxopus.db.session import RlsTransaction
 from fluxopus.models.common import Deleted
 from fluxopus.resolvers.context import Context
-from fluxopus.rest_compat.generate import rest_router
+from fluxopus.rest_compat.generate import rest_routes
 from fluxopus.rest_compat.openapi import build_openapi
 from fluxopus.rest_compat.table import ROUTES, Route
 from fluxopus.schema.root import schema
@@ -103,7 +103,7 @@ async def test_unexpected_exception_in_generated_route_is_500_without_details(
 ) -> None:
     app = create_app(settings, engine=engine)
     boom = Route("GET", "/explode", _explode, "Always fails", "Boom", Deleted)
-    app.include_router(rest_router([boom]), prefix="/boom")
+    app.router.routes.extend(rest_routes("/boom", [boom]))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         response = await client.get("/boom/explode", headers=acme.alice.headers)

@@ -6,10 +6,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter
 from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route as StarletteRoute
 
 from fluxopus.db.session import DATABASE_UNAVAILABLE, database_gone
 from fluxopus.errors import DomainError, Unavailable
@@ -78,15 +79,19 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
-def rest_router(routes: list[Route] = ROUTES) -> APIRouter:
-    """One Starlette route per path, so a wrong method gets 405 with every allowed method in `Allow`."""
+def rest_routes(prefix: str, routes: list[Route] = ROUTES) -> list[BaseRoute]:
+    """One Starlette route per path, so a wrong method gets 405 with every allowed method in `Allow`.
+    Plain Starlette routes (to add to the app's router as they are: FastAPI's include_router would
+    remake them with HEAD beside GET): the endpoints take the request and nothing else, so FastAPI's
+    dependency solving would only cost time, and the OpenAPI document is the route table's."""
     by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
     for route in routes:
         by_path.setdefault(route.path, {})[route.method] = make_endpoint(route)
-    router = APIRouter()
+    served: list[BaseRoute] = []
     for path, endpoints in by_path.items():
-        router.add_api_route(path, _dispatch(endpoints), methods=list(endpoints), include_in_schema=False)
-    return router
+        served.append(StarletteRoute(prefix + path, _dispatch(endpoints), methods=list(endpoints)))
+        served[-1].methods = set(endpoints)  # type: ignore[attr-defined]  # Starlette adds HEAD beside GET
+    return served
 
 
 def _dispatch(
