@@ -288,6 +288,14 @@ CREATE FUNCTION fluxopus.is_admin() RETURNS boolean
     AS $$ select coalesce((select role = 'admin' from public.members where user_id = fluxopus.uid()), false) $$;
 
 --
+-- Name: json_time(timestamp with time zone); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.json_time(t timestamp with time zone) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN ((to_char((t AT TIME ZONE 'UTC'::text), 'YYYY-MM-DD"T"HH24:MI:SS'::text) || CASE WHEN (((EXTRACT(microseconds FROM (t AT TIME ZONE 'UTC'::text)))::bigint % (1000000)::bigint) = 0) THEN ''::text ELSE to_char((t AT TIME ZONE 'UTC'::text), '.US'::text) END) || 'Z'::text);
+
+--
 -- Name: make_taggable(text, regclass); Type: FUNCTION; Schema: fluxopus; Owner: -
 --
 
@@ -2248,6 +2256,13 @@ GRANT ALL ON FUNCTION fluxopus.invite_member(invitee text, invited_role text, se
 
 REVOKE ALL ON FUNCTION fluxopus.is_admin() FROM PUBLIC;
 GRANT ALL ON FUNCTION fluxopus.is_admin() TO authenticated;
+
+--
+-- Name: FUNCTION json_time(t timestamp with time zone); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.json_time(t timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION fluxopus.json_time(t timestamp with time zone) TO authenticated;
 
 --
 -- Name: FUNCTION make_taggable(kind text, rel regclass); Type: ACL; Schema: fluxopus; Owner: -

@@ -203,6 +203,9 @@ class Settings(BaseSettings):
     graphql_max_fields: int = Field(default=2_000, ge=10, description="Fields once fragments are expanded")
     graphql_max_merged_fields: int = Field(default=25, ge=2, description="Fields merging into one response path")
     graphql_max_cost: int = Field(default=20_000, ge=100)
+    # Queries whose every field has a plan run as one SQL statement (schema/compiled.py); off, every
+    # query runs through Strawberry's executor (the differential tests compare the two).
+    graphql_compiled_reads: bool = True
 
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)

@@ -12,7 +12,7 @@ import re
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 
 from fluxopus.ai.embeddings import EmbeddingError
 from fluxopus.db import queries as sql
@@ -30,15 +30,24 @@ CANDIDATES = 50  # chunks each ranking contributes before items are fused and cu
 SNIPPET_CHARS = 300
 
 
-async def list_knowledge(ctx: Context, *, query: KnowledgeFilter) -> Page[KnowledgeItem]:
+def knowledge_rows(query: KnowledgeFilter) -> Select[Any]:
+    """The items the caller may read matching the filter, newest first, unpaged (also schema/compiled.py's)."""
     stmt = select(*knowledge.c).order_by(knowledge.c.created_at.desc(), knowledge.c.id)
     if query.q is not None:
         stmt = stmt.where(contains(knowledge.c.title, query.q))
-    return await fetch_page(ctx, stmt, KnowledgeItem, limit=query.limit, offset=query.offset)
+    return stmt
+
+
+def knowledge_row(id: UUID) -> Select[Any]:
+    return select(*knowledge.c).where(knowledge.c.id == id)
+
+
+async def list_knowledge(ctx: Context, *, query: KnowledgeFilter) -> Page[KnowledgeItem]:
+    return await fetch_page(ctx, knowledge_rows(query), KnowledgeItem, limit=query.limit, offset=query.offset)
 
 
 async def get_knowledge(ctx: Context, *, id: UUID) -> KnowledgeItem:
-    row = (await ctx.db.execute(select(*knowledge.c).where(knowledge.c.id == id))).mappings().first()
+    row = (await ctx.db.execute(knowledge_row(id))).mappings().first()
     if row is None:
         raise NotFound("Knowledge item not found")
     return KnowledgeItem.model_validate(row)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 
 from fluxopus.auth.mail import MailError, invitation_message
 from fluxopus.db.users import membership_refused
@@ -111,7 +112,17 @@ async def company(ctx: Context) -> Company | None:
 
 async def list_members(ctx: Context, *, query: PageQuery) -> Page[Member]:
     """RLS shows the caller's company; a user without one sees nobody."""
-    return await fetch_page(ctx, _MEMBERS, Member, limit=query.limit, offset=query.offset)
+    return await fetch_page(ctx, member_rows(), Member, limit=query.limit, offset=query.offset)
+
+
+def member_rows() -> Select[Any]:
+    """The caller's company's members, in the order they joined (also schema/compiled.py's)."""
+    return _MEMBERS
+
+
+def member_of(user_id: Any) -> Select[Any]:
+    """A user's membership as RLS shows it; `user_id` a value or a column of an enclosing query."""
+    return _MEMBERS.where(members.c.user_id == user_id)
 
 
 async def members_by_user(ctx: Context, user_ids: Sequence[UUID]) -> list[Member | None]:
@@ -122,7 +133,7 @@ async def members_by_user(ctx: Context, user_ids: Sequence[UUID]) -> list[Member
 
 
 async def get_member(ctx: Context, *, user_id: UUID) -> Member:
-    row = (await ctx.db.execute(_MEMBERS.where(members.c.user_id == user_id))).mappings().first()
+    row = (await ctx.db.execute(member_of(user_id))).mappings().first()
     if row is None:
         raise NotFound("Member not found")
     return Member.model_validate(row)

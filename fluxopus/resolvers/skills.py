@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import Select, delete, insert, or_, select, update
 
 from fluxopus.ai.prompts import PromptError
 from fluxopus.errors import Invalid, NotFound
@@ -19,15 +19,24 @@ skills = Skill.table
 skill_versions = SkillVersion.table
 
 
-async def list_skills(ctx: Context, *, query: SkillFilter) -> Page[Skill]:
+def skill_rows(query: SkillFilter) -> Select[Any]:
+    """The skills the caller sees matching the filter, newest first, unpaged (also schema/compiled.py's)."""
     stmt = select(*skills.c).order_by(skills.c.created_at.desc(), skills.c.id)
     if query.q is not None:
         stmt = stmt.where(or_(contains(skills.c.name, query.q), contains(skills.c.description, query.q)))
-    return await fetch_page(ctx, stmt, Skill, limit=query.limit, offset=query.offset)
+    return stmt
+
+
+def skill_row(id: UUID) -> Select[Any]:
+    return select(*skills.c).where(skills.c.id == id)
+
+
+async def list_skills(ctx: Context, *, query: SkillFilter) -> Page[Skill]:
+    return await fetch_page(ctx, skill_rows(query), Skill, limit=query.limit, offset=query.offset)
 
 
 async def get_skill(ctx: Context, *, id: UUID) -> Skill:
-    row = (await ctx.db.execute(select(*skills.c).where(skills.c.id == id))).mappings().first()
+    row = (await ctx.db.execute(skill_row(id))).mappings().first()
     if row is None:
         raise NotFound("Skill not found")
     return Skill.model_validate(row)

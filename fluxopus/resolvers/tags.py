@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fluxopus.errors import Conflict, NotFound
@@ -24,9 +25,13 @@ _TAGS_BY_NAME = (
 )
 
 
+def tag_rows() -> Select[Any]:
+    """The company's tags, by name, unpaged."""
+    return select(*tags.c).order_by(func.lower(tags.c.name), tags.c.name, tags.c.id)
+
+
 async def list_tags(ctx: Context, *, query: PageQuery) -> Page[Tag]:
-    stmt = select(*tags.c).order_by(func.lower(tags.c.name), tags.c.name, tags.c.id)
-    return await fetch_page(ctx, stmt, Tag, limit=query.limit, offset=query.offset)
+    return await fetch_page(ctx, tag_rows(), Tag, limit=query.limit, offset=query.offset)
 
 
 async def get_tag(ctx: Context, *, id: UUID) -> Tag:
@@ -72,6 +77,11 @@ async def _ensure_entity(ctx: Context, entity_type: EntityType, entity_id: UUID)
     found = await ctx.db.execute(select(table.c.id).where(table.c.id == entity_id))
     if found.first() is None:
         raise NotFound(f"{entity_type.value.capitalize()} not found")
+
+
+def tags_of_entity(entity_type: EntityType, entity_id: Any) -> Select[Any]:
+    """An entity's tags, by name; `entity_id` a value or a column of an enclosing query (schema/compiled.py)."""
+    return _TAGS_BY_NAME.where(entity_tags.c.entity_type == entity_type.value, entity_tags.c.entity_id == entity_id)
 
 
 async def tags_of(ctx: Context, entity_type: EntityType, entity_ids: Sequence[UUID]) -> list[list[Tag]]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Select, delete, func, insert, or_, select, update
 
 from fluxopus.errors import Forbidden, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
@@ -30,7 +30,12 @@ _task_columns = [*tasks.c, _total_minutes]
 _NEWEST_FIRST = (time_logs.c.created_at.desc(), time_logs.c.id)
 
 
-async def list_tasks(ctx: Context, *, query: TaskFilter) -> Page[Task]:
+# The statements below are what the resolvers run and what GraphQL reads compiled to SQL embed
+# (schema/compiled.py): one definition of which rows, in which order.
+
+
+def task_rows(query: TaskFilter) -> Select[Any]:
+    """The tasks matching the filter, newest first, unpaged."""
     stmt = select(*_task_columns).order_by(tasks.c.created_at.desc(), tasks.c.id)
     if query.status is not None:
         stmt = stmt.where(tasks.c.status == query.status)
@@ -38,11 +43,24 @@ async def list_tasks(ctx: Context, *, query: TaskFilter) -> Page[Task]:
         stmt = stmt.where(tasks.c.assignee_id == query.assignee_id)
     if query.q is not None:
         stmt = stmt.where(or_(contains(tasks.c.title, query.q), contains(tasks.c.description, query.q)))
-    return await fetch_page(ctx, stmt, Task, limit=query.limit, offset=query.offset)
+    return stmt
+
+
+def task_row(id: Any) -> Select[Any]:
+    return select(*_task_columns).where(tasks.c.id == id)
+
+
+def time_logs_of(task_id: Any) -> Select[Any]:
+    """A task's time logs, newest first; `task_id` a value or a column of an enclosing query."""
+    return select(*time_logs.c).where(time_logs.c.task_id == task_id).order_by(*_NEWEST_FIRST)
+
+
+async def list_tasks(ctx: Context, *, query: TaskFilter) -> Page[Task]:
+    return await fetch_page(ctx, task_rows(query), Task, limit=query.limit, offset=query.offset)
 
 
 async def get_task(ctx: Context, *, id: UUID) -> Task:
-    row = (await ctx.db.execute(select(*_task_columns).where(tasks.c.id == id))).mappings().first()
+    row = (await ctx.db.execute(task_row(id))).mappings().first()
     if row is None:
         raise NotFound("Task not found")
     return Task.model_validate(row)
@@ -83,7 +101,7 @@ async def _update_with_reassignment(ctx: Context, id: UUID, changes: dict[str, A
     reassigned = select(func.fluxopus.set_task_assignee(id, assignee))
     if not (await ctx.db.execute(reassigned)).scalar_one():
         raise Forbidden("Only the task's creator, its assignee or an admin can reassign it")
-    row = (await ctx.db.execute(select(*_task_columns).where(tasks.c.id == id))).mappings().first()
+    row = (await ctx.db.execute(task_row(id))).mappings().first()
     if row is None:  # handed to someone else: the caller no longer sees it, but did change it
         now = (await ctx.db.execute(select(func.now()))).scalar_one()
         return before.model_copy(update={**changes, "assignee_id": assignee, "updated_at": now})
@@ -100,8 +118,7 @@ async def delete_task(ctx: Context, *, id: UUID) -> Deleted:
 
 async def list_time_logs(ctx: Context, *, task_id: UUID, query: PageQuery) -> Page[TimeLog]:
     await get_task(ctx, id=task_id)
-    stmt = select(*time_logs.c).where(time_logs.c.task_id == task_id).order_by(*_NEWEST_FIRST)
-    return await fetch_page(ctx, stmt, TimeLog, limit=query.limit, offset=query.offset)
+    return await fetch_page(ctx, time_logs_of(task_id), TimeLog, limit=query.limit, offset=query.offset)
 
 
 async def time_logs_by_task(ctx: Context, task_ids: Sequence[UUID]) -> list[list[TimeLog]]:

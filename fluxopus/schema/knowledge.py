@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
+from sqlalchemy import Select
 
 from fluxopus.errors import NotFound
 from fluxopus.models import knowledge as m
 from fluxopus.models.common import parse, parse_uuid
 from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import knowledge
+from fluxopus.schema import compiled
 from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
 from fluxopus.schema.limits import MODEL_CALL_COST
-from fluxopus.schema.tags import tags_field
+from fluxopus.schema.tags import compiled_tags, tags_field
 
 strawberry.enum(m.KnowledgeVisibility)
 strawberry.enum(m.IndexStatus)
@@ -40,14 +44,34 @@ class UpdateKnowledgeInput:
     pass
 
 
+def _knowledge_filter(q: str | None, limit: int, offset: int) -> m.KnowledgeFilter:
+    return parse(m.KnowledgeFilter, {"q": q, "limit": limit, "offset": offset})
+
+
+# How GraphQL reads these fields in one SQL statement (schema/compiled.py).
+
+
+@compiled.root("knowledge", many=True)
+def _knowledge_rows(q: str | None = None, limit: int = 50, offset: int = 0) -> Select[Any]:
+    query = _knowledge_filter(q, limit, offset)
+    return knowledge.knowledge_rows(query).limit(query.limit).offset(query.offset)
+
+
+@compiled.root("knowledgeItem", many=False)
+def _knowledge_row(id: str) -> Select[Any]:
+    return knowledge.knowledge_row(parse_uuid(id))
+
+
+compiled_tags("KnowledgeItem", EntityType.knowledge)
+
+
 @strawberry.type
 class KnowledgeQuery:
     @strawberry.field(description="Company items and the caller's private ones; `q` searches titles")
     async def knowledge(
         self, info: strawberry.Info, q: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[KnowledgeItem]:
-        query = parse(m.KnowledgeFilter, {"q": q, "limit": limit, "offset": offset})
-        page = await knowledge.list_knowledge(info.context, query=query)
+        page = await knowledge.list_knowledge(info.context, query=_knowledge_filter(q, limit, offset))
         return outs(KnowledgeItem, page.items)
 
     @strawberry.field(description="Null when the item does not exist or the caller cannot see it")

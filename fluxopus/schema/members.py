@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
+from sqlalchemy import Select
 
 from fluxopus.models import members as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
 from fluxopus.resolvers import members
+from fluxopus.schema import compiled
 from fluxopus.schema._derive import object_type, out, outs
 
 strawberry.enum(m.Role)
@@ -28,6 +32,13 @@ class Me:
 @object_type(m.Invitation)
 class Invitation:
     pass
+
+
+@compiled.root("members", many=True)
+def _member_rows(limit: int = 50, offset: int = 0) -> Select[Any]:
+    """How GraphQL reads `members` in one SQL statement (schema/compiled.py)."""
+    query = parse(PageQuery, {"limit": limit, "offset": offset})
+    return members.member_rows().limit(query.limit).offset(query.offset)
 
 
 @strawberry.type

@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 class TransportContext(BaseContext):
     """Built once per HTTP request or WebSocket connection: who is calling."""
 
-    def __init__(self, runtime: Runtime, documents: Documents) -> None:
+    def __init__(self, runtime: Runtime, documents: Documents, compiled_statements: Any = None) -> None:
         super().__init__()
         self.runtime = runtime
         self.documents = documents
+        self.compiled_statements = compiled_statements  # schema/compiled.Statements, or None: off
         self.claims: dict[str, Any] | None = None
         self.auth_error: DomainError | None = Unauthorized(
             "Missing Authorization header: send 'Authorization: Bearer <jwt>'"

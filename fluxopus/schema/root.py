@@ -6,6 +6,7 @@ import datetime as dt
 
 from strawberry.tools import merge_types
 
+from fluxopus.schema.compiled import CompiledReads
 from fluxopus.schema.connections import ConnectionsMutation, ConnectionsQuery
 from fluxopus.schema.knowledge import KnowledgeMutation, KnowledgeQuery
 from fluxopus.schema.limits import DocumentLimits
@@ -22,12 +23,13 @@ Mutation = merge_types(
 )
 Subscription = merge_types("Subscription", (SkillsSubscription,))
 
-# DocumentLimits comes first: it finds the runtime on the transport context before RlsOperation
-# replaces that with the operation's own. It also parses and validates, each document once.
+# DocumentLimits and CompiledReads come first: they find what they need on the transport context
+# before RlsOperation replaces that with the operation's own. DocumentLimits also parses and
+# validates, each document once; CompiledReads answers plannable queries in one SQL statement.
 schema = FluxopusSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    extensions=[DocumentLimits, RlsOperation],
+    extensions=[DocumentLimits, CompiledReads, RlsOperation],
     scalar_overrides={dt.datetime: DateTime},
 )

@@ -22,6 +22,7 @@ from fluxopus.config import Settings
 from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.http_limits import decode_json
 from fluxopus.runtime import Runtime
+from fluxopus.schema.compiled import Statements
 from fluxopus.schema.limits import Documents, Limits
 from fluxopus.schema.operation import TransportContext
 from fluxopus.schema.root import schema
@@ -98,9 +99,10 @@ def _transport_error(status: int, message: str, code: str) -> JSONResponse:
 def graphql_router(settings: Settings) -> FluxopusGraphQLRouter:
     # Checked documents are cached per router: one app, one cache.
     documents = Documents(Limits.of(settings))
+    statements = Statements() if settings.graphql_compiled_reads else None
 
     async def get_context(connection: HTTPConnection) -> TransportContext:
-        context = TransportContext(connection.app.state.runtime, documents)
+        context = TransportContext(connection.app.state.runtime, documents, statements)
         if connection.scope["type"] == "http":
             # Authentication is checked lazily so GraphiQL can introspect without a token.
             await context.authenticate(connection.headers.get("authorization"))

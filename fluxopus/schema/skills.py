@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from typing import Any
 
 import strawberry
+from sqlalchemy import Select
 from strawberry.scalars import JSON
 
 from fluxopus.errors import NotFound
@@ -11,9 +13,10 @@ from fluxopus.models import skills as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
 from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import budget, runs, skills
+from fluxopus.schema import compiled
 from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
 from fluxopus.schema.limits import MODEL_CALL_COST
-from fluxopus.schema.tags import tags_field
+from fluxopus.schema.tags import compiled_tags, tags_field
 
 strawberry.enum(m.Visibility)
 strawberry.enum(m.Provider)
@@ -68,14 +71,34 @@ def _run_input(input: JSON, version: int | None) -> m.RunInput:
     return parse(m.RunInput, {"input": input, "version": version})
 
 
+def _skill_filter(q: str | None, limit: int, offset: int) -> m.SkillFilter:
+    return parse(m.SkillFilter, {"q": q, "limit": limit, "offset": offset})
+
+
+# How GraphQL reads these fields in one SQL statement (schema/compiled.py).
+
+
+@compiled.root("skills", many=True)
+def _skill_rows(q: str | None = None, limit: int = 50, offset: int = 0) -> Select[Any]:
+    query = _skill_filter(q, limit, offset)
+    return skills.skill_rows(query).limit(query.limit).offset(query.offset)
+
+
+@compiled.root("skill", many=False)
+def _skill_row(id: str) -> Select[Any]:
+    return skills.skill_row(parse_uuid(id))
+
+
+compiled_tags("Skill", EntityType.skill)
+
+
 @strawberry.type
 class SkillsQuery:
     @strawberry.field(description="Skills the caller can see: their own and company-visible ones")
     async def skills(
         self, info: strawberry.Info, q: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[Skill]:
-        query = parse(m.SkillFilter, {"q": q, "limit": limit, "offset": offset})
-        page = await skills.list_skills(info.context, query=query)
+        page = await skills.list_skills(info.context, query=_skill_filter(q, limit, offset))
         return outs(Skill, page.items)
 
     @strawberry.field(description="Null when the skill does not exist or the caller cannot see it")

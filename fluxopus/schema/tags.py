@@ -3,11 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
+from sqlalchemy import Select
 
 from fluxopus.models import tags as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
 from fluxopus.resolvers import tags
 from fluxopus.resolvers.loaders import loaders
+from fluxopus.schema import compiled
 from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
 
 strawberry.enum(m.EntityType)
@@ -27,6 +29,11 @@ def tags_field(kind: m.EntityType) -> Any:
     return strawberry.field(resolver=tags, description="Its tags, by name")
 
 
+def compiled_tags(type_name: str, kind: m.EntityType) -> None:
+    """How GraphQL reads a taggable type's `tags` in one SQL statement (schema/compiled.py)."""
+    compiled.nested(type_name, "tags", many=True)(lambda parent: tags.tags_of_entity(kind, parent.id))
+
+
 @input_type(m.Tag.create)
 class CreateTagInput:
     pass
@@ -40,6 +47,13 @@ class UpdateTagInput:
 @input_type(m.AssignTags)
 class AssignTagsInput:
     pass
+
+
+@compiled.root("tags", many=True)
+def _tag_rows(limit: int = 50, offset: int = 0) -> Select[Any]:
+    """How GraphQL reads `tags` in one SQL statement (schema/compiled.py)."""
+    query = parse(PageQuery, {"limit": limit, "offset": offset})
+    return tags.tag_rows().limit(query.limit).offset(query.offset)
 
 
 @strawberry.type

@@ -27,6 +27,7 @@ FUNCTIONS = {
     "fluxopus.connection_secrets(connection uuid)",
     "fluxopus.invite_member(invitee text, invited_role text, secret_hash text, valid_for interval)",
     "fluxopus.is_admin()",
+    "fluxopus.json_time(t timestamp with time zone)",
     "fluxopus.matching_chunks(query tsquery, pool integer)",
     "fluxopus.set_task_assignee(task uuid, assignee uuid)",
     "fluxopus.uid()",
