@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
 
 from fluxopus.errors import Invalid
@@ -52,21 +51,12 @@ class Rows(Sequence[M]):
     bytes are those the models would give: tests/test_json_once.py compares every list), without a
     model per row; whoever reads them as a sequence (GraphQL) gets the models, made once, when first read."""
 
-    __slots__ = ("_json", "_length", "_models", "model", "raw")
+    __slots__ = ("_models", "model", "raw")
 
     def __init__(self, model: type[M], raw: list[dict[str, Any]]) -> None:
         self.model = model
         self.raw = raw
-        self._json: bytes | None = None
-        self._length = len(raw)
         self._models: list[M] | None = None
-
-    @classmethod
-    def written(cls, model: type[M], text: str, length: int) -> Rows[M]:
-        """Rows the database wrote as JSON already, exactly as the models would be (db/json_select.json_rows)."""
-        rows = cls(model, [])
-        rows._json, rows._length = text.encode(), length
-        return rows
 
     @classmethod
     def of(cls, model: type[M], keys: Sequence[str], rows: Iterable[Sequence[Any]]) -> Rows[M]:
@@ -81,14 +71,11 @@ class Rows(Sequence[M]):
         return cls(model, [{f: row[i] for f, i in at} for row in rows])
 
     def json(self) -> bytes:
-        return self._json if self._json is not None else to_json(self.raw)
+        return to_json(self.raw)
 
     def _validated(self) -> list[M]:
         if self._models is None:
-            if self._json is not None:
-                self._models = _list_of(self.model).validate_json(self._json)
-            else:
-                self._models = [self.model.model_validate(r) for r in self.raw]
+            self._models = [self.model.model_validate(r) for r in self.raw]
         return self._models
 
     @overload
@@ -102,12 +89,7 @@ class Rows(Sequence[M]):
         return iter(self._validated())
 
     def __len__(self) -> int:
-        return self._length
-
-
-@functools.cache
-def _list_of(model: type[M]) -> TypeAdapter[list[M]]:
-    return TypeAdapter(list[model])  # type: ignore[valid-type]
+        return len(self.raw)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import ARRAY, ColumnElement, RowMapping, Select, any_, bindparam, func
 from sqlalchemy.sql import Executable
 
-from fluxopus.db.json_select import json_rows, model_columns
 from fluxopus.errors import Forbidden
 from fluxopus.models.common import M, Page, Rows
 from fluxopus.resolvers.context import Context
@@ -42,19 +41,11 @@ async def fetch_page(
     sort), skipped when the page itself tells it (a short page). The rows stay as the database gave
     them (models.common.Rows): REST writes them to JSON without a model per row; `row`, for a model
     that is more than its columns, makes each one instead."""
-    columns = model_columns(model) if row is None else None
-    rows: Sequence[M]
-    if columns is not None:  # PostgreSQL writes the page's JSON itself: no Python object per row or value
-        page = (await ctx.db.execute(json_rows(stmt.limit(limit).offset(offset), columns))).one()
-        rows = Rows.written(model, page.json, page.length)
-    else:
-        result = await ctx.db.execute(stmt.limit(limit).offset(offset))
-        keys = list(result.keys())
-        rows = (
-            Rows.of(model, keys, result.all())
-            if row is None
-            else [row(dict(zip(keys, r, strict=True))) for r in result]
-        )
+    result = await ctx.db.execute(stmt.limit(limit).offset(offset))
+    keys = list(result.keys())
+    rows: Sequence[M] = (
+        Rows.of(model, keys, result.all()) if row is None else [row(dict(zip(keys, r, strict=True))) for r in result]
+    )
     if len(rows) < limit and (rows or offset == 0):
         return Page(rows, Page.known(offset + len(rows)))
 
