@@ -212,6 +212,9 @@ def _scalar(type_: GraphQLOutputType, column: ColumnElement[Any]) -> ColumnEleme
     raise NotPlannable(f"no JSON form for {type_}")
 
 
+MAX_CACHED_VARIABLES = 2048  # characters of JSON
+
+
 class Statements:
     """The statements built lately, by document, operation and variables (a client repeats its queries)."""
 
@@ -226,6 +229,17 @@ class Statements:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
+        if len(key[2]) > MAX_CACHED_VARIABLES:  # large values are not worth keeping: build, run, forget
+            return self._build(schema, document, operation_name, variables)
+        statement = self._build(schema, document, operation_name, variables)
+        self._cache[key] = statement
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return statement
+
+    def _build(
+        self, schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: Any
+    ) -> Select[Any] | None:
         operation = _operation(document, operation_name)
         statement: Select[Any] | None = None
         if operation is not None and operation.operation is OperationType.QUERY:
@@ -233,9 +247,6 @@ class Statements:
                 statement = _Compiler(schema, document, operation).statement(variables or {})
             except NotPlannable as exc:
                 log.debug("GraphQL query runs through Strawberry: %s", exc)
-        self._cache[key] = statement
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
         return statement
 
 
