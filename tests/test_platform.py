@@ -4,6 +4,8 @@ RLS in PostgreSQL itself, health and migrations."""
 from __future__ import annotations
 
 import ast
+import asyncio
+import contextlib
 import importlib
 import inspect
 import json
@@ -546,3 +548,32 @@ def test_every_package_folder_is_a_regular_package() -> None:
     folders = [d for d in PACKAGE_DIR.rglob("*") if d.is_dir() and any(d.glob("*.py"))]
     assert [str(d) for d in folders if not (d / "__init__.py").exists()] == []
     assert len(folders) >= 8  # ai, auth, db, integrations, models, resolvers, rest_compat, schema
+
+
+async def test_a_transaction_cancelled_while_it_opens_leaves_nothing_open_in_the_pool(
+    database_url: str, acme: Company
+) -> None:
+    """A failing non-null field ends a GraphQL operation, and graphql-core cancels the fields still
+    running — one may be in the middle of BEGIN, whose statement PostgreSQL then cancels. That
+    connection must not go back to the pool inside a (failed) transaction, or the next request on it
+    finds "current transaction is aborted". Cancelled at many points of opening, on a pool of one."""
+    engine = create_async_engine(sqlalchemy_url(database_url), pool_size=1, max_overflow=0)
+    probe = text("select current_setting('request.jwt.claims', true)")
+    try:
+        for attempt in range(150):
+            tx = RlsTransaction(engine, _claims(acme.alice))
+            opening = asyncio.create_task(tx.execute(probe))
+            await asyncio.sleep(attempt % 15 * 0.0002)
+            opening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await opening
+            await tx.rollback()  # what the edge does next
+            async with engine.connect() as pooled:  # the pool's one connection, as the next request gets it
+                driver = (await pooled.get_raw_connection()).driver_connection
+                assert driver is not None and not driver.is_in_transaction(), attempt
+            after = RlsTransaction(engine, _claims(acme.bob))
+            claims = (await after.execute(probe)).scalar_one()
+            await after.rollback()
+            assert json.loads(claims)["sub"] == acme.bob.id, attempt
+    finally:
+        await engine.dispose()

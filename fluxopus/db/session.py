@@ -154,11 +154,12 @@ class RlsTransaction:
                 assert driver is not None
                 await driver.execute(begin)
             except BaseException as exc:
+                # Dead, cancelled (GraphQL cancels a failed operation's other fields) or failed after BEGIN
+                # ran: the connection may be inside a transaction, so it is dropped, never pooled.
+                await _drop(conn)
                 if attempt == 1 and database_gone(exc):
-                    await conn.invalidate()
                     await self.engine.dispose(close=False)  # its other connections died with this one
                     continue
-                await conn.close()
                 if database_gone(exc):
                     raise Unavailable(DATABASE_UNAVAILABLE) from exc
                 raise
@@ -203,11 +204,21 @@ class RlsTransaction:
                 try:
                     await driver.execute("commit" if commit else "rollback")
                 except Exception as exc:
-                    raise translate_db_error(exc) from exc
+                    # A rollback on a connection that is gone (a cancelled statement can close it) has
+                    # nothing left to undo: PostgreSQL ended that transaction with the connection.
+                    if commit or not database_gone(exc):
+                        raise translate_db_error(exc) from exc
             finally:
                 if driver.is_in_transaction() or driver.is_closed():
-                    await conn.invalidate()  # never back to the pool inside a transaction
-                await conn.close()
+                    await _drop(conn)  # never back to the pool inside a transaction
+                else:
+                    await conn.close()
+
+
+async def _drop(conn: AsyncConnection) -> None:
+    """Close the connection itself; its pool slot opens a new one when next asked."""
+    await conn.invalidate()
+    await conn.close()
 
 
 def translate_db_error(exc: Exception) -> Exception:
