@@ -88,6 +88,11 @@ def nested(
     return register
 
 
+def paged(rows: Select[Any], query: Any) -> Select[Any]:
+    """A root list's rows, cut to the page its arguments ask for (`query.limit`, `query.offset`)."""
+    return rows.limit(query.limit).offset(query.offset)
+
+
 class NotPlannable(Exception):
     """The query (or its arguments) is Strawberry's to answer."""
 

@@ -54,7 +54,7 @@ def _knowledge_filter(q: str | None, limit: int, offset: int) -> m.KnowledgeFilt
 @compiled.root("knowledge", many=True)
 def _knowledge_rows(q: str | None = None, limit: int = 50, offset: int = 0) -> Select[Any]:
     query = _knowledge_filter(q, limit, offset)
-    return knowledge.knowledge_rows(query).limit(query.limit).offset(query.offset)
+    return compiled.paged(knowledge.knowledge_rows(query), query)
 
 
 @compiled.root("knowledgeItem", many=False)

@@ -38,7 +38,7 @@ class Invitation:
 def _member_rows(limit: int = 50, offset: int = 0) -> Select[Any]:
     """How GraphQL reads `members` in one SQL statement (schema/compiled.py)."""
     query = parse(PageQuery, {"limit": limit, "offset": offset})
-    return members.member_rows().limit(query.limit).offset(query.offset)
+    return compiled.paged(members.member_rows(), query)
 
 
 @strawberry.type

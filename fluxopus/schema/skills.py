@@ -81,7 +81,7 @@ def _skill_filter(q: str | None, limit: int, offset: int) -> m.SkillFilter:
 @compiled.root("skills", many=True)
 def _skill_rows(q: str | None = None, limit: int = 50, offset: int = 0) -> Select[Any]:
     query = _skill_filter(q, limit, offset)
-    return skills.skill_rows(query).limit(query.limit).offset(query.offset)
+    return compiled.paged(skills.skill_rows(query), query)
 
 
 @compiled.root("skill", many=False)

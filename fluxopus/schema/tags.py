@@ -53,7 +53,7 @@ class AssignTagsInput:
 def _tag_rows(limit: int = 50, offset: int = 0) -> Select[Any]:
     """How GraphQL reads `tags` in one SQL statement (schema/compiled.py)."""
     query = parse(PageQuery, {"limit": limit, "offset": offset})
-    return tags.tag_rows().limit(query.limit).offset(query.offset)
+    return compiled.paged(tags.tag_rows(), query)
 
 
 @strawberry.type

@@ -68,7 +68,7 @@ def _task_rows(
     status: Any = None, assignee_id: Any = None, q: Any = None, limit: int = 50, offset: int = 0
 ) -> Select[Any]:
     query = _task_filter(status, assignee_id, q, limit, offset)
-    return tasks.task_rows(query).limit(query.limit).offset(query.offset)
+    return compiled.paged(tasks.task_rows(query), query)
 
 
 @compiled.root("task", many=False)
