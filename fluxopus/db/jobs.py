@@ -27,8 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 CHANNEL = "fluxopus_embedding_jobs"
 DIMENSIONS = 384  # knowledge_chunks.embedding is vector(384)
 
-# `busy`: companies this worker already has a job of (one at a time each, so a bulk import cannot
-# fill a worker). The claim records the company's turn in the same statement.
+# `busy`: companies this worker already has a round's worth of work of (so a bulk import cannot fill a
+# worker); `within`, when given: the only companies it may take more of (it has as many companies in
+# progress as it serves at once). The claim records the company's turn in the same statement.
 _CLAIM = text(
     """
     with picked as (
@@ -36,7 +37,7 @@ _CLAIM = text(
           from embedding_jobs j
           left join embedding_turns t on t.company_id = j.company_id
          where j.run_after <= now() and (j.locked_until is null or j.locked_until < now())
-           and j.company_id <> all(:busy)
+           and j.company_id <> all(:busy) and (cast(:within as uuid[]) is null or j.company_id = any(:within))
          order by t.served_at nulls first, j.run_after
          limit 1
          for update of j skip locked
@@ -53,7 +54,9 @@ _CLAIM = text(
     select c.knowledge_id, c.company_id, c.revision, c.attempts, k.title, k.content
       from claimed c join knowledge k on k.id = c.knowledge_id
     """
-).bindparams(bindparam("busy", type_=ARRAY(PG_UUID(as_uuid=True))))
+).bindparams(
+    bindparam("busy", type_=ARRAY(PG_UUID(as_uuid=True))), bindparam("within", type_=ARRAY(PG_UUID(as_uuid=True)))
+)
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,12 @@ async def listening(dsn: str, on_notify: Callable[[], None]) -> AsyncIterator[Li
         conn.terminate()
 
 
-async def claim(engine: AsyncEngine, *, lease: dt.timedelta, busy: Sequence[UUID] = ()) -> Job | None:
+async def claim(
+    engine: AsyncEngine, *, lease: dt.timedelta, busy: Sequence[UUID] = (), within: Sequence[UUID] | None = None
+) -> Job | None:
+    params = {"lease": lease, "busy": list(busy), "within": None if within is None else list(within)}
     async with engine.begin() as conn:
-        row = (await conn.execute(_CLAIM, {"lease": lease, "busy": list(busy)})).mappings().first()
+        row = (await conn.execute(_CLAIM, params)).mappings().first()
     if row is None:
         return None
     return Job(**row)
@@ -139,6 +145,21 @@ async def charge(engine: AsyncEngine, job: Job, tokens: int, *, default_limit: i
     async with engine.begin() as conn:
         spent = await conn.execute(select(func.fluxopus.spend_tokens(job.company_id, tokens, default_limit)))
     return bool(spent.scalar_one())
+
+
+async def charge_each(engine: AsyncEngine, charges: Sequence[tuple[Job, int]], *, default_limit: int) -> list[bool]:
+    """`charge` for several jobs (each to its own company), in one transaction; in order, each True when
+    its company's budget covered it."""
+    if not charges:
+        return []
+    spend = text("select fluxopus.spend_tokens(:company, :tokens, :limit)")
+    async with engine.begin() as conn:
+        return [
+            bool(
+                (await conn.execute(spend, {"company": j.company_id, "tokens": t, "limit": default_limit})).scalar_one()
+            )
+            for j, t in charges
+        ]
 
 
 async def complete(engine: AsyncEngine, job: Job, chunks: list[Chunk], model: str) -> bool:
