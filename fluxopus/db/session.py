@@ -157,8 +157,11 @@ class RlsTransaction:
                 # Dead, cancelled (GraphQL cancels a failed operation's other fields) or failed after BEGIN
                 # ran: the connection may be inside a transaction, so it is dropped, never pooled.
                 await _drop(conn)
-                if attempt == 1 and database_gone(exc):
-                    await self.engine.dispose(close=False)  # its other connections died with this one
+                if attempt == 1 and isinstance(exc, Exception):
+                    # Nothing has run yet, so opening again on a fresh connection is safe. (A backend
+                    # killed under asyncpg may also surface as an InternalClientError, not only as "gone".)
+                    if database_gone(exc):
+                        await self.engine.dispose(close=False)  # its other connections died with this one
                     continue
                 if database_gone(exc):
                     raise Unavailable(DATABASE_UNAVAILABLE) from exc
