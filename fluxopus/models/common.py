@@ -60,15 +60,12 @@ class Rows(Sequence[M]):
 
     @classmethod
     def of(cls, model: type[M], keys: Sequence[str], rows: Iterable[Sequence[Any]]) -> Rows[M]:
-        """`rows` of a result with these column `keys`; every field of the model must be one of them."""
+        """`rows` of a result whose first columns are the model's fields, in their order (the declared
+        tables' are); columns after them are left out."""
         fields = tuple(model.model_fields)
-        if tuple(keys[: len(fields)]) == fields:
-            return cls(model, [dict(zip(fields, row, strict=False)) for row in rows])
-        missing = [f for f in fields if f not in keys]
-        if missing:
-            raise ValueError(f"{model.__name__} rows lack the columns {missing}")
-        at = [(f, list(keys).index(f)) for f in fields]
-        return cls(model, [{f: row[i] for f, i in at} for row in rows])
+        if tuple(keys[: len(fields)]) != fields:
+            raise ValueError(f"{model.__name__} rows must start with its fields {fields}, not {tuple(keys)}")
+        return cls(model, [dict(zip(fields, row, strict=False)) for row in rows])
 
     def json(self) -> bytes:
         return to_json(self.raw)
