@@ -1412,6 +1412,12 @@ CREATE INDEX tasks_company_created_idx ON public.tasks USING btree (company_id, 
 CREATE INDEX tasks_created_by_idx ON public.tasks USING btree (created_by);
 
 --
+-- Name: tasks_visibility_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX tasks_visibility_idx ON public.tasks USING btree (company_id, created_by, assignee_id);
+
+--
 -- Name: time_logs_task_id_idx; Type: INDEX; Schema: public; Owner: -
 --
 
