@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -156,11 +157,16 @@ def processes(work_dir: Path) -> Iterator[Processes]:
 
 
 class StatementCounter:
+    """The statements the app sends, whether through SQLAlchemy or straight to asyncpg (db/prepared.py),
+    as asyncpg logs them; not the transaction's own BEGIN (with the claims), COMMIT and ROLLBACK."""
+
     def __init__(self) -> None:
         self.statements: list[str] = []
 
-    def __call__(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        self.statements.append(statement)
+    def __call__(self, logged: Any) -> None:
+        query = logged.query.strip()
+        if not (query.startswith("begin;") or query in ("commit", "rollback")):
+            self.statements.append(query)
 
     @property
     def count(self) -> int:
@@ -170,6 +176,16 @@ class StatementCounter:
 @pytest.fixture
 def sql_counter(engine: AsyncEngine) -> Iterator[StatementCounter]:
     counter = StatementCounter()
-    event.listen(engine.sync_engine, "before_cursor_execute", counter)
+    logged: list[Any] = []
+
+    def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if all(driver is not d for d in logged):
+            driver.add_query_logger(counter)
+            logged.append(driver)
+
+    event.listen(engine.sync_engine, "checkout", on_checkout)
     yield counter
-    event.remove(engine.sync_engine, "before_cursor_execute", counter)
+    event.remove(engine.sync_engine, "checkout", on_checkout)
+    for driver in logged:
+        driver.remove_query_logger(counter)

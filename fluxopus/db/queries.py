@@ -36,13 +36,18 @@ TAKE_OAUTH_STATE = text("select * from fluxopus.take_oauth_state(:hash)")
 # The server's default quota, for the trigger that counts each company's bytes (migration 008).
 STORAGE_QUOTA = text("select set_config('fluxopus.storage_quota', :quota, true)")
 
+# Chunks each ranking contributes before items are fused and cut to the search's limit. Written into
+# the SQL, not bound: request transactions plan once per statement (db/session: generic plans), and a
+# plan made not knowing the limit could walk the whole table rather than the vector index.
+CANDIDATES = 50
+
 SEMANTIC = text(
-    """
+    f"""
     select knowledge_id, content, 1 - distance as score
       from (select knowledge_id, content, embedding <=> :vector as distance
               from knowledge_chunks
              order by embedding <=> :vector
-             limit :candidates) nearest
+             limit {CANDIDATES}) nearest
      order by distance
     """
 ).bindparams(bindparam("vector", type_=Vector(DIMENSIONS)))
@@ -50,16 +55,16 @@ SEMANTIC = text(
 # Candidates come from fluxopus.matching_chunks (the GIN index, within the company); the join
 # back to knowledge_chunks applies RLS, so private items of others drop out here. The pool is
 # larger than the candidates needed to leave room for them.
-_KEYWORD = """
+_KEYWORD = f"""
     select c.knowledge_id,
            ts_headline('english', c.content, q.query,
                        'MaxFragments=1, MinWords=12, MaxWords=40, StartSel=**, StopSel=**') as content,
            m.score
-      from (select {query} as query) q
-     cross join lateral fluxopus.matching_chunks(q.query, :candidates * 4) m
+      from (select {{query}} as query) q
+     cross join lateral fluxopus.matching_chunks(q.query, {CANDIDATES * 4}) m
       join knowledge_chunks c on c.id = m.id
      order by m.score desc, c.id
-     limit :candidates
+     limit {CANDIDATES}
     """
 # Every word of the query (websearch syntax: "phrases", -exclusions, or).
 ALL_WORDS = text(_KEYWORD.format(query="websearch_to_tsquery('english', :q)"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.functions import FunctionElement
 
+from fluxopus.db.prepared import Prepared
 from fluxopus.errors import Conflict, DomainError, Forbidden, Invalid, QuotaExceeded, Unauthorized, Unavailable
 
 # connection_exception (08…), admin_shutdown, crash_shutdown, cannot_connect_now (starting up, recovering)
@@ -76,10 +77,19 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 def _begin_as(claims: Mapping[str, Any]) -> str:
     """`begin` and the claims as one simple query. The claims are a literal: json.dumps escapes every
-    non-ASCII character and control character, so doubling the quotes is all a literal needs."""
+    non-ASCII character and control character, so doubling the quotes is all a literal needs.
+
+    Generic plans: every statement is prepared (asyncpg), and by default PostgreSQL plans a prepared
+    statement again for each execution while the plan it made without the values costs more by its
+    estimate — always, for a page (`limit $n` is estimated as a tenth of the table), though the plan it
+    then makes is the same. Planning a page of tasks, RLS policies and all, took 0.3 ms of the 0.7 ms
+    it cost PostgreSQL. Where a value would change the plan (the search's limit), it is written into
+    the SQL (db/queries.py)."""
     literal = json.dumps(claims).replace("'", "''")
     return (
-        f"begin; select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{literal}', true)"
+        "begin; select set_config('role', 'authenticated', true),"
+        f" set_config('request.jwt.claims', '{literal}', true),"
+        " set_config('plan_cache_mode', 'force_generic_plan', true)"
     )
 
 
@@ -120,6 +130,18 @@ class RlsTransaction:
                 return await self._conn.execute(statement, params)
             except DBAPIError as exc:
                 raise translate_db_error(exc) from exc
+
+    async def fetch(self, prepared: Prepared, args: Sequence[Any]) -> list[Any]:
+        """Rows (asyncpg records, keyed as `prepared.keys`) of a statement compiled once (db/prepared.py),
+        run on the driver: none of SQLAlchemy's per-execution work."""
+        async with self._lock:
+            if self._conn is None:
+                await self._begin()
+            try:
+                rows: list[Any] = await self._driver.fetch(prepared.sql, *args)
+            except Exception as exc:
+                raise translate_db_error(exc) from exc
+            return rows
 
     async def call_alone(self, function: Callable[..., FunctionElement[Any]], *args: Any) -> Any:
         """`select function(claims, *args)` in an autocommitted transaction of its own, as the service's

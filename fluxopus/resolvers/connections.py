@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
-from sqlalchemy import RowMapping, delete, func, insert, select, update
+from sqlalchemy import RowMapping, Select, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fluxopus.db import queries as sql
@@ -54,8 +54,11 @@ MAX_PENDING_STATES = 20  # per user; older ones are dropped, so a script cannot 
 
 async def list_connections(ctx: Context, *, query: PageQuery) -> Page[Connection]:
     """The caller's connections; an admin's list holds the whole company's."""
-    stmt = select(*PUBLIC).order_by(connections.c.created_at.desc(), connections.c.id)
-    return await fetch_page(ctx, stmt, Connection, limit=query.limit, offset=query.offset, row=_connection)
+    return await fetch_page(ctx, connection_rows, Connection, limit=query.limit, offset=query.offset, row=_connection)
+
+
+def connection_rows() -> Select[Any]:
+    return select(*PUBLIC).order_by(connections.c.created_at.desc(), connections.c.id)
 
 
 async def connection_status(ctx: Context, *, provider: str) -> ConnectionStatus:

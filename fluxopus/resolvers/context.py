@@ -24,6 +24,9 @@ class Context:
     mail: Mail
     auth_error: DomainError | None = None  # why claims is None: Unauthorized, or Unavailable
     cache: dict[str, Any] = field(default_factory=dict)
+    # Lists count their total with the page, in its statement: REST sends it (X-Total-Count) with every
+    # list, GraphQL shows none, so only REST sets this.
+    count_lists: bool = False
 
     @property
     def user_id(self) -> UUID:

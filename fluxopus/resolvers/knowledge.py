@@ -19,14 +19,13 @@ from fluxopus.db import queries as sql
 from fluxopus.errors import BudgetExceeded, Forbidden, NotFound, Unavailable
 from fluxopus.models.common import Deleted, Input, Page
 from fluxopus.models.knowledge import KnowledgeFilter, KnowledgeItem, SearchHit, SearchMode, SearchQuery
-from fluxopus.resolvers._sql import change, contains, fetch_page
+from fluxopus.resolvers._sql import change, contains, fetch_one, fetch_page
 from fluxopus.resolvers.context import Context
 from fluxopus.resolvers.members import NO_COMPANY, require_membership
 
 knowledge = KnowledgeItem.table
 
 RRF_K = 60  # the usual constant of reciprocal rank fusion: damps the weight of the very top ranks
-CANDIDATES = 50  # chunks each ranking contributes before items are fused and cut to `limit`
 SNIPPET_CHARS = 300
 
 
@@ -43,11 +42,11 @@ def knowledge_row(id: UUID) -> Select[Any]:
 
 
 async def list_knowledge(ctx: Context, *, query: KnowledgeFilter) -> Page[KnowledgeItem]:
-    return await fetch_page(ctx, knowledge_rows(query), KnowledgeItem, limit=query.limit, offset=query.offset)
+    return await fetch_page(ctx, knowledge_rows, KnowledgeItem, limit=query.limit, offset=query.offset, query=query)
 
 
 async def get_knowledge(ctx: Context, *, id: UUID) -> KnowledgeItem:
-    row = (await ctx.db.execute(knowledge_row(id))).mappings().first()
+    row = await fetch_one(ctx, knowledge_row, id=id)
     if row is None:
         raise NotFound("Knowledge item not found")
     return KnowledgeItem.model_validate(row)
@@ -97,10 +96,10 @@ async def _search(ctx: Context, query: SearchQuery) -> list[SearchHit]:
     rankings: list[list[dict[str, Any]]] = []
     if vector is not None:
         await ctx.db.execute(sql.SEARCH_SETTINGS)
-        rows = await ctx.db.execute(sql.SEMANTIC, {"vector": vector, "candidates": CANDIDATES})
+        rows = await ctx.db.execute(sql.SEMANTIC, {"vector": vector})
         rankings.append(_best_per_item(rows.mappings()))
     if query.mode is not SearchMode.semantic:
-        params = {"q": query.q, "candidates": CANDIDATES}
+        params = {"q": query.q}
         hits = _best_per_item((await ctx.db.execute(sql.ALL_WORDS, params)).mappings())
         if not hits and query.mode is SearchMode.keyword:
             wanted, excluded = _split_terms(query.q)

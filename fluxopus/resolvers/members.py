@@ -35,7 +35,7 @@ from fluxopus.models.members import (
     members,
     users,
 )
-from fluxopus.resolvers._sql import fetch_page, one_of
+from fluxopus.resolvers._sql import fetch_one, fetch_page, one_of
 from fluxopus.resolvers.context import Context
 
 _caller = select(func.fluxopus.uid().label("id")).subquery("caller")
@@ -112,7 +112,7 @@ async def company(ctx: Context) -> Company | None:
 
 async def list_members(ctx: Context, *, query: PageQuery) -> Page[Member]:
     """RLS shows the caller's company; a user without one sees nobody."""
-    return await fetch_page(ctx, member_rows(), Member, limit=query.limit, offset=query.offset)
+    return await fetch_page(ctx, member_rows, Member, limit=query.limit, offset=query.offset)
 
 
 def member_rows() -> Select[Any]:
@@ -133,7 +133,7 @@ async def members_by_user(ctx: Context, user_ids: Sequence[UUID]) -> list[Member
 
 
 async def get_member(ctx: Context, *, user_id: UUID) -> Member:
-    row = (await ctx.db.execute(member_of(user_id))).mappings().first()
+    row = await fetch_one(ctx, member_of, user_id=user_id)
     if row is None:
         raise NotFound("Member not found")
     return Member.model_validate(row)

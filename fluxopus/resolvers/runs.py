@@ -15,9 +15,10 @@ import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import DBAPIError
 
 from fluxopus.ai.prompts import PromptError, validate_input
@@ -27,7 +28,7 @@ from fluxopus.errors import Invalid, NotFound, Unavailable
 from fluxopus.models.common import Page, PageQuery
 from fluxopus.models.skills import RunEvent, RunEventType, RunInput, RunStatus, RunUsage, SkillRun, SkillVersion
 from fluxopus.resolvers import budget
-from fluxopus.resolvers._sql import fetch_page
+from fluxopus.resolvers._sql import fetch_one, fetch_page
 from fluxopus.resolvers.context import Context
 from fluxopus.resolvers.skills import get_skill, get_skill_version, skill_versions, skills
 
@@ -81,8 +82,18 @@ async def run_skill(ctx: Context, *, id: UUID, data: RunInput) -> StartedRun:
     return StartedRun(ctx, await _start(ctx, id, data))
 
 
+def run_row(id: Any) -> Select[Any]:
+    return select(*skill_runs.c).where(skill_runs.c.id == id)
+
+
+def runs_of(skill_id: Any) -> Select[Any]:
+    """A skill's runs the caller sees (their own; an admin everyone's), newest first, unpaged."""
+    newest_first = (skill_runs.c.created_at.desc(), skill_runs.c.id)
+    return select(*skill_runs.c).where(skill_runs.c.skill_id == skill_id).order_by(*newest_first)
+
+
 async def get_skill_run(ctx: Context, *, id: UUID) -> SkillRun:
-    row = (await ctx.db.execute(select(*skill_runs.c).where(skill_runs.c.id == id))).mappings().first()
+    row = await fetch_one(ctx, run_row, id=id)
     if row is None:
         raise NotFound("Run not found")
     return SkillRun.model_validate(row)
@@ -91,12 +102,7 @@ async def get_skill_run(ctx: Context, *, id: UUID) -> SkillRun:
 async def list_skill_runs(ctx: Context, *, id: UUID, query: PageQuery) -> Page[SkillRun]:
     """A skill's runs, newest first: the caller's own, or everyone's for an admin."""
     await get_skill(ctx, id=id)
-    stmt = (
-        select(*skill_runs.c)
-        .where(skill_runs.c.skill_id == id)
-        .order_by(skill_runs.c.created_at.desc(), skill_runs.c.id)
-    )
-    return await fetch_page(ctx, stmt, SkillRun, limit=query.limit, offset=query.offset)
+    return await fetch_page(ctx, runs_of, SkillRun, limit=query.limit, offset=query.offset, skill_id=id)
 
 
 async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:

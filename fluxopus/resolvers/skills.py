@@ -11,7 +11,7 @@ from fluxopus.ai.prompts import PromptError
 from fluxopus.errors import Invalid, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
 from fluxopus.models.skills import Skill, SkillContent, SkillFilter, SkillVersion
-from fluxopus.resolvers._sql import change, contains, fetch_page
+from fluxopus.resolvers._sql import change, contains, fetch_one, fetch_page
 from fluxopus.resolvers.context import Context
 from fluxopus.resolvers.members import require_membership
 
@@ -32,11 +32,11 @@ def skill_row(id: UUID) -> Select[Any]:
 
 
 async def list_skills(ctx: Context, *, query: SkillFilter) -> Page[Skill]:
-    return await fetch_page(ctx, skill_rows(query), Skill, limit=query.limit, offset=query.offset)
+    return await fetch_page(ctx, skill_rows, Skill, limit=query.limit, offset=query.offset, query=query)
 
 
 async def get_skill(ctx: Context, *, id: UUID) -> Skill:
-    row = (await ctx.db.execute(skill_row(id))).mappings().first()
+    row = await fetch_one(ctx, skill_row, id=id)
     if row is None:
         raise NotFound("Skill not found")
     return Skill.model_validate(row)
@@ -81,10 +81,15 @@ async def delete_skill(ctx: Context, *, id: UUID) -> Deleted:
     return Deleted(id=id)
 
 
+def versions_of(skill_id: Any) -> Select[Any]:
+    """A skill's versions, newest first, unpaged."""
+    stmt = select(*skill_versions.c).where(skill_versions.c.skill_id == skill_id)
+    return stmt.order_by(skill_versions.c.version.desc())
+
+
 async def list_skill_versions(ctx: Context, *, id: UUID, query: PageQuery) -> Page[SkillVersion]:
     await get_skill(ctx, id=id)
-    stmt = select(*skill_versions.c).where(skill_versions.c.skill_id == id).order_by(skill_versions.c.version.desc())
-    return await fetch_page(ctx, stmt, SkillVersion, limit=query.limit, offset=query.offset)
+    return await fetch_page(ctx, versions_of, SkillVersion, limit=query.limit, offset=query.offset, skill_id=id)
 
 
 async def get_skill_version(ctx: Context, *, id: UUID, version: int) -> SkillVersion:

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from fluxopus.errors import Conflict, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
 from fluxopus.models.tags import TAGGABLE, AssignTags, EntityRef, EntityType, Tag, entity_tags
-from fluxopus.resolvers._sql import change, fetch_page, one_of
+from fluxopus.resolvers._sql import change, fetch_one, fetch_page, one_of
 from fluxopus.resolvers.context import Context
 from fluxopus.resolvers.members import require_membership
 
@@ -31,11 +31,15 @@ def tag_rows() -> Select[Any]:
 
 
 async def list_tags(ctx: Context, *, query: PageQuery) -> Page[Tag]:
-    return await fetch_page(ctx, tag_rows(), Tag, limit=query.limit, offset=query.offset)
+    return await fetch_page(ctx, tag_rows, Tag, limit=query.limit, offset=query.offset)
+
+
+def tag_row(id: Any) -> Select[Any]:
+    return select(*tags.c).where(tags.c.id == id)
 
 
 async def get_tag(ctx: Context, *, id: UUID) -> Tag:
-    row = (await ctx.db.execute(select(*tags.c).where(tags.c.id == id))).mappings().first()
+    row = await fetch_one(ctx, tag_row, id=id)
     if row is None:
         raise NotFound("Tag not found")
     return Tag.model_validate(row)

@@ -13,7 +13,7 @@ from sqlalchemy import Select, delete, func, insert, or_, select, update
 from fluxopus.errors import Forbidden, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
 from fluxopus.models.tasks import Task, TaskFilter, TimeLog
-from fluxopus.resolvers._sql import change, contains, fetch_page, one_of
+from fluxopus.resolvers._sql import change, contains, fetch_one, fetch_page, one_of
 from fluxopus.resolvers.context import Context
 from fluxopus.resolvers.members import ensure_colleague, require_membership
 
@@ -56,11 +56,11 @@ def time_logs_of(task_id: Any) -> Select[Any]:
 
 
 async def list_tasks(ctx: Context, *, query: TaskFilter) -> Page[Task]:
-    return await fetch_page(ctx, task_rows(query), Task, limit=query.limit, offset=query.offset)
+    return await fetch_page(ctx, task_rows, Task, limit=query.limit, offset=query.offset, query=query)
 
 
 async def get_task(ctx: Context, *, id: UUID) -> Task:
-    row = (await ctx.db.execute(task_row(id))).mappings().first()
+    row = await fetch_one(ctx, task_row, id=id)
     if row is None:
         raise NotFound("Task not found")
     return Task.model_validate(row)
@@ -118,7 +118,7 @@ async def delete_task(ctx: Context, *, id: UUID) -> Deleted:
 
 async def list_time_logs(ctx: Context, *, task_id: UUID, query: PageQuery) -> Page[TimeLog]:
     await get_task(ctx, id=task_id)
-    return await fetch_page(ctx, time_logs_of(task_id), TimeLog, limit=query.limit, offset=query.offset)
+    return await fetch_page(ctx, time_logs_of, TimeLog, limit=query.limit, offset=query.offset, task_id=task_id)
 
 
 async def time_logs_by_task(ctx: Context, task_ids: Sequence[UUID]) -> list[list[TimeLog]]:

@@ -40,6 +40,7 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
             if route.body is not None:
                 kwargs["data"] = parse_json(route.body, await request.body())
             ctx = runtime.context(claims)
+            ctx.count_lists = True
             try:
                 result = await route.resolver(ctx, **kwargs)
                 if route.events is not None:
