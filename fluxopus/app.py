@@ -26,7 +26,8 @@ from fluxopus.rest_compat.errors import CatchAll, domain_exception_handler, http
 from fluxopus.rest_compat.generate import rest_routes
 from fluxopus.rest_compat.openapi import build_openapi
 from fluxopus.runtime import Runtime, build_mail, build_verifier
-from fluxopus.schema.router import graphql_router
+from fluxopus.schema.compiled import Statements
+from fluxopus.schema.router import CompiledFirst, graphql_router
 
 
 @asynccontextmanager
@@ -108,6 +109,10 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     app.state.runtime = runtime
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(DomainError, domain_exception_handler)
+    statements = Statements() if settings.graphql_compiled_reads else None
+    if statements is not None:
+        # Added first, so innermost: behind the body limits, CORS and the error handling below.
+        app.add_middleware(CompiledFirst, statements=statements, max_json_depth=settings.max_json_depth)
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit_for=_body_limits(settings), message_limit=settings.max_ws_message_bytes)
     if settings.cors_origins:
@@ -146,5 +151,5 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     if settings.uses_dev_signing_key:  # an external JWT secret or JWKS means sign-in happens elsewhere
         app.include_router(gotrue_router(), prefix="/auth/v1")
     app.router.routes.extend(rest_routes("/api"))
-    app.include_router(graphql_router(settings), prefix="/graphql")
+    app.include_router(graphql_router(settings, statements), prefix="/graphql")
     return app

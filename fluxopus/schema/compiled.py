@@ -44,10 +44,11 @@ from graphql import (
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.execution.collect_fields import FieldDetails, FragmentDetails, collect_fields, collect_subfields
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
-from sqlalchemy import ColumnElement, FromClause, Select, select
+from sqlalchemy import ColumnElement, FromClause, Select, Text, cast, select
 from strawberry.extensions import SchemaExtension
 
 from fluxopus.db.json_select import TooWide, json_list, json_object, json_one, json_text, json_time
+from fluxopus.db.prepared import Prepared
 from fluxopus.errors import DomainError
 from fluxopus.resolvers.context import Context
 
@@ -134,7 +135,8 @@ class _Compiler:
             except DomainError as exc:
                 raise NotPlannable(f"{name}: {exc}") from exc
             pairs.append((key, self._rows(plan, rows, definition.type, details)))
-        return select(json_object(pairs))
+        # As text: written into the response as PostgreSQL made it, never parsed on the fast path.
+        return select(cast(json_object(pairs), Text))
 
     def _rows(
         self, plan: Plan, rows: Select[Any], type_: GraphQLOutputType, details: list[FieldDetails]
@@ -220,39 +222,66 @@ def _scalar(type_: GraphQLOutputType, column: ColumnElement[Any]) -> ColumnEleme
 MAX_CACHED_VARIABLES = 2048  # characters of JSON
 
 
+@dataclass(frozen=True)
+class CompiledQuery:
+    """A query's one statement, compiled to SQL once, and the values it runs with (the arguments')."""
+
+    prepared: Prepared
+    args: list[Any]
+
+    @classmethod
+    def of(cls, statement: Select[Any]) -> CompiledQuery:
+        prepared = Prepared(statement)
+        return cls(prepared, prepared.args({}))
+
+
 class Statements:
-    """The statements built lately, by document, operation and variables (a client repeats its queries)."""
+    """The statements built lately, by document, operation and variables (a client repeats its queries).
+    A document is here only once Strawberry has parsed, limited and validated it with these variables
+    and found every field plannable, so `find` (the fast path: schema/router.CompiledFirst) may answer
+    the same request again without Strawberry."""
 
     def __init__(self, size: int = 128) -> None:
-        self._cache: OrderedDict[tuple[str, str | None, str], Select[Any] | None] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str | None, str], CompiledQuery | None] = OrderedDict()
         self._size = size
 
     def get(
         self, schema: GraphQLSchema, query: str, document: DocumentNode, operation_name: str | None, variables: Any
-    ) -> Select[Any] | None:
-        key = (query, operation_name, json.dumps(variables, sort_keys=True, default=str))
+    ) -> CompiledQuery | None:
+        key = _key(query, operation_name, variables)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         if len(key[2]) > MAX_CACHED_VARIABLES:  # large values are not worth keeping: build, run, forget
             return self._build(schema, document, operation_name, variables)
-        statement = self._build(schema, document, operation_name, variables)
-        self._cache[key] = statement
+        compiled = self._build(schema, document, operation_name, variables)
+        self._cache[key] = compiled
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
-        return statement
+        return compiled
+
+    def find(self, query: str, operation_name: str | None, variables: Any) -> CompiledQuery | None:
+        """The statement of a request seen and checked before, or None."""
+        key = _key(query, operation_name, variables)
+        compiled = self._cache.get(key)
+        if compiled is not None:
+            self._cache.move_to_end(key)
+        return compiled
 
     def _build(
         self, schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: Any
-    ) -> Select[Any] | None:
+    ) -> CompiledQuery | None:
         operation = _operation(document, operation_name)
-        statement: Select[Any] | None = None
         if operation is not None and operation.operation is OperationType.QUERY:
             try:
-                statement = _Compiler(schema, document, operation).statement(variables or {})
+                return CompiledQuery.of(_Compiler(schema, document, operation).statement(variables or {}))
             except NotPlannable as exc:
                 log.debug("GraphQL query runs through Strawberry: %s", exc)
-        return statement
+        return None
+
+
+def _key(query: str, operation_name: str | None, variables: Any) -> tuple[str, str | None, str]:
+    return (query, operation_name, json.dumps(variables or {}, sort_keys=True, default=str))  # none = {}
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
@@ -286,21 +315,22 @@ class CompiledReads(SchemaExtension):
             and context.graphql_document is not None
             and context.query is not None
         ):
-            statement = self.statements.get(
+            compiled = self.statements.get(
                 context.schema._schema,
                 context.query,
                 context.graphql_document,
-                context.operation_name,
+                # As the request named it (None when it did not): the fast path keys it so, before parsing.
+                getattr(context, "_provided_operation_name", context.operation_name),
                 context.variables,
             )
-            if statement is not None:
+            if compiled is not None:
                 try:
-                    value = (await ctx.db.execute(statement)).scalar_one()
+                    value = (await ctx.db.fetch(compiled.prepared, compiled.args))[0][0]
                 except Exception:  # noqa: BLE001 - Strawberry answers it again, with its error
                     log.debug("compiled GraphQL query failed; Strawberry answers it", exc_info=True)
                     await ctx.db.rollback()  # a read: nothing to keep, and a fresh transaction for Strawberry
                 else:
-                    context.result = GraphQLExecutionResult(data=json.loads(value) if isinstance(value, str) else value)
+                    context.result = GraphQLExecutionResult(data=json.loads(value))
                     stats["compiled"] += 1
             if context.result is None:
                 stats["strawberry"] += 1
