@@ -162,11 +162,13 @@ class StatementCounter:
 
     def __init__(self) -> None:
         self.statements: list[str] = []
+        self.arguments: list[tuple[Any, ...]] = []  # each statement's
 
     def __call__(self, logged: Any) -> None:
         query = logged.query.strip()
         if not (query.startswith("begin;") or query in ("commit", "rollback")):
             self.statements.append(query)
+            self.arguments.append(tuple(logged.args or ()))
 
     @property
     def count(self) -> int:

@@ -283,3 +283,64 @@ def test_every_plan_names_a_field_of_the_schema() -> None:
         target = type_.fields[name].type
         inner = target.of_type if isinstance(target, GraphQLNonNull) else target
         assert compiled.NESTED[(type_name, name)].many == isinstance(inner, GraphQLList), (type_name, name)
+
+
+async def test_a_query_asked_again_is_answered_on_the_fast_path_as_each_caller_may_see(
+    client: httpx.AsyncClient, plain: httpx.AsyncClient, world: World
+) -> None:
+    """The second time a document, operation and variables come, CompiledFirst answers them from the
+    statement kept the first time, without Strawberry; what each caller gets is still their RLS's."""
+    text = "query Mine($limit: Int!) { tasks(limit: $limit) { id title assignee { email } } }"
+    body = {"query": text, "operationName": "Mine", "variables": {"limit": 20}}
+    first = await client.post("/graphql", json=body, headers=world.users[0].headers)
+    assert first.status_code == 200 and "errors" not in first.json(), first.text
+    for user in world.users:  # an admin, a member, another company's admin
+        before = compiled.stats["fast"]
+        got = await client.post("/graphql", json=body, headers=user.headers)
+        assert compiled.stats["fast"] == before + 1, "answered on the fast path"
+        assert got.headers["content-type"] == "application/json"
+        expected = await plain.post("/graphql", json=body, headers=user.headers)
+        assert _ordered(got) == _ordered(expected), user.email
+    ids = {
+        user.email: {
+            t["id"] for t in (await client.post("/graphql", json=body, headers=user.headers)).json()["data"]["tasks"]
+        }
+        for user in world.users
+    }
+    admin, member, other = (ids[u.email] for u in world.users)
+    assert member < admin and not other & admin, "each caller sees their own rows"
+
+
+async def test_what_the_fast_path_does_not_answer_goes_to_strawberry_unchanged(
+    client: httpx.AsyncClient, plain: httpx.AsyncClient, world: World
+) -> None:
+    text = "{ tasks(limit: 5) { id title } }"
+    user = world.users[1]
+    assert (await client.post("/graphql", json={"query": text}, headers=user.headers)).status_code == 200
+    kept = {"query": text}
+    cases: list[tuple[str, dict[str, Any], dict[str, str]]] = [
+        ("no token", kept, {}),
+        ("a bad token", kept, {"Authorization": "Bearer not-a-jwt"}),
+        ("another token scheme", kept, {"Authorization": user.headers["Authorization"].replace("Bearer", "Basic")}),
+        ("other variables", {"query": text, "variables": {"x": 1}}, user.headers),
+        ("an operation name the request did not give", {"query": text, "operationName": "X"}, user.headers),
+        ("extensions", {"query": text, "extensions": {"persistedQuery": {}}}, user.headers),
+        ("an event stream wanted", kept, {**user.headers, "Accept": "text/event-stream"}),
+        ("a GraphQL response wanted", kept, {**user.headers, "Accept": "application/graphql-response+json"}),
+    ]
+    for label, body, headers in cases:
+        before = compiled.stats["fast"]
+        got = await client.post("/graphql", json=body, headers=headers)
+        assert compiled.stats["fast"] == before, label
+        expected = await plain.post("/graphql", json=body, headers=headers)
+        assert (got.status_code, got.headers.get("content-type"), got.text) == (
+            expected.status_code,
+            expected.headers.get("content-type"),
+            expected.text,
+        ), label
+    # Not JSON, or not an object: Strawberry's transport errors, as before.
+    for raw in (b"{not json", b"[1, 2]", b'{"query": 7}'):
+        headers = {**user.headers, "Content-Type": "application/json"}
+        got = await client.post("/graphql", content=raw, headers=headers)
+        expected = await plain.post("/graphql", content=raw, headers=headers)
+        assert (got.status_code, got.text) == (expected.status_code, expected.text), raw
