@@ -110,9 +110,12 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(DomainError, domain_exception_handler)
     statements = Statements() if settings.graphql_compiled_reads else None
+    graphql = graphql_router(settings, statements)
     if statements is not None:
         # Added first, so innermost: behind the body limits, CORS and the error handling below.
-        app.add_middleware(CompiledFirst, statements=statements, max_json_depth=settings.max_json_depth)
+        app.add_middleware(
+            CompiledFirst, statements=statements, max_json_depth=settings.max_json_depth, encode=graphql.encode_json
+        )
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit_for=_body_limits(settings), message_limit=settings.max_ws_message_bytes)
     if settings.cors_origins:
@@ -151,5 +154,5 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     if settings.uses_dev_signing_key:  # an external JWT secret or JWKS means sign-in happens elsewhere
         app.include_router(gotrue_router(), prefix="/auth/v1")
     app.router.routes.extend(rest_routes("/api"))
-    app.include_router(graphql_router(settings, statements), prefix="/graphql")
+    app.include_router(graphql, prefix="/graphql")
     return app

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cross_web import HTTPException
@@ -106,12 +107,20 @@ class CompiledFirst:
     Strawberry checked exactly this request before it was kept, and the statement depends on nothing
     else (RLS decides what the caller's transaction reads). Whatever else — a first time, a token that
     fails, a failure of the statement, a body that is not a plain query request — goes on to Strawberry
-    untouched. The JSON is PostgreSQL's (the same values; its own spacing)."""
+    untouched. The answer is written by the router's own encoder, so its bytes are Strawberry's."""
 
-    def __init__(self, app: ASGIApp, *, statements: Statements, max_json_depth: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        statements: Statements,
+        max_json_depth: int,
+        encode: Callable[[object], str | bytes],
+    ) -> None:
         self.app = app
         self.statements = statements
         self.max_json_depth = max_json_depth
+        self.encode = encode
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != "/graphql":
@@ -127,7 +136,10 @@ class CompiledFirst:
         if data is None:
             await self.app(scope, _replaying(body, receive), send)
             return
-        await Response(b'{"data":' + data.encode() + b"}", media_type="application/json")(scope, receive, send)
+        # Parsed and written again (not PostgreSQL's text as it is): the same bytes as the first answer
+        # to this query, which Strawberry wrote — spacing and escapes included.
+        answer = self.encode({"data": json.loads(data)})
+        await Response(answer, media_type="application/json")(scope, receive, send)
 
     async def _answer(self, request: Request, body: bytes) -> str | None:
         if not _plain_json_request(request):
