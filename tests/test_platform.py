@@ -577,3 +577,58 @@ async def test_a_transaction_cancelled_while_it_opens_leaves_nothing_open_in_the
             assert json.loads(claims)["sub"] == acme.bob.id, attempt
     finally:
         await engine.dispose()
+
+
+async def test_connections_go_to_requests_in_the_order_they_asked(
+    settings: Settings, database_url: str, acme: Company
+) -> None:
+    """SQLAlchemy's async pool gives a returned connection to whoever asks next, before those already
+    waiting; RlsTransaction takes turns first (db/session._Turns). A request asking at the very moment
+    a connection comes back waits behind the three that were waiting for it."""
+    engine = create_engine(database_url, settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
+    order: list[str] = []
+
+    async def request(name: str) -> None:
+        tx = RlsTransaction(engine, _claims(acme.alice))
+        await tx.execute(text("select 1"))
+        order.append(name)
+        await tx.commit()
+
+    try:
+        holder = RlsTransaction(engine, _claims(acme.alice))
+        await holder.execute(text("select 1"))
+        waiting = []
+        for i in range(3):
+            waiting.append(asyncio.create_task(request(f"waited {i}")))
+            await asyncio.sleep(0.02)  # each asks in turn and waits
+        await holder.commit()  # the connection goes back, and at once (same task, no pause):
+        await request("came last")
+        await asyncio.gather(*waiting)
+        assert order == ["waited 0", "waited 1", "waited 2", "came last"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_turn_waited_too_long_is_503_and_an_abandoned_one_is_passed_on(
+    settings: Settings, database_url: str, acme: Company
+) -> None:
+    busy = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 0.2})
+    engine = create_engine(database_url, busy)
+    try:
+        holder = RlsTransaction(engine, _claims(acme.alice))
+        await holder.execute(text("select 1"))
+        transport = httpx.ASGITransport(app=create_app(busy, engine=engine))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/api/tasks", headers=acme.alice.headers)
+            assert assert_error(response, 503) == "The server is busy; retry in a few seconds"
+            # A waiter that gives up (a client gone) leaves no turn behind, taken or lost.
+            gone = asyncio.create_task(RlsTransaction(engine, _claims(acme.alice)).execute(text("select 1")))
+            await asyncio.sleep(0.05)
+            gone.cancel()
+            await holder.commit()
+            for _ in range(3):
+                assert (await client.get("/api/tasks", headers=acme.alice.headers)).status_code == 200
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+    finally:
+        await engine.dispose()
