@@ -71,32 +71,39 @@ def prepare(
     of its own, bound to `variant_values`. `build` and `variant` must be module-level functions: they
     key the cache."""
     shape: list[Any] = [build, variant]
-    placeholders: dict[str, Any] = {}
     bound: dict[str, Any] = dict(variant_values or {})
     for name, value in values.items():
         if value is None:
             shape.append((name, None))
-            placeholders[name] = None
         elif isinstance(value, BaseModel):
             present = tuple(f for f in type(value).model_fields if getattr(value, f) is not None)
             shape.append((name, present))
-            fields: dict[str, Any] = {}
             for f in present:
                 bound[f"{name}_{f}"] = getattr(value, f)
-                fields[f] = bindparam(f"{name}_{f}")
-            placeholders[name] = type(value).model_construct(**fields)
         else:
             shape.append((name, True))
             bound[name] = value
-            placeholders[name] = bindparam(name)
     key = tuple(shape)
     prepared = _prepared.get(key)
-    if prepared is None:
+    if prepared is None:  # a shape seen for the first time: build it with placeholders, compile it
         _check(build, variant)
-        statement = build(**placeholders)
+        statement = build(**{name: _placeholder(name, value) for name, value in values.items()})
         prepared = Prepared(variant(statement) if variant is not None else statement)
         _prepared[key] = prepared
     return prepared, prepared.args(bound)
+
+
+def _placeholder(name: str, value: Any) -> Any:
+    """What `build` sees for a value: None as it is, a placeholder for a scalar, a filter whose set
+    fields are placeholders."""
+    if value is None:
+        return None
+    if isinstance(value, BaseModel):
+        fields: dict[str, Any] = {
+            f: bindparam(f"{name}_{f}") for f in type(value).model_fields if getattr(value, f) is not None
+        }
+        return type(value).model_construct(**fields)
+    return bindparam(name)
 
 
 def _check(*functions: Callable[..., Any] | None) -> None:
