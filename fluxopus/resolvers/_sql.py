@@ -13,8 +13,10 @@ from sqlalchemy import (
     Select,
     Text,
     TypeDecorator,
+    Uuid,
     any_,
     bindparam,
+    cast,
     func,
     type_coerce,
 )
@@ -55,7 +57,15 @@ def contains(column: Any, q: Any) -> ColumnElement[bool]:
 
 
 def _page(stmt: Select[Any]) -> Select[Any]:
-    return stmt.limit(bindparam("page_limit")).offset(bindparam("page_offset"))
+    # UUIDs as text: asyncpg's UUID objects are a subclass pydantic-core writes through a slow path
+    # (0.5 ms for 50 tasks against 0.09 ms as text); as text the JSON is the same, and models read
+    # them back as UUIDs.
+    columns = [cast(c, Text).label(c.key) if isinstance(c.type, Uuid) else c for c in stmt.selected_columns]
+    return (
+        stmt.with_only_columns(*columns, maintain_column_froms=True)
+        .limit(bindparam("page_limit"))
+        .offset(bindparam("page_offset"))
+    )
 
 
 def _count(stmt: Select[Any]) -> Select[Any]:
