@@ -59,7 +59,9 @@ async def page_statement(
     [page] = [
         (statement, arguments)
         for statement, arguments in zip(sql_counter.statements, sql_counter.arguments, strict=True)
-        if statement.upper().startswith("SELECT TASKS.ID") and "LIMIT" in statement.upper()
+        if statement.upper().startswith("SELECT")
+        and "TOTAL_MINUTES" in statement.upper()
+        and "LIMIT" in statement.upper()
     ]
     return page
 
