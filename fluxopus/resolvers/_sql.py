@@ -88,14 +88,14 @@ async def fetch_page(
     row: Callable[[dict[str, Any]], M] | None = None,
     **values: Any,
 ) -> Page[M]:
-    """A page of the rows `build(**values)` selects (db/prepared: compiled once per shape); its total
-    counted apart, and only when asked. The page statement has no window count: with one, PostgreSQL
-    had to build every visible row — derived columns (a task's total_minutes) included — before LIMIT,
-    so a page cost as much as everything the caller can see. Now a page costs what its rows cost, and
-    the total is a count of the filtered rows alone (no derived columns, no sort), skipped when the
-    page itself tells it (a short page). The rows stay as the database gave them (models.common.Rows):
-    REST writes them to JSON without a model per row; `row`, for a model that is more than its
-    columns, makes each one instead."""
+    """A page of the rows `build(**values)` selects (db/prepared: compiled once per shape). No window
+    count: with one, PostgreSQL had to build every visible row — derived columns (a task's
+    total_minutes) included — before LIMIT, so a page cost as much as everything the caller can see.
+    Now a page costs what its rows cost, and the total is a count of the filtered rows alone (no
+    derived columns, no sort): for REST (`ctx.count_lists`) in the page's own statement, otherwise
+    only when asked, and skipped when the page itself tells it (a short page). The rows stay as the
+    database gave them (models.common.Rows): REST writes them to JSON without a model per row; `row`,
+    for a model that is more than its columns, makes each one instead."""
     variant = _page_and_count if ctx.count_lists else _page
     page, args = prepare(build, variant, {"page_limit": limit, "page_offset": offset}, **values)
     records = await ctx.db.fetch(page, args)
