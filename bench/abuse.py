@@ -6,7 +6,7 @@ so the client does not share its event loop), seeds two companies, then sends ea
 request of issue 11 while a probe asks /healthz every 25 ms. Nothing is asserted; it prints a
 table. Run it on two checkouts to compare before and after a change.
 
-    python bench/abuse.py [--only NAME ...] [--timeout 60] [--unbounded]
+    python3 bench/abuse.py [--only NAME ...] [--timeout 60] [--unbounded]
 
 `--unbounded` adds `range(100000)` twice in a template, which a server without a render bound
 spends about 15 minutes on.

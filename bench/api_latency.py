@@ -4,7 +4,7 @@ Starts an embedded PostgreSQL in a temp dir and `fluxopus serve` against it (a s
 process, so client and server do not share an event loop), seeds a company, then drives
 each endpoint with a fixed number of requests at a fixed concurrency and prints numbers.
 
-    python bench/api_latency.py [--requests 400] [--concurrency 8]
+    python3 bench/api_latency.py [--requests 400] [--concurrency 8]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Starts an embedded PostgreSQL in a temp dir and `fluxopus serve` with the built-
 secret, no JWKS), then drives each step at a fixed concurrency. Sign-up and sign-in hash or
 check an argon2id password (64 MiB, 3 passes): that is the cost meant to slow down guessing.
 
-    python bench/auth.py [--users 60] [--concurrency 4]
+    python3 bench/auth.py [--users 60] [--concurrency 4]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Checks ids, counts per query kind, document lengths, that identifier queries nam
 verbatim in (every document that contains it is among) their relevant documents, and that paraphrase
 queries share no content word with any relevant document (English stopwords removed, crude stemming).
 
-    python bench/check_knowledge_eval.py [path/to/knowledge_eval.json]
+    python3 bench/check_knowledge_eval.py [path/to/knowledge_eval.json]
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Starts an embedded PostgreSQL in a temp dir, the fake OAuth provider of tests/ut
 4. fires N simultaneous status calls at ONE expired connection and prints how many refreshes the
    provider saw (the row lock should make it exactly 1).
 
-    python bench/connections.py [--users 100] [--concurrency 8] [--herd 50]
+    python3 bench/connections.py [--users 100] [--concurrency 8] [--herd 50]
 """
 
 from __future__ import annotations

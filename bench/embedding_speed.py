@@ -14,7 +14,7 @@
 Prints numbers; asserts nothing. The machine is shared: only ratios within one run mean much.
 Run from the repository root:
 
-    python bench/embedding_speed.py [--items 20] [--chunks-per-item 30] [--small 200] [--grid 128]
+    python3 bench/embedding_speed.py [--items 20] [--chunks-per-item 30] [--small 200] [--grid 128]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ one member of one company, embeds them with the background worker's code (all-Mi
 int8 ONNX), then asks every query in each mode through GET /api/knowledge/search. Prints the
 scores overall and per kind of query (paraphrase, identifier, keyword, mixed). Asserts nothing.
 
-    python bench/knowledge_eval.py [--set bench/knowledge_eval.json]
+    python3 bench/knowledge_eval.py [--set bench/knowledge_eval.json]
 """
 
 from __future__ import annotations

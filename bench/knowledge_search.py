@@ -11,7 +11,7 @@ Starts its own embedded PostgreSQL in a temp dir, then
    on the largest size, in-process over ASGI.
 Prints numbers; asserts nothing. Run from the repository root:
 
-    python bench/knowledge_search.py [--items 200] [--chunks 10000 100000] [--ef 40 100]
+    python3 bench/knowledge_search.py [--items 200] [--chunks 10000 100000] [--ef 40 100]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Starts an embedded PostgreSQL in a temp dir, the fake OpenAI server of tests/uti
    server (CPU, RSS, open fds) and checks the skill_runs rows and reserved tokens left behind.
 Prints numbers; asserts nothing. Run from the repository root (see --help):
 
-    python bench/skill_streams.py [--runs 50] [--streams 100 500 1000] [--ramp 0] [--companies 1] [--db-pool 10]
+    python3 bench/skill_streams.py [--runs 50] [--streams 100 500 1000] [--ramp 0] [--companies 1] [--db-pool 10]
 """
 
 from __future__ import annotations
