@@ -111,6 +111,14 @@ def serve(
     data_dir: DataDir = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FORWARDED_ALLOW_IPS",
+            help="Proxies (comma-separated IPs or networks, '*' for any) whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed: the client's address counts sign-ups per address. Default 127.0.0.1,::1",
+        ),
+    ] = None,
 ) -> None:
     """Run the API; with no DATABASE_URL an embedded PostgreSQL is started in the data dir."""
     import uvicorn
@@ -150,6 +158,9 @@ def serve(
             http=header_timeout_protocol(settings.header_timeout),
             # The server refuses an oversized WebSocket message before buffering it (the app checks too).
             ws_max_size=settings.max_ws_message_bytes,
+            # uvicorn's proxy_headers (on by default) honours X-Forwarded-* from these addresses only;
+            # None: uvicorn's default (the loopback addresses).
+            forwarded_allow_ips=forwarded_allow_ips,
         )
         # Everything loaded so far lives as long as the process: keep it out of the cyclic garbage
         # collector, whose full passes over it (~80 ms, holding the GIL) would stall every request.
@@ -233,7 +244,7 @@ def token(
 ) -> None:
     """Print a signed access token (JWT) for a user, creating user, company and membership as needed."""
     from fluxopus.auth.jwt import member_token
-    from fluxopus.auth.keys import SigningKey
+    from fluxopus.auth.keys import SigningKey, signing_key
     from fluxopus.db.users import Membership, UserError, ensure_member, start_token_session
 
     settings = _settings(data_dir)
@@ -244,7 +255,7 @@ def token(
     if settings.jwt_secret is not None:
         key = settings.jwt_secret
     elif settings.uses_dev_signing_key:
-        key = SigningKey.load_or_create(settings.dev_signing_key_path)
+        key = signing_key(settings)
     else:
         typer.echo("Tokens come from FLUXOPUS_JWKS_URL's issuer here; sign in there to get one.", err=True)
         raise typer.Exit(2)
@@ -274,11 +285,12 @@ def token(
 
 
 def anon_key(settings: Settings) -> str:
-    """The public key Supabase clients are created with, signed by the data dir's key."""
+    """The public key Supabase clients are created with, signed by the server's key (the same on every
+    replica given one FLUXOPUS_JWT_PRIVATE_KEY)."""
     from fluxopus.auth.jwt import mint_anon_key
-    from fluxopus.auth.keys import SigningKey
+    from fluxopus.auth.keys import signing_key
 
-    return mint_anon_key(SigningKey.load_or_create(settings.dev_signing_key_path))
+    return mint_anon_key(signing_key(settings))
 
 
 @app.command("anon-key")
@@ -288,6 +300,17 @@ def anon_key_command(data_dir: DataDir = None) -> None:
     if not settings.uses_dev_signing_key:
         _fail("No built-in sign-in (and so no anon key) here: FLUXOPUS_JWT_SECRET or FLUXOPUS_JWKS_URL is set")
     typer.echo(anon_key(settings))
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new ES256 signing key (PEM) for FLUXOPUS_JWT_PRIVATE_KEY(_FILE): replicas share one."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    typer.echo(pem.decode(), nl=False)
 
 
 def _fail(message: str) -> NoReturn:

@@ -11,6 +11,9 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from dotenv import dotenv_values
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -38,6 +41,61 @@ def parse_key(text: str) -> bytes:
         if len(key) == 32:
             return key
     raise ValueError(f"an encryption key must be {KEY_HELP}")
+
+
+SIGNING_KEY_HELP = (
+    "an EC P-256 private key in PEM; make one with: "
+    "openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt"
+)
+
+
+def pem_text(text: str) -> bytes:
+    """A PEM as people put it in an env file: on one line with `\\n` escapes, maybe quoted (Docker's
+    --env-file keeps quotes)."""
+    cleaned = text.strip()
+    if len(cleaned) >= 2 and cleaned[0] == cleaned[-1] and cleaned[0] in "\"'":
+        cleaned = cleaned[1:-1].strip()
+    return cleaned.replace("\\r", "").replace("\\n", "\n").encode()
+
+
+def parse_signing_key(text: str) -> ec.EllipticCurvePrivateKey:
+    """The built-in sign-in's ES256 key from PEM text (PKCS#8 or SEC1), or a ValueError saying what is wrong."""
+    try:
+        key = serialization.load_pem_private_key(pem_text(text), password=None)
+    except TypeError:  # cryptography: "Password was not given but private key is encrypted"
+        raise ValueError(f"the signing key is encrypted; it must be {SIGNING_KEY_HELP}") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError(f"the signing key is not a readable PEM private key; it must be {SIGNING_KEY_HELP}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        kind = f"EC {key.curve.name}" if isinstance(key, ec.EllipticCurvePrivateKey) else type(key).__name__
+        kind = kind.removeprefix("_").removesuffix("PrivateKey")
+        raise ValueError(
+            f"the signing key is of type {kind}, but tokens are signed ES256: it must be {SIGNING_KEY_HELP}"
+        )
+    return key
+
+
+def parse_verification_keys(text: str) -> list[ec.EllipticCurvePublicKey]:
+    """Keys rotated out, whose tokens are still accepted: PEM blocks one after the other, each a
+    public key or the old private key itself (only its public half is kept)."""
+    keys = []
+    for match in _PEM_BLOCK.finditer(pem_text(text)):
+        if match[1] != b"PUBLIC KEY":
+            keys.append(parse_signing_key(match[0].decode()).public_key())
+            continue
+        try:
+            public = serialization.load_pem_public_key(match[0])
+        except (ValueError, UnsupportedAlgorithm):
+            raise ValueError("a previous signing key is not a readable PEM public key") from None
+        if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, ec.SECP256R1):
+            raise ValueError("a previous signing key is not an EC P-256 public key")
+        keys.append(public)
+    if not keys and text.strip():
+        raise ValueError("no PEM block (-----BEGIN PUBLIC KEY----- …) in the previous signing keys")
+    return keys
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----", re.DOTALL)
 
 
 def default_data_dir() -> Path:
@@ -105,8 +163,14 @@ class OAuthEnvironment(PydanticBaseSettingsSource):
 
 class Settings(BaseSettings):
     # validate_by_name: Settings(database_url=...) must work too, not only the DATABASE_URL alias.
+    # hide_input_in_errors: a startup error must not print the input, which holds keys and secrets.
     model_config = SettingsConfigDict(
-        env_prefix="FLUXOPUS_", env_file=".env", extra="ignore", validate_by_name=True, validate_by_alias=True
+        env_prefix="FLUXOPUS_",
+        env_file=".env",
+        extra="ignore",
+        validate_by_name=True,
+        validate_by_alias=True,
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Field(default_factory=default_data_dir)
@@ -123,6 +187,13 @@ class Settings(BaseSettings):
     jwks_url: str | None = None
     jwks_cache_seconds: int = Field(default=600, ge=0)
     jwt_audience: str = "authenticated"
+
+    # The built-in sign-in's ES256 key (PEM; `\n` escapes allowed), or a file holding it. Default: one
+    # generated into the data dir. Replicas on one database must all be given the same one.
+    jwt_private_key: SecretStr | None = None
+    jwt_private_key_file: Path | None = None
+    # Keys rotated out (PEM public keys, or the old private keys): tokens they signed are still accepted.
+    jwt_previous_keys: SecretStr | None = None
 
     # Refused: tokens living longer than this (seconds), whoever signed them.
     jwt_max_lifetime: int = Field(default=366 * 86400, ge=60)
@@ -268,6 +339,45 @@ class Settings(BaseSettings):
         if value is not None and len(value) < 32:
             raise ValueError("FLUXOPUS_JWT_SECRET must be at least 32 characters (HS256 needs a long secret)")
         return value
+
+    @model_validator(mode="after")
+    def _signing_keys_readable(self) -> Settings:
+        given = [n for n in ("jwt_private_key", "jwt_private_key_file", "jwt_previous_keys") if getattr(self, n)]
+        if given and not self.uses_dev_signing_key:
+            raise ValueError(
+                f"FLUXOPUS_{given[0].upper()} is for the built-in sign-in's own tokens; with FLUXOPUS_JWT_SECRET "
+                "or FLUXOPUS_JWKS_URL tokens are signed elsewhere"
+            )
+        if self.jwt_private_key is not None and self.jwt_private_key_file is not None:
+            raise ValueError("set FLUXOPUS_JWT_PRIVATE_KEY or FLUXOPUS_JWT_PRIVATE_KEY_FILE, not both")
+        self.configured_signing_key()
+        self.previous_verification_keys()
+        return self
+
+    def configured_signing_key(self) -> ec.EllipticCurvePrivateKey | None:
+        """FLUXOPUS_JWT_PRIVATE_KEY or the file FLUXOPUS_JWT_PRIVATE_KEY_FILE names; None: the data dir's."""
+        if self.jwt_private_key is not None:
+            name, text = "FLUXOPUS_JWT_PRIVATE_KEY", self.jwt_private_key.get_secret_value()
+        elif self.jwt_private_key_file is not None:
+            name = f"FLUXOPUS_JWT_PRIVATE_KEY_FILE ({self.jwt_private_key_file})"
+            try:
+                text = self.jwt_private_key_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{name}: cannot read the file: {exc}") from None
+        else:
+            return None
+        try:
+            return parse_signing_key(text)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
+    def previous_verification_keys(self) -> list[ec.EllipticCurvePublicKey]:
+        if self.jwt_previous_keys is None:
+            return []
+        try:
+            return parse_verification_keys(self.jwt_previous_keys.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(f"FLUXOPUS_JWT_PREVIOUS_KEYS: {exc}") from None
 
     @model_validator(mode="after")
     def _provider_has_a_key(self) -> Settings:

@@ -175,9 +175,14 @@ def gotrue_router() -> APIRouter:
         runtime: Runtime = request.app.state.runtime
         key = runtime.verifier.local_key
         assert key is not None  # mounted only with the server's own key
-        jwk = json.loads(ECAlgorithm.to_jwk(key.public_key))
-        jwk |= {"kid": key.kid, "alg": "ES256", "use": "sig", "key_ops": ["verify"]}
-        return JSONResponse({"keys": [jwk]}, headers={"Cache-Control": "public, max-age=600"})
+        # The kid comes from the public key, so replicas given one key publish the same document; keys
+        # rotated out stay listed while tokens they signed may still be presented.
+        public = {key.kid: key.public_key, **runtime.verifier.previous_keys}
+        keys = [
+            json.loads(ECAlgorithm.to_jwk(k)) | {"kid": kid, "alg": "ES256", "use": "sig", "key_ops": ["verify"]}
+            for kid, k in public.items()
+        ]
+        return JSONResponse({"keys": keys}, headers={"Cache-Control": "public, max-age=600"})
 
     return router
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.ai.services import AiServices
 from fluxopus.auth.jwt import JWKSCache, TokenVerifier, bearer_token
-from fluxopus.auth.keys import SigningKey
+from fluxopus.auth.keys import previous_keys, signing_key
 from fluxopus.auth.mail import Mail
 from fluxopus.auth.sessions import SessionCheck
 from fluxopus.config import Settings
@@ -26,7 +26,8 @@ def build_verifier(settings: Settings) -> TokenVerifier:
         audience=settings.jwt_audience,
         secret=settings.jwt_secret,
         jwks=JWKSCache(settings.jwks_url, settings.jwks_cache_seconds) if settings.jwks_url else None,
-        local_key=SigningKey.load_or_create(settings.dev_signing_key_path) if settings.uses_dev_signing_key else None,
+        local_key=signing_key(settings) if settings.uses_dev_signing_key else None,
+        previous_keys=previous_keys(settings),
         issuer=settings.auth_issuer,
         max_lifetime=settings.jwt_max_lifetime,
     )

@@ -31,6 +31,12 @@ _PUBLIC_KEY_TYPES: dict[str, type] = {"ES256": ec.EllipticCurvePublicKey, "RS256
 Claims = dict[str, Any]
 
 
+def unknown_key(kid: object) -> Unauthorized:
+    # Not "algorithm not accepted": the algorithm is fine, the key is another server's (a replica given
+    # another FLUXOPUS_JWT_PRIVATE_KEY, a data dir whose key was regenerated) or a rotated-out one.
+    return Unauthorized(f"Token signed by a key this server does not know (kid {kid!r}): sign in again")
+
+
 class JWKSCache:
     """Keys fetched from a JWKS URL, looked up by `kid`, refreshed when stale or a kid is unknown."""
 
@@ -56,7 +62,7 @@ class JWKSCache:
             return next(iter(self._keys.values()))
         key = self._keys.get(kid or "")
         if key is None:
-            raise Unauthorized("Token signed with an unknown key")
+            raise unknown_key(kid)
         return key
 
     def fresh_for(self) -> float:
@@ -91,6 +97,7 @@ class TokenVerifier:
         secret: str | None = None,
         jwks: JWKSCache | None = None,
         local_key: SigningKey | None = None,
+        previous_keys: Mapping[str, ec.EllipticCurvePublicKey] | None = None,
         issuer: str = BUILT_IN_ISSUER,
         max_lifetime: int = 366 * 86400,
     ) -> None:
@@ -98,6 +105,8 @@ class TokenVerifier:
         self.secret = secret
         self.jwks = jwks
         self.local_key = local_key
+        # Public keys of the server's own keys rotated out, by kid: their tokens stay valid until they expire.
+        self.previous_keys = dict(previous_keys or {})
         self.issuer = issuer  # what the server's own tokens (local_key) must carry as `iss`
         self.max_lifetime = max_lifetime
         # Tokens verified lately, by their exact text: a client sends the same token with every request
@@ -136,19 +145,18 @@ class TokenVerifier:
             raise Unauthorized("Malformed token") from exc
         alg = header.get("alg")
         key: Any
+        own_key = False  # one of the server's own keys: its tokens must name its issuer and a session
         ttl = self.VERIFIED_TTL
         if alg == "HS256" and self.secret is not None:
             key = self.secret
-        elif (
-            alg in ASYMMETRIC_ALGORITHMS
-            and self.local_key is not None
-            and header.get("kid")
-            in (
-                None,
-                self.local_key.kid,
-            )
-        ):
-            key = self.local_key.public_key
+        elif alg in ASYMMETRIC_ALGORITHMS and self.local_key is not None:
+            kid, own_key = header.get("kid"), True
+            if kid is None or kid == self.local_key.kid:
+                key = self.local_key.public_key
+            elif kid in self.previous_keys:
+                key = self.previous_keys[kid]
+            else:
+                raise unknown_key(kid)
         elif alg in ASYMMETRIC_ALGORITHMS and self.jwks is not None:
             key = (await self.jwks.get(header.get("kid"))).key
             ttl = min(ttl, self.jwks.fresh_for())
@@ -178,7 +186,7 @@ class TokenVerifier:
         except ValueError as exc:
             raise Unauthorized("Token subject must be a user id (UUID)") from exc
         self._check_lifetime(claims)
-        if self.local_key is not None and key is self.local_key.public_key:
+        if own_key:
             if claims.get("iss") != self.issuer:
                 raise Unauthorized(f"Token issuer must be {self.issuer!r}")
             try:

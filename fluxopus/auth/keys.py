@@ -1,4 +1,5 @@
-"""The embedded default's signing key: an ES256 key generated once into the data dir."""
+"""The built-in sign-in's signing key: FLUXOPUS_JWT_PRIVATE_KEY(_FILE), else an ES256 key generated once
+into the data dir."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fluxopus.config import Settings
+
+
+def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    """A key's `kid`, derived from the public key alone: every replica holding the key names it alike."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()[:16]
+
 
 class SigningKey:
     def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
         self.private_key = private_key
         self.public_key = private_key.public_key()
-        der = self.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        self.kid = hashlib.sha256(der).hexdigest()[:16]
+        self.kid = key_id(self.public_key)
 
     @classmethod
     def load_or_create(cls, path: Path) -> SigningKey:
@@ -37,3 +45,16 @@ class SigningKey:
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
         return cls(key)
+
+
+def signing_key(settings: Settings) -> SigningKey:
+    """The configured key (the same on every replica), else the data dir's (generated on first use)."""
+    configured = settings.configured_signing_key()
+    if configured is not None:
+        return SigningKey(configured)
+    return SigningKey.load_or_create(settings.dev_signing_key_path)
+
+
+def previous_keys(settings: Settings) -> dict[str, ec.EllipticCurvePublicKey]:
+    """FLUXOPUS_JWT_PREVIOUS_KEYS by kid: tokens they signed before a rotation are still accepted."""
+    return {key_id(k): k for k in settings.previous_verification_keys()}

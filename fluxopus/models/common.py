@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum, StrEnum
 from typing import Any, Generic, TypeVar, overload
 from uuid import UUID
 
@@ -14,9 +15,39 @@ from fluxopus.errors import Invalid
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
+E = TypeVar("E", bound=type[Enum])
 
 MAX_PAGE = 200
 MAX_OFFSET = 1_000_000  # far past any real list; keeps the value inside PostgreSQL's bigint
+
+
+def documented(**docs: str) -> Callable[[E], E]:
+    """What each member of an enum means, beside the enum's docstring: GraphQL shows them per value
+    (schema/_derive.graphql_enum). Every member must have one, so a new member cannot go undescribed."""
+
+    def attach(cls: E) -> E:
+        names = {member.name for member in cls}
+        if set(docs) != names:
+            raise TypeError(f"{cls.__name__} documents {sorted(docs)}, its members are {sorted(names)}")
+        cls.__member_docs__ = docs  # type: ignore[attr-defined]
+        return cls
+
+    return attach
+
+
+def member_docs(cls: type[Enum]) -> dict[str, str]:
+    return dict(getattr(cls, "__member_docs__", {}))
+
+
+@documented(
+    private="Only its owner sees it (and, for skills, runs it)",
+    company="Everyone in the owner's company sees it",
+)
+class Visibility(StrEnum):
+    """Who sees a skill or a knowledge item besides its owner. Admins see only what this allows too."""
+
+    private = "private"
+    company = "company"
 
 
 class Input(BaseModel):
@@ -41,8 +72,8 @@ class Output(BaseModel):
 class PageQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    limit: int = Field(default=50, ge=1, le=MAX_PAGE, description="Page size (1–200)")
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="Rows to skip")
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE, description="Page size: how many items at most (1–200)")
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="How many items to skip before the page starts")
 
 
 class Rows(Sequence[M]):
@@ -105,8 +136,10 @@ class Page(Generic[T]):
 
 
 class Deleted(Output):
-    id: UUID
-    deleted: bool = True
+    """What a DELETE answers."""
+
+    id: UUID = Field(description="The id of what was deleted")
+    deleted: bool = Field(default=True, description="Always true: it is gone")
 
 
 def describe(error: ValidationError) -> str:

@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import ARRAY, Boolean, Column, FetchedValue, LargeBinary, Table, Text
 
-from fluxopus.models.common import Output
+from fluxopus.models.common import Output, documented
 from fluxopus.models.entity import column_type, metadata
 
 # An OAuth provider's name, as URLs (/connections/authorize/{provider}) and settings
@@ -22,11 +22,19 @@ from fluxopus.models.entity import column_type, metadata
 PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
 
+@documented(
+    connected="Usable: its access token is valid or can be refreshed",
+    expired="The access token expired and there is no refresh token: connect again",
+    revoked="The provider refused the refresh token (access was revoked there): connect again",
+    error="The last refresh failed for another reason (`error` says which); the next status check retries",
+)
 class ConnectionState(StrEnum):
+    """Whether a connection to a provider can be used."""
+
     connected = "connected"
-    expired = "expired"  # the access token expired and there is no refresh token: reconnect
-    revoked = "revoked"  # the provider refused the refresh token (the user or an admin revoked access)
-    error = "error"  # the last refresh failed for another reason; the next status check retries
+    expired = "expired"
+    revoked = "revoked"
+    error = "error"
 
 
 # Connections show through Connection and ConnectionStatus, which the resolvers compute from a row
@@ -67,27 +75,31 @@ oauth_states = Table(
 
 
 class Connection(Output):
-    id: UUID
+    """An OAuth grant to a third-party tool. Tokens never leave the server."""
+
+    id: UUID = Field(description="The connection's id (a UUID)")
     user_id: UUID = Field(description="Who connected it (admins list the whole company's connections)")
-    provider: str
-    status: ConnectionState
+    provider: str = Field(description="The provider's name as the server is configured with it, e.g. github")
+    status: ConnectionState = Field(description="Whether it can be used")
     account: str | None = Field(description="The account at the provider: email, login or workspace")
-    scopes: list[str]
+    scopes: list[str] = Field(description="The scopes the provider granted")
     expires_at: dt.datetime | None = Field(description="When the current access token expires, if it does")
     error: str | None = Field(description="Why the status is revoked or error")
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: dt.datetime = Field(description="When it was first connected")
+    updated_at: dt.datetime = Field(description="When it last changed (a refresh, a reconnection)")
 
 
 class ConnectionStatus(Output):
-    provider: str
+    """The caller's connection to one provider, checked now."""
+
+    provider: str = Field(description="The provider asked about")
     connected: bool = Field(description="True when the connection can be used now")
     status: ConnectionState | None = Field(description="null when the caller has not connected this provider")
-    connection_id: UUID | None
-    account: str | None
-    scopes: list[str]
-    expires_at: dt.datetime | None
-    error: str | None
+    connection_id: UUID | None = Field(description="The connection's id; null when not connected")
+    account: str | None = Field(description="The account at the provider; null when unknown or not connected")
+    scopes: list[str] = Field(description="The scopes granted; empty when not connected")
+    expires_at: dt.datetime | None = Field(description="When the access token expires; null when it does not")
+    error: str | None = Field(description="Why the status is revoked or error; otherwise null")
 
 
 class AuthorizeQuery(BaseModel):
@@ -123,7 +135,9 @@ class AuthorizationUrl(Output):
 
 
 class Disconnected(Output):
-    id: UUID
-    deleted: bool = True
+    """What disconnecting answers: the connection is deleted whatever the provider said."""
+
+    id: UUID = Field(description="The deleted connection's id")
+    deleted: bool = Field(default=True, description="Always true: the connection is gone")
     revoked: bool = Field(description="Whether the provider confirmed the grant is revoked")
     revoke_error: str | None = Field(description="Why it was not revoked at the provider (the connection is deleted)")

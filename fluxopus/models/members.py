@@ -11,7 +11,7 @@ from pydantic import Field, StringConstraints
 from sqlalchemy import BigInteger, Column, FetchedValue, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from fluxopus.models.common import Input, Output
+from fluxopus.models.common import Input, Output, documented
 from fluxopus.models.entity import column_type, metadata
 
 # These show through Me, Member and Invitation, which the resolvers assemble from joins, and are
@@ -66,30 +66,42 @@ invitations = Table(
 )
 
 
+@documented(
+    admin="Manages the company: members, invitations, and everyone's tasks and runs",
+    member="Works with their own tasks and runs, and what the company shares",
+)
 class Role(StrEnum):
+    """A user's role in their company."""
+
     admin = "admin"
     member = "member"
 
 
 class Company(Output):
-    id: UUID
-    name: str
-    created_at: dt.datetime
+    """A company (tenant): its members share tasks, tags, skills and knowledge, and nothing else."""
+
+    id: UUID = Field(description="The company's id (a UUID)")
+    name: str = Field(description="Its name")
+    created_at: dt.datetime = Field(description="When it was created")
 
 
 class Member(Output):
-    user_id: UUID
-    email: str
-    role: Role
-    company_id: UUID
-    created_at: dt.datetime
+    """A user as a member of the caller's company."""
+
+    user_id: UUID = Field(description="The user's id (a UUID): what tasks' assigneeId and createdBy hold")
+    email: str = Field(description="The user's email address")
+    role: Role = Field(description="Their role in the company")
+    company_id: UUID = Field(description="The company: the caller's")
+    created_at: dt.datetime = Field(description="When they joined")
 
 
 class Me(Output):
-    id: UUID
-    email: str | None
-    role: Role | None
-    company: Company | None
+    """The caller, as their token says."""
+
+    id: UUID = Field(description="The caller's user id (a UUID)")
+    email: str | None = Field(description="Their email address; null for a token without a user record")
+    role: Role | None = Field(description="Their role in their company; null when they have no company")
+    company: Company | None = Field(description="Their company; null for a user without one")
 
 
 # Deliberately loose (one @, a dot in the domain, no spaces): the address is proven by whoever
@@ -99,18 +111,20 @@ Email = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, m
 
 
 class InvitationCreate(Input):
-    email: Email
-    role: Role = Role.member
+    email: Email = Field(description="The address to invite (kept in lower case)")
+    role: Role = Field(default=Role.member, description="The role they join with (default member)")
 
 
 class Invitation(Output):
-    id: UUID
-    email: str
-    role: Role
-    invited_by: UUID
-    created_at: dt.datetime
-    accepted_at: dt.datetime | None
-    expires_at: dt.datetime
+    """An invitation to join the caller's company, pending until the invited person accepts it."""
+
+    id: UUID = Field(description="The invitation's id (a UUID)")
+    email: str = Field(description="The address invited")
+    role: Role = Field(description="The role they join with")
+    invited_by: UUID = Field(description="The admin who invited them")
+    created_at: dt.datetime = Field(description="When it was sent (or last renewed)")
+    accepted_at: dt.datetime | None = Field(description="When it was accepted; null while pending")
+    expires_at: dt.datetime = Field(description="When its link stops working")
     # Only in the answer to the invitation itself: the link is not stored and cannot be shown again.
     accept_url: str | None = Field(
         default=None,

@@ -10,16 +10,18 @@ from uuid import UUID
 import jsonschema
 from pydantic import Field, StringConstraints
 
-from fluxopus.models.common import Input, Output, PageQuery
+from fluxopus.models.common import Input, Output, PageQuery, Visibility, documented
 from fluxopus.models.entity import BigInt, Entity, Key, Server, Write
 
 
-class Visibility(StrEnum):
-    private = "private"
-    company = "company"
-
-
+@documented(
+    openai="OpenAI's chat completions API (or a compatible server at the configured base URL)",
+    anthropic="Anthropic's messages API",
+    echo="No model: streams the rendered instructions back (offline development and tests)",
+)
 class Provider(StrEnum):
+    """Which model service runs a skill."""
+
     openai = "openai"
     anthropic = "anthropic"
     echo = "echo"
@@ -34,7 +36,16 @@ def check_input_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+@documented(
+    queued="Recorded, not started yet",
+    running="The model is answering",
+    succeeded="Finished: `output` and the token counts are set",
+    failed="Finished without an answer: `error` says why",
+    cancelled="Stopped before it finished (the client went away or unsubscribed)",
+)
 class RunStatus(StrEnum):
+    """Where a skill run stands."""
+
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
@@ -45,8 +56,10 @@ class RunStatus(StrEnum):
 class SkillContent(Entity):
     """What a version captures: everything that shapes a run."""
 
-    name: Annotated[str, Write(min_length=1, max_length=200)]
-    description: Annotated[str | None, Write(max_length=5000)]
+    name: Annotated[str, Write(min_length=1, max_length=200, doc="Its name, 1–200 characters")]
+    description: Annotated[
+        str | None, Write(max_length=5000, doc="What it does, for people, up to 5,000 characters; null when none")
+    ]
     instructions: Annotated[
         str,
         Write(
@@ -59,14 +72,34 @@ class SkillContent(Entity):
     ]
     input_schema: Annotated[
         dict[str, Any] | None,
-        Write(check=check_input_schema, input_doc="A JSON Schema object every run's `input` must match"),
+        Write(
+            check=check_input_schema,
+            doc="The JSON Schema every run's `input` must match; null accepts any object",
+            input_doc="A JSON Schema object every run's `input` must match",
+        ),
     ]
-    provider: Annotated[Provider | None, Write(input_doc="Default: the server's configured provider")]
+    provider: Annotated[
+        Provider | None,
+        Write(
+            doc="The model service its runs use; null: the server's configured provider",
+            input_doc="Default: the server's configured provider",
+        ),
+    ]
     model: Annotated[
-        str | None, Write(min_length=1, max_length=200, input_doc="Default: the provider's configured model")
+        str | None,
+        Write(
+            min_length=1,
+            max_length=200,
+            doc="The provider's model name, e.g. gpt-4o-mini; null: the provider's configured model",
+            input_doc="Default: the provider's configured model",
+        ),
     ]
-    temperature: Annotated[float | None, Write(ge=0, le=2)]
-    max_tokens: Annotated[int, Write(default=1024, ge=1, le=32000)]
+    temperature: Annotated[
+        float | None, Write(ge=0, le=2, doc="Sampling temperature, 0–2; null: the provider's default")
+    ]
+    max_tokens: Annotated[
+        int, Write(default=1024, ge=1, le=32000, doc="The most tokens a run's answer may have (1–32000, default 1024)")
+    ]
 
 
 class Skill(
@@ -74,23 +107,31 @@ class Skill(
     table="skills",
     create=True,
     update=True,
+    create_doc="A new skill, owned by the caller; it starts at version 1.",
     update_doc="Any subset of SkillCreate; a change of content records a new version.",
 ):
-    id: Annotated[UUID, Key()]
-    company_id: Annotated[UUID, Server()]
-    owner_id: Annotated[UUID, Server()]
-    visibility: Annotated[Visibility, Write(default=Visibility.private)]
+    """A reusable prompt: instructions (a template) run by a model with an input. Its owner sees and
+    changes it; a company-visible skill is seen and run by the whole company."""
+
+    id: Annotated[UUID, Key("The skill's id (a UUID)")]
+    company_id: Annotated[UUID, Server("The company it belongs to: the caller's")]
+    owner_id: Annotated[UUID, Server("The user who created it; they (or an admin) may change or delete it")]
+    visibility: Annotated[
+        Visibility, Write(default=Visibility.private, doc="Who sees and runs it besides its owner (default private)")
+    ]
     version: Annotated[int, Server("The current version; runs use it unless they ask for another")]
-    created_at: Annotated[dt.datetime, Server()]
-    updated_at: Annotated[dt.datetime, Server()]
+    created_at: Annotated[dt.datetime, Server("When it was created")]
+    updated_at: Annotated[dt.datetime, Server("When it last changed")]
 
 
 class SkillVersion(SkillContent, table="skill_versions", hidden={"company_id": UUID}):
-    id: Annotated[UUID, Key()]
-    skill_id: Annotated[UUID, Server()]
-    version: Annotated[int, Server()]
-    created_by: Annotated[UUID, Server()]
-    created_at: Annotated[dt.datetime, Server()]
+    """A skill's content as it was at one version: a change of content records the next one."""
+
+    id: Annotated[UUID, Key("The version's own id (a UUID)")]
+    skill_id: Annotated[UUID, Server("The skill it is a version of")]
+    version: Annotated[int, Server("Its number: 1 for the first, counting up")]
+    created_by: Annotated[UUID, Server("The user whose change recorded it")]
+    created_at: Annotated[dt.datetime, Server("When it was recorded")]
 
 
 class SkillFilter(PageQuery):
@@ -100,8 +141,16 @@ class SkillFilter(PageQuery):
 
 
 class RunInput(Input):
-    input: dict[str, Any] = Field(default_factory=dict, description="Validated against the skill's input_schema")
-    version: int | None = Field(default=None, ge=1, le=2_147_483_647, description="Run an older version")
+    """What to run a skill with."""
+
+    input: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The run's input, a JSON object: the instructions' template sees it as `input`; validated"
+        " against the skill's input_schema",
+    )
+    version: int | None = Field(
+        default=None, ge=1, le=2_147_483_647, description="Run an older version; null: the current one"
+    )
 
 
 class SkillRun(
@@ -109,26 +158,31 @@ class SkillRun(
     table="skill_runs",
     hidden={"company_id": UUID, "reserved_tokens": BigInt, "budget_period": dt.date | None},
 ):
-    id: Annotated[UUID, Key()]
-    skill_id: Annotated[UUID, Server()]
-    user_id: Annotated[UUID, Server()]
-    version: Annotated[int, Server()]
-    status: Annotated[RunStatus, Server()]
-    input: Annotated[dict[str, Any], Server()]
-    output: Annotated[str | None, Server()]
-    provider: Annotated[str, Server()]
-    model: Annotated[str, Server()]
-    input_tokens: Annotated[int | None, Server()]
-    output_tokens: Annotated[int | None, Server()]
-    error: Annotated[str | None, Server()]
-    created_at: Annotated[dt.datetime, Server()]
-    started_at: Annotated[dt.datetime | None, Server()]
-    finished_at: Annotated[dt.datetime | None, Server()]
+    """One run of a skill: its input, the model's answer and what it cost. A member sees their own runs;
+    an admin sees the company's."""
+
+    id: Annotated[UUID, Key("The run's id (a UUID)")]
+    skill_id: Annotated[UUID, Server("The skill that ran")]
+    user_id: Annotated[UUID, Server("Who ran it")]
+    version: Annotated[int, Server("The skill version that ran")]
+    status: Annotated[RunStatus, Server("Where it stands")]
+    input: Annotated[dict[str, Any], Server("The input it ran with (a JSON object)")]
+    output: Annotated[str | None, Server("The model's answer; null until it succeeds")]
+    provider: Annotated[str, Server("The model service that ran it, e.g. openai")]
+    model: Annotated[str, Server("The model that ran it")]
+    input_tokens: Annotated[int | None, Server("Tokens the prompt took; null until it finishes")]
+    output_tokens: Annotated[int | None, Server("Tokens the answer took; null until it finishes")]
+    error: Annotated[str | None, Server("Why it failed; null unless status is failed")]
+    created_at: Annotated[dt.datetime, Server("When it was asked for")]
+    started_at: Annotated[dt.datetime | None, Server("When the model started answering; null while queued")]
+    finished_at: Annotated[dt.datetime | None, Server("When it ended; null while it runs")]
 
 
 class RunUsage(Output):
-    input_tokens: int
-    output_tokens: int
+    """The tokens a run took, counted by the provider (they count against the company's budget)."""
+
+    input_tokens: int = Field(description="Tokens of the prompt (the rendered instructions and input)")
+    output_tokens: int = Field(description="Tokens of the answer")
 
 
 class RunEventType(StrEnum):
@@ -144,18 +198,20 @@ class RunEvent(Output):
     """One event of a run's stream; which fields are set depends on `type`."""
 
     type: str = Field(description=" | ".join(RunEventType))
-    run_id: UUID
-    skill_id: UUID | None = None
-    version: int | None = None
-    model: str | None = None
-    text: str | None = None
-    output: str | None = None
-    usage: RunUsage | None = None
-    error: str | None = None
+    run_id: UUID = Field(description="The run's id (every event)")
+    skill_id: UUID | None = Field(default=None, description="run.started: the skill that runs")
+    version: int | None = Field(default=None, description="run.started: the skill version that runs")
+    model: str | None = Field(default=None, description="run.started: the model that answers")
+    text: str | None = Field(default=None, description="delta: the next piece of the answer")
+    output: str | None = Field(default=None, description="run.completed: the whole answer")
+    usage: RunUsage | None = Field(default=None, description="run.completed: the tokens it took")
+    error: str | None = Field(default=None, description="run.failed: why it failed")
 
 
 class TokenBudget(Output):
-    period_start: dt.date
-    used: int
+    """The company's token budget for the current month (input + output tokens)."""
+
+    period_start: dt.date = Field(description="The first day of the month counted (UTC)")
+    used: int = Field(description="Tokens finished runs took this month")
     reserved: int = Field(description="Held by runs in progress")
-    limit: int
+    limit: int = Field(description="The most tokens the company may use this month; runs past it are refused")

@@ -28,6 +28,8 @@ from pydantic_core import PydanticUndefined
 from strawberry import UNSET
 from strawberry.scalars import JSON
 
+from fluxopus.models.common import PageQuery, member_docs
+
 T = TypeVar("T")
 
 _PLAIN = (str, int, float, bool, dt.date, dt.datetime)
@@ -53,9 +55,7 @@ def graphql_annotation(annotation: Any) -> Any:
     if annotation is UUID:
         return strawberry.ID
     if isinstance(annotation, type) and issubclass(annotation, Enum):
-        if not hasattr(annotation, "_enum_definition"):
-            strawberry.enum(annotation)
-        return annotation
+        return graphql_enum(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         if annotation not in _type_of:
             raise TypeError(f"{annotation.__name__} has no GraphQL type yet: declare it with @object_type first")
@@ -63,6 +63,32 @@ def graphql_annotation(annotation: Any) -> Any:
     if annotation in _PLAIN:
         return annotation
     raise TypeError(f"no GraphQL type for {annotation!r}")
+
+
+E = TypeVar("E", bound=type[Enum])
+
+
+def graphql_enum(cls: E) -> E:
+    """`cls` as a GraphQL enum (once), described by its docstring and its members' docs
+    (models/common.documented)."""
+    if hasattr(cls, "__strawberry_definition__"):
+        return cls
+    docs = member_docs(cls)
+    strawberry.enum(cls, description=_doc(cls))
+    definition = cls.__strawberry_definition__  # type: ignore[attr-defined]
+    for value in definition.values:
+        value.description = docs.get(value.name)
+    return cls
+
+
+def argument(model: type[BaseModel], field: str) -> Any:
+    """A GraphQL argument described as the model's field (the REST parameter it mirrors) is."""
+    return strawberry.argument(description=model.model_fields[field].description)
+
+
+# The page arguments of every list, as REST's `limit` and `offset` query parameters.
+Limit = typing.Annotated[int, argument(PageQuery, "limit")]
+Offset = typing.Annotated[int, argument(PageQuery, "offset")]
 
 
 def _add_fields(cls: type, model: type[BaseModel], make: Callable[[str, FieldInfo], tuple[Any, Any]]) -> None:
@@ -121,8 +147,9 @@ def input_type(
     return wrap
 
 
-def _doc(model: type[BaseModel]) -> str | None:
-    return model.__dict__.get("__doc__") or None
+def _doc(model: type) -> str | None:
+    doc = model.__dict__.get("__doc__")
+    return " ".join(doc.split()) if doc else None  # one paragraph: the docstring's line breaks are layout
 
 
 def out(cls: type[T], model: BaseModel) -> T:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import Select
@@ -11,13 +11,24 @@ from fluxopus.models.common import parse, parse_uuid
 from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import knowledge
 from fluxopus.schema import compiled
-from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
+from fluxopus.schema._derive import (
+    Limit,
+    Offset,
+    argument,
+    graphql_enum,
+    input_dict,
+    input_type,
+    object_type,
+    out,
+    outs,
+)
 from fluxopus.schema.limits import MODEL_CALL_COST
 from fluxopus.schema.tags import compiled_tags, tags_field
 
-strawberry.enum(m.KnowledgeVisibility)
-strawberry.enum(m.IndexStatus)
-strawberry.enum(m.SearchMode)
+graphql_enum(m.IndexStatus)
+graphql_enum(m.SearchMode)
+
+ItemId = Annotated[strawberry.ID, strawberry.argument(description="The knowledge item's id")]
 
 
 @object_type(m.KnowledgeItem)
@@ -30,7 +41,7 @@ class SearchHit:
     pass
 
 
-@input_type(m.KnowledgeItem.create)
+@input_type(m.KnowledgeItem.create, description="A new knowledge item, owned by the caller; searchable once indexed")
 class CreateKnowledgeInput:
     pass
 
@@ -69,13 +80,17 @@ compiled_tags("KnowledgeItem", EntityType.knowledge)
 class KnowledgeQuery:
     @strawberry.field(description="Company items and the caller's private ones; `q` searches titles")
     async def knowledge(
-        self, info: strawberry.Info, q: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        info: strawberry.Info,
+        q: Annotated[str | None, argument(m.KnowledgeFilter, "q")] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> list[KnowledgeItem]:
         page = await knowledge.list_knowledge(info.context, query=_knowledge_filter(q, limit, offset))
         return outs(KnowledgeItem, page.items)
 
     @strawberry.field(description="Null when the item does not exist or the caller cannot see it")
-    async def knowledge_item(self, info: strawberry.Info, id: strawberry.ID) -> KnowledgeItem | None:
+    async def knowledge_item(self, info: strawberry.Info, id: ItemId) -> KnowledgeItem | None:
         try:
             return out(KnowledgeItem, await knowledge.get_knowledge(info.context, id=parse_uuid(id)))
         except NotFound:
@@ -88,9 +103,9 @@ class KnowledgeQuery:
     async def search_knowledge(
         self,
         info: strawberry.Info,
-        q: str,
-        limit: int = 10,
-        mode: m.SearchMode = m.SearchMode.hybrid,
+        q: Annotated[str, argument(m.SearchQuery, "q")],
+        limit: Annotated[int, argument(m.SearchQuery, "limit")] = 10,
+        mode: Annotated[m.SearchMode, argument(m.SearchQuery, "mode")] = m.SearchMode.hybrid,
     ) -> list[SearchHit]:
         query = parse(m.SearchQuery, {"q": q, "limit": limit, "mode": mode})
         hits = await knowledge.search_knowledge(info.context, query=query)
@@ -99,19 +114,31 @@ class KnowledgeQuery:
 
 @strawberry.type
 class KnowledgeMutation:
-    @strawberry.mutation
-    async def create_knowledge(self, info: strawberry.Info, input: CreateKnowledgeInput) -> KnowledgeItem:
+    @strawberry.mutation(
+        description="Creates a knowledge item owned by the caller; it is `pending` until the background worker has"
+        " indexed it (poll its status, or search once it is `indexed`)"
+    )
+    async def create_knowledge(
+        self,
+        info: strawberry.Info,
+        input: Annotated[CreateKnowledgeInput, strawberry.argument(description="The item")],
+    ) -> KnowledgeItem:
         data = parse(m.KnowledgeItem.create, input_dict(input))
         return out(KnowledgeItem, await knowledge.create_knowledge(info.context, data=data))
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="Changes a knowledge item (its owner or an admin may); a new title or content re-indexes it"
+    )
     async def update_knowledge(
-        self, info: strawberry.Info, id: strawberry.ID, input: UpdateKnowledgeInput
+        self,
+        info: strawberry.Info,
+        id: ItemId,
+        input: Annotated[UpdateKnowledgeInput, strawberry.argument(description="The fields to change")],
     ) -> KnowledgeItem:
         data = parse(m.KnowledgeItem.update, input_dict(input))
         return out(KnowledgeItem, await knowledge.update_knowledge(info.context, id=parse_uuid(id), data=data))
 
-    @strawberry.mutation(description="Returns the deleted item's id")
-    async def delete_knowledge(self, info: strawberry.Info, id: strawberry.ID) -> strawberry.ID:
+    @strawberry.mutation(description="Deletes a knowledge item (its owner or an admin may); returns its id")
+    async def delete_knowledge(self, info: strawberry.Info, id: ItemId) -> strawberry.ID:
         deleted = await knowledge.delete_knowledge(info.context, id=parse_uuid(id))
         return strawberry.ID(str(deleted.id))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import Select
@@ -9,9 +9,11 @@ from fluxopus.models import members as m
 from fluxopus.models.common import PageQuery, parse, parse_uuid
 from fluxopus.resolvers import members
 from fluxopus.schema import compiled
-from fluxopus.schema._derive import object_type, out, outs
+from fluxopus.schema._derive import Limit, Offset, argument, graphql_enum, object_type, out, outs
 
-strawberry.enum(m.Role)
+graphql_enum(m.Role)
+
+UserId = Annotated[strawberry.ID, strawberry.argument(description="The member's user id")]
 
 
 @object_type(m.Company)
@@ -53,7 +55,7 @@ class MembersQuery:
         return out(Company, result) if result else None
 
     @strawberry.field(description="The members of the caller's company, in the order they joined")
-    async def members(self, info: strawberry.Info, limit: int = 50, offset: int = 0) -> list[Member]:
+    async def members(self, info: strawberry.Info, limit: Limit = 50, offset: Offset = 0) -> list[Member]:
         page = await members.list_members(info.context, query=parse(PageQuery, {"limit": limit, "offset": offset}))
         return outs(Member, page.items)
 
@@ -72,14 +74,18 @@ class MembersMutation:
     async def invite_member(
         self,
         info: strawberry.Info,
-        email: str,
-        role: m.Role = m.Role.member,
+        email: Annotated[str, argument(m.InvitationCreate, "email")],
+        role: Annotated[m.Role, argument(m.InvitationCreate, "role")] = m.Role.member,
     ) -> Invitation:
         data = parse(m.InvitationCreate, {"email": email, "role": role})
         return out(Invitation, await members.invite_member(info.context, data=data))
 
     @strawberry.mutation(description="Admins only. Withdraws a pending invitation; returns its id")
-    async def cancel_invitation(self, info: strawberry.Info, id: strawberry.ID) -> strawberry.ID:
+    async def cancel_invitation(
+        self,
+        info: strawberry.Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The invitation's id")],
+    ) -> strawberry.ID:
         cancelled = await members.cancel_invitation(info.context, id=parse_uuid(id))
         return strawberry.ID(str(cancelled))
 
@@ -87,8 +93,8 @@ class MembersMutation:
     async def update_member_role(
         self,
         info: strawberry.Info,
-        user_id: strawberry.ID,
-        role: m.Role,
+        user_id: UserId,
+        role: Annotated[m.Role, strawberry.argument(description="Their new role")],
     ) -> Member:
         member = await members.update_member_role(info.context, user_id=parse_uuid(user_id, "userId"), role=role)
         return out(Member, member)
@@ -97,6 +103,6 @@ class MembersMutation:
         description="Admins only. Removes the user from the company (their account stays); returns their id."
         " The company's last admin cannot be removed"
     )
-    async def remove_member(self, info: strawberry.Info, user_id: strawberry.ID) -> strawberry.ID:
+    async def remove_member(self, info: strawberry.Info, user_id: UserId) -> strawberry.ID:
         removed = await members.remove_member(info.context, user_id=parse_uuid(user_id, "userId"))
         return strawberry.ID(str(removed))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from strawberry.tools import merge_types
+from strawberry.types.base import get_object_definition
 
 from fluxopus.schema.compiled import CompiledReads
 from fluxopus.schema.connections import ConnectionsMutation, ConnectionsQuery
@@ -22,6 +23,16 @@ Mutation = merge_types(
     "Mutation", (MembersMutation, TasksMutation, TagsMutation, SkillsMutation, KnowledgeMutation, ConnectionsMutation)
 )
 Subscription = merge_types("Subscription", (SkillsSubscription,))
+# merge_types names the merged types; what they are is said here.
+get_object_definition(
+    Query, strict=True
+).description = "Reads. Every field answers what the caller's token may see (RLS)."
+get_object_definition(
+    Mutation, strict=True
+).description = "Writes. Each operation runs in one transaction: if any field fails, none of its changes stay."
+get_object_definition(
+    Subscription, strict=True
+).description = "Streams, over graphql-transport-ws (WebSocket) or graphql-sse (HTTP)."
 
 # DocumentLimits and CompiledReads come first: they find what they need on the transport context
 # before RlsOperation replaces that with the operation's own. DocumentLimits also parses and

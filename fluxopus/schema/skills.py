@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import Select
@@ -10,17 +10,31 @@ from strawberry.scalars import JSON
 
 from fluxopus.errors import NotFound
 from fluxopus.models import skills as m
-from fluxopus.models.common import PageQuery, parse, parse_uuid
+from fluxopus.models.common import PageQuery, Visibility, parse, parse_uuid
 from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import budget, runs, skills
 from fluxopus.schema import compiled
-from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
+from fluxopus.schema._derive import (
+    Limit,
+    Offset,
+    argument,
+    graphql_enum,
+    input_dict,
+    input_type,
+    object_type,
+    out,
+    outs,
+)
 from fluxopus.schema.limits import MODEL_CALL_COST
 from fluxopus.schema.tags import compiled_tags, tags_field
 
-strawberry.enum(m.Visibility)
-strawberry.enum(m.Provider)
-strawberry.enum(m.RunStatus)
+graphql_enum(Visibility)
+graphql_enum(m.Provider)
+graphql_enum(m.RunStatus)
+
+SkillId = Annotated[strawberry.ID, strawberry.argument(description="The skill's id")]
+RunInputArgument = Annotated[JSON, argument(m.RunInput, "input")]
+RunVersion = Annotated[int | None, argument(m.RunInput, "version")]
 
 
 @object_type(m.Skill)
@@ -53,7 +67,7 @@ class TokenBudget:
     pass
 
 
-@input_type(m.Skill.create)
+@input_type(m.Skill.create, description="A new skill, owned by the caller; it starts at version 1")
 class CreateSkillInput:
     pass
 
@@ -96,13 +110,17 @@ compiled_tags("Skill", EntityType.skill)
 class SkillsQuery:
     @strawberry.field(description="Skills the caller can see: their own and company-visible ones")
     async def skills(
-        self, info: strawberry.Info, q: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        info: strawberry.Info,
+        q: Annotated[str | None, argument(m.SkillFilter, "q")] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> list[Skill]:
         page = await skills.list_skills(info.context, query=_skill_filter(q, limit, offset))
         return outs(Skill, page.items)
 
     @strawberry.field(description="Null when the skill does not exist or the caller cannot see it")
-    async def skill(self, info: strawberry.Info, id: strawberry.ID) -> Skill | None:
+    async def skill(self, info: strawberry.Info, id: SkillId) -> Skill | None:
         try:
             return out(Skill, await skills.get_skill(info.context, id=parse_uuid(id)))
         except NotFound:
@@ -110,7 +128,7 @@ class SkillsQuery:
 
     @strawberry.field(description="A skill's versions, newest first")
     async def skill_versions(
-        self, info: strawberry.Info, skill_id: strawberry.ID, limit: int = 50, offset: int = 0
+        self, info: strawberry.Info, skill_id: SkillId, limit: Limit = 50, offset: Offset = 0
     ) -> list[SkillVersion]:
         query = parse(PageQuery, {"limit": limit, "offset": offset})
         page = await skills.list_skill_versions(info.context, id=parse_uuid(skill_id, "skillId"), query=query)
@@ -118,14 +136,16 @@ class SkillsQuery:
 
     @strawberry.field(description="A skill's runs, newest first: the caller's own; an admin sees everyone's")
     async def skill_runs(
-        self, info: strawberry.Info, skill_id: strawberry.ID, limit: int = 50, offset: int = 0
+        self, info: strawberry.Info, skill_id: SkillId, limit: Limit = 50, offset: Offset = 0
     ) -> list[SkillRun]:
         query = parse(PageQuery, {"limit": limit, "offset": offset})
         page = await runs.list_skill_runs(info.context, id=parse_uuid(skill_id, "skillId"), query=query)
         return outs(SkillRun, page.items)
 
     @strawberry.field(description="Null when the run does not exist or the caller cannot see it")
-    async def skill_run(self, info: strawberry.Info, id: strawberry.ID) -> SkillRun | None:
+    async def skill_run(
+        self, info: strawberry.Info, id: Annotated[strawberry.ID, strawberry.argument(description="The run's id")]
+    ) -> SkillRun | None:
         try:
             return out(SkillRun, await runs.get_skill_run(info.context, id=parse_uuid(id)))
         except NotFound:
@@ -138,23 +158,39 @@ class SkillsQuery:
 
 @strawberry.type
 class SkillsMutation:
-    @strawberry.mutation
-    async def create_skill(self, info: strawberry.Info, input: CreateSkillInput) -> Skill:
+    @strawberry.mutation(description="Creates a skill owned by the caller; returns it")
+    async def create_skill(
+        self, info: strawberry.Info, input: Annotated[CreateSkillInput, strawberry.argument(description="The skill")]
+    ) -> Skill:
         data = parse(m.Skill.create, input_dict(input))
         return out(Skill, await skills.create_skill(info.context, data=data))
 
-    @strawberry.mutation
-    async def update_skill(self, info: strawberry.Info, id: strawberry.ID, input: UpdateSkillInput) -> Skill:
+    @strawberry.mutation(
+        description="Changes a skill (its owner or an admin may); a change of content records a new version"
+    )
+    async def update_skill(
+        self,
+        info: strawberry.Info,
+        id: SkillId,
+        input: Annotated[UpdateSkillInput, strawberry.argument(description="The fields to change")],
+    ) -> Skill:
         data = parse(m.Skill.update, input_dict(input))
         return out(Skill, await skills.update_skill(info.context, id=parse_uuid(id), data=data))
 
-    @strawberry.mutation(description="Returns the deleted skill's id")
-    async def delete_skill(self, info: strawberry.Info, id: strawberry.ID) -> strawberry.ID:
+    @strawberry.mutation(
+        description="Deletes a skill with its versions and runs (its owner or an admin may); returns its id"
+    )
+    async def delete_skill(self, info: strawberry.Info, id: SkillId) -> strawberry.ID:
         deleted = await skills.delete_skill(info.context, id=parse_uuid(id))
         return strawberry.ID(str(deleted.id))
 
     @strawberry.mutation(description="Makes an old version's content current, recorded as a new version")
-    async def restore_skill_version(self, info: strawberry.Info, skill_id: strawberry.ID, version: int) -> Skill:
+    async def restore_skill_version(
+        self,
+        info: strawberry.Info,
+        skill_id: SkillId,
+        version: Annotated[int, strawberry.argument(description="The version whose content to restore")],
+    ) -> Skill:
         skill = await skills.restore_skill_version(info.context, id=parse_uuid(skill_id, "skillId"), version=version)
         return out(Skill, skill)
 
@@ -166,7 +202,7 @@ class SkillsMutation:
         metadata={"standalone": True, "cost": MODEL_CALL_COST},
     )
     async def run_skill(
-        self, info: strawberry.Info, id: strawberry.ID, input: JSON, version: int | None = None
+        self, info: strawberry.Info, id: SkillId, input: RunInputArgument, version: RunVersion = None
     ) -> SkillRun:
         started = await runs.run_skill(info.context, id=parse_uuid(id), data=_run_input(input, version))
         await info.context.db.commit()  # the early commit: no transaction waits on the model
@@ -180,7 +216,7 @@ class SkillsSubscription:
         metadata={"cost": MODEL_CALL_COST},
     )
     async def run_skill(
-        self, info: strawberry.Info, id: strawberry.ID, input: JSON, version: int | None = None
+        self, info: strawberry.Info, id: SkillId, input: RunInputArgument, version: RunVersion = None
     ) -> AsyncGenerator[SkillRunEvent, None]:
         started = await runs.run_skill(info.context, id=parse_uuid(id), data=_run_input(input, version))
         await info.context.db.commit()  # the early commit: no transaction waits on the model

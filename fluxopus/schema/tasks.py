@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import Select
@@ -12,12 +12,24 @@ from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import members, tasks
 from fluxopus.resolvers.loaders import loaders
 from fluxopus.schema import compiled
-from fluxopus.schema._derive import input_dict, input_type, object_type, out, outs
+from fluxopus.schema._derive import (
+    Limit,
+    Offset,
+    argument,
+    graphql_enum,
+    input_dict,
+    input_type,
+    object_type,
+    out,
+    outs,
+)
 from fluxopus.schema.members import Member
 from fluxopus.schema.tags import compiled_tags, tags_field
 
-strawberry.enum(m.TaskStatus)
-strawberry.enum(m.TaskPriority)
+graphql_enum(m.TaskStatus)
+graphql_enum(m.TaskPriority)
+
+TaskId = Annotated[strawberry.ID, strawberry.argument(description="The task's id")]
 
 
 @object_type(m.TimeLog)
@@ -33,7 +45,7 @@ class Task:
 
     tags = tags_field(EntityType.task)
 
-    @strawberry.field
+    @strawberry.field(description="The member it is assigned to; null when nobody is (or they left the company)")
     async def assignee(self, parent: strawberry.Parent[m.Task], info: strawberry.Info) -> Member | None:
         if parent.assignee_id is None:
             return None
@@ -41,7 +53,7 @@ class Task:
         return out(Member, member) if member else None
 
 
-@input_type(m.Task.create)
+@input_type(m.Task.create, description="A new task; it is created in the caller's company, by the caller")
 class CreateTaskInput:
     pass
 
@@ -51,7 +63,7 @@ class UpdateTaskInput:
     pass
 
 
-@input_type(m.TimeLog.create)
+@input_type(m.TimeLog.create, description="Time the caller spent on a task")
 class TimeLogInput:
     pass
 
@@ -95,18 +107,18 @@ class TasksQuery:
     async def tasks(
         self,
         info: strawberry.Info,
-        status: m.TaskStatus | None = None,
-        assignee_id: strawberry.ID | None = None,
-        q: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
+        status: Annotated[m.TaskStatus | None, argument(m.TaskFilter, "status")] = None,
+        assignee_id: Annotated[strawberry.ID | None, argument(m.TaskFilter, "assignee_id")] = None,
+        q: Annotated[str | None, argument(m.TaskFilter, "q")] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> list[Task]:
         query = _task_filter(status, assignee_id, q, limit, offset)
         page = await tasks.list_tasks(info.context, query=query)
         return outs(Task, page.items)
 
     @strawberry.field(description="Null when the task does not exist or the caller cannot see it")
-    async def task(self, info: strawberry.Info, id: strawberry.ID) -> Task | None:
+    async def task(self, info: strawberry.Info, id: TaskId) -> Task | None:
         try:
             return out(Task, await tasks.get_task(info.context, id=parse_uuid(id)))
         except NotFound:
@@ -114,7 +126,7 @@ class TasksQuery:
 
     @strawberry.field(description="A task's time logs, newest first")
     async def time_logs(
-        self, info: strawberry.Info, task_id: strawberry.ID, limit: int = 50, offset: int = 0
+        self, info: strawberry.Info, task_id: TaskId, limit: Limit = 50, offset: Offset = 0
     ) -> list[TimeLog]:
         query = parse(PageQuery, {"limit": limit, "offset": offset})
         page = await tasks.list_time_logs(info.context, task_id=parse_uuid(task_id, "taskId"), query=query)
@@ -123,23 +135,39 @@ class TasksQuery:
 
 @strawberry.type
 class TasksMutation:
-    @strawberry.mutation
-    async def create_task(self, info: strawberry.Info, input: CreateTaskInput) -> Task:
+    @strawberry.mutation(description="Creates a task in the caller's company; returns it")
+    async def create_task(
+        self, info: strawberry.Info, input: Annotated[CreateTaskInput, strawberry.argument(description="The task")]
+    ) -> Task:
         data = parse(m.Task.create, input_dict(input))
         return out(Task, await tasks.create_task(info.context, data=data))
 
-    @strawberry.mutation
-    async def update_task(self, info: strawberry.Info, id: strawberry.ID, input: UpdateTaskInput) -> Task:
+    @strawberry.mutation(
+        description="Changes a task the caller created or is assigned (an admin: any of the company's); returns it"
+    )
+    async def update_task(
+        self,
+        info: strawberry.Info,
+        id: TaskId,
+        input: Annotated[UpdateTaskInput, strawberry.argument(description="The fields to change")],
+    ) -> Task:
         data = parse(m.Task.update, input_dict(input))
         return out(Task, await tasks.update_task(info.context, id=parse_uuid(id), data=data))
 
-    @strawberry.mutation(description="Returns the deleted task's id")
-    async def delete_task(self, info: strawberry.Info, id: strawberry.ID) -> strawberry.ID:
+    @strawberry.mutation(
+        description="Deletes a task and its time logs (its creator or an admin may); returns the deleted task's id"
+    )
+    async def delete_task(self, info: strawberry.Info, id: TaskId) -> strawberry.ID:
         deleted = await tasks.delete_task(info.context, id=parse_uuid(id))
         return strawberry.ID(str(deleted.id))
 
-    @strawberry.mutation
-    async def add_time_log(self, info: strawberry.Info, task_id: strawberry.ID, input: TimeLogInput) -> TimeLog:
+    @strawberry.mutation(description="Logs time the caller spent on a task they can see; returns the log")
+    async def add_time_log(
+        self,
+        info: strawberry.Info,
+        task_id: TaskId,
+        input: Annotated[TimeLogInput, strawberry.argument(description="The time spent")],
+    ) -> TimeLog:
         data = parse(m.TimeLog.create, input_dict(input))
         log = await tasks.add_time_log(info.context, task_id=parse_uuid(task_id, "taskId"), data=data)
         return out(TimeLog, log)
