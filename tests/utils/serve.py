@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -86,7 +86,7 @@ def is_postgres_of(pid: int, pgdata: Path) -> bool:
 class Serve:
     """One `fluxopus serve` subprocess with its output in files."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str], log_dir: Path, n: int) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str], log_dir: Path, n: int, args: Sequence[str] = ()) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -95,7 +95,7 @@ class Serve:
         self.env = env
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [*fluxopus_command(), "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
+                [*fluxopus_command(), "serve", "--data-dir", str(data_dir), "--port", str(self.port), *args],
                 env=env,
                 cwd=log_dir,  # no stray .env file is picked up
                 stdin=subprocess.DEVNULL,
@@ -172,8 +172,8 @@ class Processes:
         self.started: list[Serve] = []
         self.postgres: set[tuple[int, Path]] = set()
 
-    def serve(self, data_dir: Path, env: dict[str, str] | None = None) -> Serve:
-        server = Serve(data_dir, env if env is not None else clean_env(), self.tmp_path, len(self.started))
+    def serve(self, data_dir: Path, env: dict[str, str] | None = None, args: Sequence[str] = ()) -> Serve:
+        server = Serve(data_dir, env if env is not None else clean_env(), self.tmp_path, len(self.started), args)
         self.started.append(server)
         return server
 
@@ -207,14 +207,18 @@ class Processes:
                     os.kill(pid, signal.SIGKILL)
 
 
-async def provision_token(server: Serve, email: str) -> str:
-    """What `fluxopus token` does, in-process (saves a CLI start where the CLI itself is not under test):
-    the member is created in the running embedded server, the token signed with the data dir's key."""
+def embedded_url(server: Serve) -> str:
+    """The URL of the embedded PostgreSQL a serve process started (over its Unix socket)."""
     lines = (server.pgdata / "postmaster.pid").read_text().splitlines()
     socket_dir = lines[4].strip()  # postmaster.pid line 5: the Unix socket directory
     assert socket_dir, lines
-    url = f"postgresql://postgres:@/postgres?host={socket_dir}"
-    async with operator_engine(url) as engine:
+    return f"postgresql://postgres:@/postgres?host={socket_dir}"
+
+
+async def provision_token(server: Serve, email: str) -> str:
+    """What `fluxopus token` does, in-process (saves a CLI start where the CLI itself is not under test):
+    the member is created in the running embedded server, the token signed with the data dir's key."""
+    async with operator_engine(embedded_url(server)) as engine:
         member = await ensure_member(engine, email=email, company=None, role=None)
         session_id = await start_token_session(engine, user_id=member.user_id, seconds=3600)
     key_path = server.data_dir / "jwt-signing-key.pem"
