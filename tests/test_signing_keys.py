@@ -28,6 +28,7 @@ from fluxopus.config import Settings
 from fluxopus.db.users import start_token_session
 from fluxopus.runtime import build_verifier
 from tests.utils.builders import SECRET, User, error_codes, make_user, unique
+from tests.utils.cli import cli_env, run_cli
 from tests.utils.http import bearer
 
 ME_QUERY = "{ me { email company { name } } }"
@@ -258,3 +259,25 @@ async def test_a_rotated_out_key_is_still_accepted_when_listed(
         # New tokens are signed with the current key only.
         assert build_verifier(settings).local_key is not None
         assert signing_key(settings).kid == key_id(KEY.public_key())
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLI
+
+
+@pytest.mark.slow
+async def test_keygen_makes_a_key_the_settings_take_and_a_bad_one_stops_the_cli(tmp_path: Path) -> None:
+    env = cli_env(tmp_path, None)
+    first, second = await run_cli(env, tmp_path, "keygen"), await run_cli(env, tmp_path, "keygen")
+    assert first.code == 0 and second.code == 0, first.stderr + second.stderr
+    assert first.stdout.startswith("-----BEGIN PRIVATE KEY-----\n") and first.stdout != second.stdout
+    # What it prints, given to two replicas as an env var: one anon key (no database needed).
+    anon = [await run_cli({**env, "FLUXOPUS_JWT_PRIVATE_KEY": first.stdout}, tmp_path, "anon-key") for _ in (1, 2)]
+    assert anon[0].code == 0 and anon[0].stdout == anon[1].stdout and anon[0].stdout.count(".") == 2, anon
+    assert not (tmp_path / "jwt-signing-key.pem").exists()
+
+    rsa_pem = private_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    refused = await run_cli({**env, "FLUXOPUS_JWT_PRIVATE_KEY": rsa_pem}, tmp_path, "anon-key")
+    assert refused.code == 2 and refused.stdout == "", refused
+    assert "FLUXOPUS_JWT_PRIVATE_KEY" in refused.stderr and "ES256" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and "PRIVATE KEY-----" not in refused.stderr
