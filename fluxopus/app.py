@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 from starlette.types import Scope
 
@@ -20,6 +19,7 @@ from fluxopus.db.session import ping
 from fluxopus.errors import DomainError
 from fluxopus.gotrue import JSON_BODY_LIMIT as GOTRUE_BODY_LIMIT
 from fluxopus.gotrue import gotrue_router
+from fluxopus.http_cors import Cors
 from fluxopus.http_limits import BodyLimit
 from fluxopus.integrations.oauth import OAuth
 from fluxopus.rest_compat.errors import CatchAll, domain_exception_handler, http_exception_handler
@@ -118,23 +118,8 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
         )
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit_for=_body_limits(settings), message_limit=settings.max_ws_message_bytes)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-            # apikey, x-client-info and x-supabase-api-version: what supabase-js sends to /auth/v1.
-            allow_headers=[
-                "Authorization",
-                "Content-Type",
-                "Accept",
-                "apikey",
-                "x-client-info",
-                "x-supabase-api-version",
-            ],
-            expose_headers=["X-Total-Count"],
-            max_age=600,
-        )
+    # Always, so preflights are answered (allowed or refused) whatever FLUXOPUS_CORS_ORIGINS says.
+    app.add_middleware(Cors, origins=settings.cors_origins)
     openapi_document = build_openapi()
 
     @app.get("/healthz", include_in_schema=False)

@@ -98,6 +98,35 @@ def parse_verification_keys(text: str) -> list[ec.EllipticCurvePublicKey]:
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----", re.DOTALL)
 
 
+def browser_origin(text: object) -> object:
+    """An origin as browsers send it in `Origin` (scheme and host in lower case, no default port, no
+    slash), or `*`: CORS compares the strings, so `https://App.example.com/` would never match."""
+    if not isinstance(text, str) or text.strip() == "*":
+        return text.strip() if isinstance(text, str) else text
+    parts = urlsplit(text.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        not parts.scheme
+        or not parts.hostname
+        or port == -1
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+    ):
+        raise ValueError(
+            f"FLUXOPUS_CORS_ORIGINS: {text!r} is not an origin; give scheme://host[:port] without a path, "
+            "e.g. http://localhost:5173, comma-separated, or *"
+        )
+    scheme = parts.scheme.lower()
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default_port = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default_port else "")
+
+
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("fluxopus", appauthor=False))
 
@@ -290,8 +319,8 @@ class Settings(BaseSettings):
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
-            return [o.strip() for o in value.split(",") if o.strip()]
-        return value
+            value = [o.strip() for o in value.split(",") if o.strip()]
+        return [browser_origin(o) for o in value] if isinstance(value, list) else value
 
     @classmethod
     def settings_customise_sources(

@@ -3,6 +3,7 @@ type, field, argument, input field and enum value is described."""
 
 from __future__ import annotations
 
+import datetime as dt
 from enum import StrEnum
 
 import pytest
@@ -11,6 +12,7 @@ from graphql import (
     GraphQLInputObjectType,
     GraphQLInterfaceType,
     GraphQLObjectType,
+    GraphQLScalarType,
     GraphQLSchema,
     build_schema,
     specified_scalar_types,
@@ -79,3 +81,27 @@ def test_an_enum_member_without_a_doc_is_refused_where_it_is_declared() -> None:
         class Letters(StrEnum):
             a = "a"
             b = "b"
+
+
+def test_every_scalar_of_the_schema_names_its_specification() -> None:
+    scalars = {
+        name: type_.specified_by_url
+        for name, type_ in schema._schema.type_map.items()
+        if isinstance(type_, GraphQLScalarType) and name not in specified_scalar_types and not name.startswith("__")
+    }
+    assert scalars == {
+        "Date": "https://scalars.graphql.org/andimarek/local-date",
+        "DateTime": "https://scalars.graphql.org/andimarek/date-time",
+        "JSON": "https://www.rfc-editor.org/rfc/rfc8259",
+    }
+    assert '@specifiedBy(url: "https://scalars.graphql.org/andimarek/date-time")' in schema.as_str()
+
+
+def test_dates_are_rfc_3339_full_dates_both_ways() -> None:
+    date = schema._schema.type_map["Date"]
+    assert isinstance(date, GraphQLScalarType)
+    assert date.parse_value("2026-12-31") == dt.date(2026, 12, 31)
+    assert date.serialize(dt.date(2026, 1, 2)) == "2026-01-02"
+    for other_iso_8601 in ("20261231", "2026-W53-4", "2026-12-31T00:00:00Z", 20261231):
+        with pytest.raises(ValueError, match="YYYY-MM-DD"):
+            date.parse_value(other_iso_8601)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from strawberry.scalars import JSON as StrawberryJSON
 from strawberry.tools import merge_types
 from strawberry.types.base import get_object_definition
 
@@ -13,7 +14,7 @@ from fluxopus.schema.knowledge import KnowledgeMutation, KnowledgeQuery
 from fluxopus.schema.limits import DocumentLimits
 from fluxopus.schema.members import MembersMutation, MembersQuery
 from fluxopus.schema.operation import FluxopusSchema, RlsOperation
-from fluxopus.schema.scalars import DateTime
+from fluxopus.schema.scalars import JSON, Date, DateTime
 from fluxopus.schema.skills import SkillsMutation, SkillsQuery, SkillsSubscription
 from fluxopus.schema.tags import TagsMutation, TagsQuery
 from fluxopus.schema.tasks import TasksMutation, TasksQuery
@@ -42,5 +43,5 @@ schema = FluxopusSchema(
     mutation=Mutation,
     subscription=Subscription,
     extensions=[DocumentLimits, CompiledReads, RlsOperation],
-    scalar_overrides={dt.datetime: DateTime},
+    scalar_overrides={dt.datetime: DateTime, dt.date: Date, StrawberryJSON: JSON},
 )

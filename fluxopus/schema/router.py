@@ -29,20 +29,37 @@ from fluxopus.schema.compiled import stats as compiled_stats
 from fluxopus.schema.limits import Documents, Limits
 from fluxopus.schema.operation import TransportContext
 from fluxopus.schema.root import schema
+from fluxopus.schema.sse_single import SingleConnection, stream_token
 
 
 class FluxopusGraphQLRouter(GraphQLRouter[TransportContext, None]):
     def __init__(self, *args: Any, max_json_depth: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_json_depth = max_json_depth
+        # graphql-sse's single-connection mode (schema/sse_single.py): PUT reserves a stream, DELETE
+        # stops an operation; GET and POST naming a reservation are told apart in run().
+        self.single = SingleConnection(self)
+        path = kwargs.get("path", "")
+        self.add_api_route(path, self._reserve_stream, methods=["PUT"], include_in_schema=False)
+        self.add_api_route(path, self._stop_operation, methods=["DELETE"], include_in_schema=False)
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         """Transport errors (bad JSON, no query, GET mutation, too large) answer JSON like the rest of the API."""
         try:
+            if isinstance(request, Request) and (token := stream_token(request)) is not None:
+                if request.method == "GET":
+                    return await self.single.stream(request, token)
+                return await self.single.execute(request, token, context, root_value)
             return await super().run(request, context=context, root_value=root_value)
         except HTTPException as exc:
             return _transport_error(exc.status_code, exc.reason, "BAD_USER_INPUT")
         except DomainError as exc:  # the body outgrew its limit while it was read
+            return _transport_error(exc.status, exc.message, exc.code)
+
+    async def _reserve_stream(self, request: Request) -> Response:
+        try:
+            return await self.single.reserve(request)
+        except DomainError as exc:
             return _transport_error(exc.status, exc.message, exc.code)
 
     def decode_json(self, data: str | bytes) -> object:
@@ -173,7 +190,10 @@ class CompiledFirst:
 
 
 def _plain_json_request(request: Request) -> bool:
-    """JSON in, JSON out: what Strawberry answers with a plain JSON body (not SSE, not multipart)."""
+    """JSON in, JSON out: what Strawberry answers with a plain JSON body (not SSE, not multipart, not an
+    operation for a graphql-sse stream, answered 202 with its results on that stream)."""
+    if stream_token(request) is not None:
+        return False
     if not request.headers.get("content-type", "").startswith("application/json"):
         return False
     accept = request.headers.get("accept")
@@ -218,5 +238,8 @@ def graphql_router(settings: Settings, statements: Statements | None) -> Fluxopu
         context_getter=get_context,
         # Subscriptions over WebSocket (graphql-transport-ws) or plain HTTP (graphql-sse).
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL],
+        # Pages on these origins may open a WebSocket (same-origin pages and clients sending no Origin
+        # always may): the list HTTP CORS allows (app.py), so one setting opens both.
+        allowed_origins=settings.cors_origins,
         graphql_ide="graphiql",
     )
