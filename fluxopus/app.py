@@ -22,7 +22,7 @@ from fluxopus.gotrue import gotrue_router
 from fluxopus.http_cors import Cors
 from fluxopus.http_limits import BodyLimit
 from fluxopus.integrations.oauth import OAuth
-from fluxopus.rest_compat.errors import CatchAll, domain_exception_handler, http_exception_handler
+from fluxopus.rest_compat.errors import CatchAll, ErrorCode, domain_exception_handler, http_exception_handler
 from fluxopus.rest_compat.generate import rest_routes
 from fluxopus.rest_compat.openapi import build_openapi
 from fluxopus.runtime import Runtime, build_mail, build_verifier
@@ -127,7 +127,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
         if runtime.engine is not None and await ping(runtime.engine):
             return JSONResponse({"status": "ok"})
         return JSONResponse(
-            {"status": "unavailable", "error": "Database is not answering"},
+            {"status": "unavailable", "error": "Database is not answering", "code": ErrorCode.unavailable.value},
             status_code=503,
             headers={"Retry-After": "2"},
         )

@@ -111,9 +111,10 @@ def _content_length(scope: Scope) -> int | None:
 def _too_large(scope: Scope, exc: BodyTooLarge) -> Any:
     from starlette.responses import JSONResponse
 
-    body: dict[str, Any] = {"error": exc.message}
+    # REST's shape, with its code (rest_compat/errors.ErrorCode, a layer above this one).
+    body: dict[str, Any] = {"error": exc.message, "code": "payload_too_large"}
     if scope["path"].startswith("/graphql"):
-        body["errors"] = [{"message": exc.message, "extensions": {"code": exc.code}}]
+        body = {"error": exc.message, "errors": [{"message": exc.message, "extensions": {"code": exc.code}}]}
     elif scope["path"].startswith("/auth/v1/"):  # GoTrue's shape, which supabase-js reads
         body = {"code": 413, "error_code": "request_too_large", "msg": exc.message}
     # No `Connection: close`: closing with the rest of the body unread would reset the connection and

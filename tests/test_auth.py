@@ -90,10 +90,10 @@ def without(claims: dict[str, Any], *names: str) -> dict[str, Any]:
 
 
 def assert_unauthorized(response: httpx.Response, *words: str) -> str:
-    """401 with exactly {"error": <message>}, the message mentioning one of `words`."""
+    """401 with exactly {"error": <message>, "code": "unauthorized"}, the message mentioning one of `words`."""
     assert response.status_code == 401, response.text
     body = response.json()
-    assert set(body) == {"error"}, body
+    assert set(body) == {"error", "code"} and body["code"] == "unauthorized", body
     message = body["error"]
     assert isinstance(message, str) and message.strip(), body
     assert "Traceback" not in message

@@ -154,7 +154,7 @@ async def run_ok(client: httpx.AsyncClient, user: User, skill_id: str) -> dict[s
 def assert_budget_exceeded(response: httpx.Response) -> None:
     assert response.status_code == 429, response.text
     assert response.headers["content-type"].startswith("application/json")
-    assert response.json() == {"error": "Token budget exceeded"}
+    assert response.json() == {"error": "Token budget exceeded", "code": "budget_exceeded"}
 
 
 async def wait_for(probe: Callable[[], Awaitable[Any]]) -> Any:
@@ -211,7 +211,7 @@ async def test_usage_needs_a_token(ai_client: httpx.AsyncClient, acme: Company) 
     for headers in ({}, {"Authorization": "Bearer not-a-jwt"}):
         response = await ai_client.get("/api/usage", headers=headers)
         assert response.status_code == 401, response.text
-        assert set(response.json()) == {"error"}
+        assert response.json()["code"] == "unauthorized" and set(response.json()) == {"error", "code"}
     assert error_codes(await gql(ai_client, None, USAGE_QUERY)) == ["UNAUTHENTICATED"]
 
 

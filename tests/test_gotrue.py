@@ -331,7 +331,8 @@ async def test_an_expired_access_token_is_401_on_the_api(auth: httpx.AsyncClient
     key = SigningKey.load_or_create(auth_settings.dev_signing_key_path)
     expired = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid})
     response = await auth.get("/api/tasks", headers={"Authorization": f"Bearer {expired}"})
-    assert response.status_code == 401 and response.json() == {"error": "Token has expired"}
+    assert response.status_code == 401
+    assert response.json() == {"error": "Token has expired", "code": "unauthorized"}
 
 
 async def test_settings_describe_email_sign_in(auth: httpx.AsyncClient) -> None:

@@ -906,7 +906,7 @@ async def test_over_budget_semantic_and_hybrid_are_refused_keyword_is_not(
             "/api/knowledge/search", params={"q": "reset my password", "mode": mode}, headers=acme.alice.headers
         )
         assert response.status_code == 429, response.text
-        assert response.json() == {"error": "Token budget exceeded"}
+        assert response.json() == {"error": "Token budget exceeded", "code": "budget_exceeded"}
         result = await gql(client, acme.alice, SEARCH, {"q": "reset my password", "mode": mode})
         assert error_codes(result) == ["BUDGET_EXCEEDED"], result
     assert await used_tokens(client, acme.alice) == used

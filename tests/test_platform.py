@@ -205,7 +205,7 @@ def test_every_operation_requires_bearer_and_documents_errors() -> None:
     assert bearer_names, schemes
     assert any(set(req) & set(bearer_names) for req in document["security"]), document["security"]
     error_schema = _resolve(document, {"$ref": "#/components/schemas/Error"})
-    assert error_schema["required"] == ["error"]
+    assert error_schema["required"] == ["error", "code"]
     public = {(r.method.lower(), "/api" + r.path) for r in ROUTES if r.public}
     assert public == {("get", "/api/connections/callback/{provider}")}  # the OAuth callback, and only it
     operations = 0
@@ -509,6 +509,7 @@ async def test_healthz_503_when_the_database_does_not_answer(settings: Settings)
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
     assert isinstance(body, dict) and body.get("status") != "ok"
+    assert body.get("code") == "unavailable", body
     assert "Traceback" not in response.text
 
 

@@ -30,7 +30,7 @@ from fluxopus.app import create_app
 from fluxopus.config import Settings
 from tests.utils.builders import Company, User, create_skill, unique
 from tests.utils.fake_llm import FakeAnthropic, FakeOpenAI, Script
-from tests.utils.http import eventually
+from tests.utils.http import assert_error, eventually
 from tests.utils.server import ThreadedServer
 
 Json = dict[str, Any]
@@ -95,10 +95,7 @@ async def json_run(client: httpx.AsyncClient, user: User, skill_id: str, body: J
 
 
 def error_of(response: httpx.Response, status: int) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and body["error"], body
-    return str(body["error"])
+    return assert_error(response, status)
 
 
 async def usage(client: httpx.AsyncClient, user: User) -> Json:

@@ -15,7 +15,7 @@ from starlette.routing import Route as StarletteRoute
 from fluxopus.db.session import DATABASE_UNAVAILABLE, database_gone
 from fluxopus.errors import DomainError, Unavailable
 from fluxopus.models.common import Page, Rows, parse, parse_json, parse_uuid
-from fluxopus.rest_compat.errors import domain_error_response, error_response
+from fluxopus.rest_compat.errors import ErrorCode, UnsupportedMediaType, domain_error_response, error_response
 from fluxopus.rest_compat.sse import ClientGone, cancel_on_disconnect, event_stream, wants_event_stream
 from fluxopus.rest_compat.table import ROUTES, Route
 from fluxopus.runtime import Runtime
@@ -38,6 +38,7 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
             if route.query is not None:
                 kwargs["query"] = parse(route.query, request.query_params)
             if route.body is not None:
+                _check_json(request)
                 kwargs["data"] = parse_json(route.body, await request.body())
             ctx = runtime.context(claims)
             ctx.count_lists = True
@@ -64,7 +65,7 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
                 log.warning("%s %s: the database is not available (%s)", route.method, route.path, exc)
                 return domain_error_response(Unavailable(DATABASE_UNAVAILABLE))
             log.exception("%s %s failed", route.method, route.path)
-            return error_response(500, "Internal server error")
+            return error_response(500, "Internal server error", ErrorCode.internal)
         if route.redirect and "application/json" not in request.headers.get("accept", ""):
             # no-referrer: the page it lands on must not see this URL (a callback's code and state).
             headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -78,6 +79,17 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
 
     endpoint.__name__ = route.operation_id
     return endpoint
+
+
+def _check_json(request: Request) -> None:
+    """A body declared as something else than JSON is refused, not guessed at; one declared as
+    nothing is read as JSON (curl -d sends a form type, but scripts often send none)."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return
+    media = content_type.partition(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(content_type)
 
 
 def rest_routes(prefix: str, routes: list[Route] = ROUTES) -> list[BaseRoute]:

@@ -74,7 +74,7 @@ async def stored(engine: AsyncEngine, company_id: str) -> tuple[int, int]:
 
 def quota_error(response: httpx.Response) -> str:
     assert response.status_code == 409, response.text
-    assert set(response.json()) == {"error"}, response.json()
+    assert response.json()["code"] == "quota_exceeded" and set(response.json()) == {"error", "code"}, response.json()
     message: str = response.json()["error"]
     assert message.startswith("Knowledge storage quota exceeded"), message
     return message

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from fluxopus.rest_compat.errors import CODES_BY_STATUS
+
 
 def bearer(who: str | Mapping[str, Any] | Any) -> dict[str, str]:
     """The Authorization header for a token, a GoTrue session ({"access_token": ...}) or a test User."""
@@ -29,14 +31,18 @@ def ok(result: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def assert_error(response: httpx.Response, status: int, *, contains: str | None = None) -> str:
-    """The only error shape of the REST API: `status`, JSON, exactly {"error": "<non-empty message>"},
-    no traceback. Returns the message (which contains `contains`, ignoring case, when given)."""
+def assert_error(response: httpx.Response, status: int, *, contains: str | None = None, code: str | None = None) -> str:
+    """The only error shape of the REST API: `status`, JSON, exactly {"error": "<non-empty message>",
+    "code": "<one of the codes this status carries>"}, no traceback. Returns the message (which
+    contains `contains`, ignoring case, when given; the code is `code` when given)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body = response.json()
-    assert isinstance(body, dict) and set(body) == {"error"}, body
+    assert isinstance(body, dict) and set(body) == {"error", "code"}, body
     assert isinstance(body["error"], str) and body["error"].strip(), body
+    assert body["code"] in CODES_BY_STATUS[status], body
+    if code is not None:
+        assert body["code"] == code, body
     assert "Traceback" not in response.text
     if contains is not None:
         assert contains.lower() in body["error"].lower(), body
