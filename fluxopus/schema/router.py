@@ -11,7 +11,7 @@ from typing import Any
 
 from cross_web import HTTPException
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 from strawberry.exceptions import ConnectionRejectionError
@@ -24,6 +24,7 @@ from fluxopus.config import Settings
 from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.http_limits import decode_json
 from fluxopus.runtime import Runtime
+from fluxopus.schema import ide
 from fluxopus.schema.compiled import Statements
 from fluxopus.schema.compiled import stats as compiled_stats
 from fluxopus.schema.limits import Documents, Limits
@@ -36,6 +37,8 @@ class FluxopusGraphQLRouter(GraphQLRouter[TransportContext, None]):
     def __init__(self, *args: Any, max_json_depth: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_json_depth = max_json_depth
+        # GraphiQL's scripts and styles, from the package (schema/ide.py): the page works offline.
+        self.add_route(kwargs.get("path", "") + "/assets/{name}", ide.asset, methods=["GET"], include_in_schema=False)
         # graphql-sse's single-connection mode (schema/sse_single.py): PUT reserves a stream, DELETE
         # stops an operation; GET and POST naming a reservation are told apart in run().
         self.single = SingleConnection(self)
@@ -61,6 +64,16 @@ class FluxopusGraphQLRouter(GraphQLRouter[TransportContext, None]):
             return await self.single.reserve(request)
         except DomainError as exc:
             return _transport_error(exc.status, exc.message, exc.code)
+
+    async def _stop_operation(self, request: Request) -> Response:
+        try:
+            return await self.single.stop(request)
+        except DomainError as exc:
+            return _transport_error(exc.status, exc.message, exc.code)
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        """Our GraphiQL page (schema/ide.py) in place of Strawberry's, whose assets come from a CDN."""
+        return ide.page(request)
 
     def decode_json(self, data: str | bytes) -> object:
         """HTTP bodies and WebSocket messages alike (a WebSocket answers a refusal with 4400)."""
