@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import Scope
 
 from fluxopus.ai.indexer import Indexer
@@ -22,6 +22,7 @@ from fluxopus.gotrue import gotrue_router
 from fluxopus.http_cors import Cors
 from fluxopus.http_limits import BodyLimit
 from fluxopus.integrations.oauth import OAuth
+from fluxopus.observability import AccessLog, Metrics, metrics_endpoint
 from fluxopus.rest_compat.errors import CatchAll, ErrorCode, domain_exception_handler, http_exception_handler
 from fluxopus.rest_compat.generate import rest_routes
 from fluxopus.rest_compat.openapi import build_openapi
@@ -140,4 +141,15 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
         app.include_router(gotrue_router(), prefix="/auth/v1")
     app.router.routes.extend(rest_routes("/api"))
     app.include_router(graphql, prefix="/graphql")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        return RedirectResponse("/graphql", status_code=307)  # GraphiQL, for whoever opens the server's URL
+
+    metrics = Metrics()
+    app.state.metrics = metrics
+    if settings.metrics:
+        app.add_route("/metrics", metrics_endpoint(settings, metrics), methods=["GET"], include_in_schema=False)
+    # Added last, so outermost: it times, counts and logs everything, CORS refusals and errors included.
+    app.add_middleware(AccessLog, metrics=metrics, json_lines=settings.log_format == "json")
     return app

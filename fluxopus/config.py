@@ -313,7 +313,17 @@ class Settings(BaseSettings):
     db_service_pool_size: int = Field(default=4, ge=1)
     # Seconds a request waits for a free connection before it is answered 503 (retry shortly).
     db_pool_timeout: float = Field(default=30.0, gt=0)
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # human: one readable line per request; json: one JSON object per line (for log collectors).
+    log_format: Literal["human", "json"] = "human"
+    # /metrics (Prometheus). Without a token it answers only this host and private networks.
+    metrics: bool = True
+    metrics_token: SecretStr | None = None
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

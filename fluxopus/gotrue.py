@@ -22,6 +22,7 @@ from fluxopus.errors import DomainError, Invalid, Unauthorized
 from fluxopus.http_limits import decode_json
 from fluxopus.models.common import parse
 from fluxopus.models.members import InvitationCreate
+from fluxopus.requestinfo import note_sign_in_failure
 from fluxopus.resolvers.connections import app_redirect
 from fluxopus.resolvers.members import invite_member
 from fluxopus.runtime import Runtime
@@ -50,7 +51,11 @@ def gotrue_router() -> APIRouter:
 
         async def run(auth: SignIn, body: dict[str, Any]) -> Any:
             if grant == "password":
-                return await auth.sign_in(_text(body, "email"), _text(body, "password"), _client(request))
+                try:
+                    return await auth.sign_in(_text(body, "email"), _text(body, "password"), _client(request))
+                except AuthError as exc:  # counted in /metrics (fluxopus_sign_in_failures_total)
+                    note_sign_in_failure(exc.code)
+                    raise
             if grant == "refresh_token":
                 return await auth.refresh(_text(body, "refresh_token"), _client(request))
             raise AuthError(400, "validation_failed", "grant_type must be password or refresh_token")

@@ -18,6 +18,7 @@ from fluxopus.config import Settings
 from fluxopus.db.session import RlsTransaction
 from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.integrations.oauth import OAuth
+from fluxopus.requestinfo import note_caller
 from fluxopus.resolvers.context import Context
 
 
@@ -66,6 +67,7 @@ class Runtime:
         claims = await self.verifier.verify(token)
         if not await self.session_on(claims):
             raise Unauthorized("This session has ended (signed out): sign in again")
+        note_caller(claims)  # for the access log
         return claims
 
     async def session_on(self, claims: dict[str, Any]) -> bool:

@@ -12,6 +12,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, text, type_coerce
@@ -116,6 +117,25 @@ def _turns_of(engine: AsyncEngine) -> _Turns | None:
     if turns is None:
         turns = _turns[pool] = _Turns(pool.size() + max(getattr(pool, "_max_overflow", 0), 0), pool.timeout())
     return turns
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    size: int  # connections it may open (pool size + overflow)
+    in_use: int  # checked out now
+    waiting: int  # requests waiting for a turn (a connection)
+
+
+def pool_stats(engine: AsyncEngine) -> PoolStats:
+    """For /metrics: the pool's connections, and the requests queued at its turns (see _Turns)."""
+    pool = engine.sync_engine.pool
+    if not isinstance(pool, QueuePool):
+        return PoolStats(size=0, in_use=0, waiting=0)  # NullPool (CLI engines): nothing is kept or waited for
+    turns = _turns.get(pool)
+    waiting = sum(1 for turn in turns._waiting if not turn.done()) if turns is not None else 0
+    return PoolStats(
+        size=pool.size() + max(getattr(pool, "_max_overflow", 0), 0), in_use=pool.checkedout(), waiting=waiting
+    )
 
 
 def _postgres_error(exc: BaseException) -> Any:

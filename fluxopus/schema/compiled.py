@@ -228,11 +228,12 @@ class CompiledQuery:
 
     prepared: Prepared
     args: list[Any]
+    name: str | None  # the operation's, for the access log of the fast path
 
     @classmethod
-    def of(cls, statement: Select[Any]) -> CompiledQuery:
+    def of(cls, statement: Select[Any], name: str | None) -> CompiledQuery:
         prepared = Prepared(statement)
-        return cls(prepared, prepared.args({}))
+        return cls(prepared, prepared.args({}), name)
 
 
 class Statements:
@@ -274,7 +275,8 @@ class Statements:
         operation = _operation(document, operation_name)
         if operation is not None and operation.operation is OperationType.QUERY:
             try:
-                return CompiledQuery.of(_Compiler(schema, document, operation).statement(variables or {}))
+                statement = _Compiler(schema, document, operation).statement(variables or {})
+                return CompiledQuery.of(statement, operation.name.value if operation.name else None)
             except NotPlannable as exc:
                 log.debug("GraphQL query runs through Strawberry: %s", exc)
         return None

@@ -19,6 +19,7 @@ from strawberry.types import ExecutionContext
 
 from fluxopus.db.session import DATABASE_UNAVAILABLE, database_gone
 from fluxopus.errors import DomainError, Unauthorized, Unavailable
+from fluxopus.requestinfo import note_operation
 from fluxopus.runtime import Runtime
 from fluxopus.schema.limits import Documents
 
@@ -62,12 +63,24 @@ class RlsOperation(SchemaExtension):
             raise
         finally:
             self.execution_context.context = transport
+            _note_operation(self.execution_context)
         result = self.execution_context.result
         # A failed field rolls the whole operation back: bad input changes nothing.
         if result is not None and not getattr(result, "errors", None):
             await ctx.db.commit()
         else:
             await ctx.db.rollback()
+
+
+def _note_operation(context: ExecutionContext) -> None:
+    """The operation's name and type for the access log; nothing for a document that names none."""
+    if context.graphql_document is None:
+        return
+    try:
+        kind = context.operation_type.value
+    except RuntimeError:  # no operation of that name in the document: Strawberry answers the error
+        return
+    note_operation(context.operation_name, kind)
 
 
 def error_code(error: GraphQLError) -> str:

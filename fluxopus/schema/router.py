@@ -23,6 +23,7 @@ from fluxopus.auth.jwt import token_from_params
 from fluxopus.config import Settings
 from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.http_limits import decode_json
+from fluxopus.requestinfo import note_operation
 from fluxopus.runtime import Runtime
 from fluxopus.schema import ide
 from fluxopus.schema.compiled import Statements
@@ -199,6 +200,7 @@ class CompiledFirst:
             await ctx.db.rollback()
             return None
         compiled_stats["fast"] += 1
+        note_operation(compiled.name, "query")
         return value
 
 
