@@ -51,13 +51,10 @@ class Cors(CORSMiddleware):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        preflight = scope["method"] == "OPTIONS" and "access-control-request-method" in headers
-        if preflight:
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
             await self.preflight_response(headers)(scope, receive, send)
             return
-        if is_same_origin(headers["origin"], headers.get("host")):
-            await self.app(scope, receive, send)  # the browser applies no CORS to its own origin
-            return
+        # Access-Control-Allow-Origin for an allowed origin; the server's own needs none.
         await self.simple_response(scope, receive, send, request_headers=headers)
 
     def preflight_response(self, request_headers: Headers) -> Response:
