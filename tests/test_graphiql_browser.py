@@ -1,7 +1,8 @@
 """Fluxopus's GraphiQL in a real browser (Debian's Chromium, headless, driven by playwright-core in
 tests/js/graphiql.mjs) against a real server, with no network: every request to another host is
 refused and recorded, and none may be attempted. The editor renders with the Fluxopus query, the query
-answers data once a token is typed into the page's field (and not before), the token survives a reload,
+answers data once a token is typed into the page's field (and not before), a header of the Headers
+pane takes the field's place, the token survives a reload,
 and a runSkill subscription streams its events over the page's own WebSocket, authenticated by the
 connection_init payload. Screenshots land in tests/output/ (graphiql.png: the query's data;
 graphiql-subscription.png: the last event), which CI keeps as artefacts."""
@@ -94,6 +95,10 @@ async def test_graphiql_works_offline_in_chromium(server: ThreadedServer, acme: 
     assert data["data"]["me"]["email"] == user.email
     assert data["data"]["me"]["company"] == {"name": acme.name}
     assert isinstance(data["data"]["tasks"], list)
+    # A header of the Headers pane wins over the field (and the server judges that one).
+    pane = json.loads(outcome["paneHeader"])
+    assert pane["data"] is None and {e["extensions"]["code"] for e in pane["errors"]} == {"UNAUTHENTICATED"}
+    assert {e["message"] for e in pane["errors"]} == {"Malformed token"}  # "not-a-token", not the field's
     assert outcome["rememberedToken"] == user.token
 
     # The subscription went over one WebSocket to this server, authenticated in connection_init, and

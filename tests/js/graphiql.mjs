@@ -1,8 +1,9 @@
 // Drives Fluxopus's own GraphiQL page (GET /graphql) in headless Chromium (Debian's) with no network:
 // every request to a host other than 127.0.0.1/localhost is aborted and recorded, and host names do
-// not even resolve. Steps: the editor renders with the default query; that query run without a token,
-// then with one typed into the token field; a reload keeps the token; a runSkill subscription streams
-// over the page's WebSocket. Prints what it saw as JSON; tests/test_graphiql_browser.py judges.
+// not even resolve. Steps: the editor renders with the default query; that query runs without a
+// token, with one typed into the token field, then with a header in the Headers pane; a reload keeps
+// the token; a runSkill subscription streams over the page's WebSocket. Prints what it saw as JSON;
+// tests/test_graphiql_browser.py judges.
 // usage: node graphiql.mjs <server-url> <token> <skill-id> <screenshot.png>
 // (the query's result in <screenshot.png>, the subscription's in <screenshot>-subscription.png)
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -84,6 +85,14 @@ try {
   outcome.query = await run(page);
   mkdirSync(dirname(screenshot), { recursive: true });
   await page.screenshot({ path: screenshot });
+
+  // An Authorization header in the Headers pane takes the token field's place.
+  await page.getByRole("button", { name: "Headers", exact: true }).click();
+  const headers = page.locator(".graphiql-editor-tool .CodeMirror").filter({ visible: true });
+  const setHeaders = (value) => headers.evaluate((element, v) => element.CodeMirror.setValue(v), value);
+  await setHeaders('{"Authorization": "Bearer not-a-token"}');
+  outcome.paneHeader = await run(page);
+  await setHeaders("");
 
   await page.reload();
   await page.locator(editor("query-editor")).waitFor({ state: "visible", timeout: STEP_MS });
