@@ -79,7 +79,8 @@ class Reservation:
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUED_MESSAGES))
     operations: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     finished: dict[str, None] = field(default_factory=dict)  # insertion-ordered, trimmed
-    open: bool = False
+    open: bool = False  # a GET claimed it
+    streaming: bool = False  # and its response began (until then the expiry still applies)
     expiry: asyncio.TimerHandle | None = None
 
     def finish(self, operation_id: str) -> None:
@@ -120,8 +121,6 @@ class SingleConnection:
         if reservation.open:
             raise Conflict("This reservation's stream is already open: one stream per reservation")
         reservation.open = True
-        if reservation.expiry is not None:
-            reservation.expiry.cancel()
         runtime: Runtime = request.app.state.runtime
         return StreamingResponse(self._events(reservation, runtime, claims), headers=_SSE.headers)
 
@@ -130,8 +129,10 @@ class SingleConnection:
         and answers 202; its results, errors included, go to the stream under its operation id."""
         if context.claims is None:
             raise context.auth_error
-        reservation = self._find(token, str(context.claims["sub"]))
         data = await self.view.parse_http_body(self.view.request_adapter_class(request))
+        # From here to the task's creation nothing suspends (schema.stream only builds the generator):
+        # the reservation found is still there, and no other POST takes the same operation id meanwhile.
+        reservation = self._find(token, str(context.claims["sub"]))
         if not isinstance(data, GraphQLRequestData):
             raise Invalid("Batching is not supported over graphql-sse: POST one operation at a time")
         operation_id = (data.extensions or {}).get("operationId")
@@ -181,7 +182,7 @@ class SingleConnection:
         return reservation
 
     def _unclaimed(self, reservation: Reservation) -> None:
-        if not reservation.open:
+        if not reservation.streaming:
             self._drop(reservation)
 
     def _drop(self, reservation: Reservation) -> None:
@@ -199,6 +200,11 @@ class SingleConnection:
         # keeps proxies from closing an idle connection. The client reconnects with a new token.
         interval = min(max(runtime.sessions.ttl, 1.0), HEARTBEAT_SECONDS)
         expires = float(claims["exp"])
+        if self.reservations.get(reservation.token) is not reservation:
+            return  # lapsed between the GET and its response's start
+        reservation.streaming = True
+        if reservation.expiry is not None:
+            reservation.expiry.cancel()
         try:
             # Sent at once: browsers resolve fetch() on the first bytes, and the client waits for that
             # before it POSTs its operations.
