@@ -75,6 +75,8 @@ class Cors(CORSMiddleware):
         if refused:
             # No Access-Control-Allow-Origin: the browser refuses the request the page meant to send.
             vary = {"Vary": headers["Vary"]}
-            return JSONResponse({"error": "CORS preflight refused: " + "; ".join(refused)}, 403, headers=vary)
+            # REST's error shape and code (rest_compat/errors.ErrorCode, a layer above this one).
+            body = {"error": "CORS preflight refused: " + "; ".join(refused), "code": "forbidden"}
+            return JSONResponse(body, 403, headers=vary)
         headers.setdefault("Access-Control-Allow-Origin", origin)
         return Response(status_code=204, headers=headers)

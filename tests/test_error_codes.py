@@ -117,6 +117,9 @@ async def test_a_sample_of_errors_carries_codes_the_document_declares(client: ht
     wrong_method = await client.put("/api/tasks", json={"title": "x"}, headers=alice)
     assert_error(wrong_method, 405, code="method_not_allowed")
     assert "GET" in wrong_method.headers["allow"]
+    # A preflight from an origin not allowed (http_cors.py).
+    preflight = {"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"}
+    assert_error(await client.options("/api/tasks", headers=preflight), 403, code="forbidden")
     # None of it changed anything.
     listed = await client.get("/api/tasks", headers=alice)
     assert listed.json() == [] and listed.headers["X-Total-Count"] == "0"
