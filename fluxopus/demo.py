@@ -12,6 +12,7 @@ import datetime as dt
 import secrets
 import shlex
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,8 @@ class DemoApi:
                 return items
 
 
-async def seed(settings: Settings, database_url: str) -> Seeded:
+async def seed(settings: Settings, database_url: str, progress: Callable[[str], None] = lambda step: None) -> Seeded:
+    """Seeds what is missing; `progress(step)` says what it is at (the CLI prints it)."""
     from fluxopus.app import create_app
     from fluxopus.auth.jwt import member_token
     from fluxopus.auth.passwords import hash_password, verify_password
@@ -213,6 +215,7 @@ async def seed(settings: Settings, database_url: str) -> Seeded:
     seeded = Seeded()
     members = {}
     try:
+        progress("users and passwords")
         for who, email in (("admin", ADMIN_EMAIL), ("member", MEMBER_EMAIL)):
             try:
                 members[who] = await ensure_member(engine, email=email, company=COMPANY, role=who)
@@ -230,21 +233,25 @@ async def seed(settings: Settings, database_url: str) -> Seeded:
                 )
                 for who, m in members.items()
             }
-            await _seed_content(api, {who: str(m.user_id) for who, m in members.items()}, seeded)
+            await _seed_content(api, {who: str(m.user_id) for who, m in members.items()}, seeded, progress)
     finally:
         await engine.dispose()
         await app.state.runtime.ai.aclose()
     return seeded
 
 
-async def _seed_content(api: dict[str, DemoApi], user_ids: dict[str, str], seeded: Seeded) -> None:
+async def _seed_content(
+    api: dict[str, DemoApi], user_ids: dict[str, str], seeded: Seeded, progress: Callable[[str], None]
+) -> None:
     admin = api["admin"]
+    progress("tags")
     tags = {t["name"]: t["id"] for t in await admin.all("/tags")}
     for name, color in TAGS.items():
         if name not in tags:
             tags[name] = (await admin.call("POST", "/tags", json={"name": name, "color": color}))["id"]
             seeded.added["tags"] += 1
 
+    progress(f"{len(TASKS)} tasks with their time logs and tags")
     tasks = {t["title"]: t for t in await admin.all("/tasks")}
     today = dt.datetime.now(dt.UTC).date()
     for spec in TASKS:
@@ -282,6 +289,7 @@ async def _seed_content(api: dict[str, DemoApi], user_ids: dict[str, str], seede
             )
             seeded.added["tag assignments"] += len(wanted)
 
+    progress(f"{len(SKILLS)} skills and their versions")
     for skill_spec in SKILLS:
         owner = api[skill_spec.owner]
         skill = next((s for s in await owner.all("/skills") if s["name"] == skill_spec.name), None)
@@ -300,6 +308,7 @@ async def _seed_content(api: dict[str, DemoApi], user_ids: dict[str, str], seede
             skill = await owner.call("PATCH", f"/skills/{skill['id']}", json={"instructions": instructions})
             seeded.added["skill updates"] += 1
 
+    progress(f"{len(KNOWLEDGE)} knowledge items (the server embeds them once it runs)")
     titles = {k["title"] for k in await admin.all("/knowledge")}
     for title, content in KNOWLEDGE:
         if title not in titles:

@@ -135,8 +135,9 @@ class Indexer:
                 await self._task
             self._task = None
 
-    async def work(self) -> int:
-        """Processes due jobs until none is left; returns how many it handled.
+    async def work(self, progress: Callable[[int], None] | None = None) -> int:
+        """Processes due jobs until none is left; returns how many it handled (`progress(done)` is told
+        after each round: `fluxopus reindex` prints it).
 
         It works in rounds. A round takes the next `batch` chunks of each company in progress (from
         several of its items when they are small, in the order they were claimed) and embeds them all in
@@ -154,6 +155,8 @@ class Indexer:
                     return done
                 ended = await self._round(active)
                 done += len(ended)
+                if progress is not None and ended:
+                    progress(done)
                 if storing is not None:
                     await storing
                 storing = asyncio.create_task(self._store(ended)) if ended else None

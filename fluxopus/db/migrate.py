@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from importlib import resources
 
 import asyncpg
@@ -45,8 +46,9 @@ def migration_files() -> list[tuple[str, str]]:
     return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
 
 
-async def migrate(database_url: str) -> list[str]:
-    """Apply pending migrations and refuse a schema with a table outside RLS.
+async def migrate(database_url: str, on_apply: Callable[[str], None] | None = None) -> list[str]:
+    """Apply pending migrations and refuse a schema with a table outside RLS; `on_apply(name)` is
+    called before each (the CLI's progress lines).
 
     Returns the names of the migrations applied now."""
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
@@ -74,6 +76,8 @@ async def migrate(database_url: str) -> list[str]:
                         "update fluxopus_migrations set checksum = $2 where name = $1", name, checksum(sql)
                     )
                 continue
+            if on_apply is not None:
+                on_apply(name)
             async with conn.transaction():
                 await conn.execute(sql)
                 await conn.execute(
