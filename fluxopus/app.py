@@ -147,7 +147,6 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
         return RedirectResponse("/graphql", status_code=307)  # GraphiQL, for whoever opens the server's URL
 
     metrics = Metrics()
-    app.state.metrics = metrics
     if settings.metrics:
         app.add_route("/metrics", metrics_endpoint(settings, metrics), methods=["GET"], include_in_schema=False)
     # Added last, so outermost: it times, counts and logs everything, CORS refusals and errors included.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -13,6 +14,8 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from fluxopus.app import create_app
 from fluxopus.config import Settings
@@ -20,6 +23,7 @@ from fluxopus.observability import MAX_OPERATION_NAMES, Metrics
 from fluxopus.requestinfo import RequestInfo
 from fluxopus.schema.compiled import stats as compiled_stats
 from tests.utils.builders import Company, create_task, gql
+from tests.utils.server import ThreadedServer
 
 ISO_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
@@ -307,3 +311,37 @@ async def test_the_root_redirects_to_graphiql(client: httpx.AsyncClient) -> None
     assert response.headers["location"] == "/graphql"
     page = await client.get("/graphql", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+@pytest.fixture(scope="module")
+def server(settings: Settings, database_url: str) -> Iterator[ThreadedServer]:
+    with ThreadedServer(create_app(settings, database_url=database_url)) as running:
+        yield running
+
+
+async def test_a_websocket_logs_one_line_when_it_ends(server: ThreadedServer, acme: Company, access_lines: Any) -> None:
+    url = server.url.replace("http://", "ws://") + "/graphql"
+    async with connect(
+        url, subprotocols=[Subprotocol("graphql-transport-ws")], additional_headers={"X-Request-Id": "ws-1"}
+    ) as ws:
+        assert ws.response is not None and ws.response.headers["x-request-id"] == "ws-1"
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {acme.bob.token}"}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        query = "query WsTasks { tasks(limit: 1) { id } }"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+        assert json.loads(await ws.recv())["type"] == "next"
+        assert json.loads(await ws.recv())["type"] == "complete"
+        assert access_lines() == [], "nothing until the connection ends"
+    lines: list[str] = []
+    for _ in range(100):  # the server thread writes the line as it sees the close
+        lines += access_lines()
+        if lines:
+            break
+        await asyncio.sleep(0.05)
+    [line] = lines
+    assert re.fullmatch(
+        rf"{ISO_UTC} INFO  WEBSOCKET /graphql query WsTasks 101 \d+\.\dms id=ws-1 user={acme.bob.id}"
+        rf" company={acme.bob.company_id}",
+        line,
+    ), line
+    assert acme.bob.token not in line
