@@ -115,7 +115,8 @@ def test_the_readme_pins_the_files_served() -> None:
     assert pinned == {name: hashlib.sha256((ASSET_DIR / name).read_bytes()).hexdigest() for name in ide.CONTENT_TYPES}
 
 
-def test_gzip_is_made_once_and_decodes_to_the_file() -> None:
+async def test_gzip_is_made_once_and_decodes_to_the_file() -> None:
     asset = ide.assets()["react.production.min.js"]
-    assert asset.gzipped is asset.gzipped
-    assert gzip.decompress(asset.gzipped) == asset.body
+    first = await asset.gzipped()
+    assert await asset.gzipped() is first
+    assert gzip.decompress(first) == asset.body

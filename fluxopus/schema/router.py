@@ -74,7 +74,7 @@ class FluxopusGraphQLRouter(GraphQLRouter[TransportContext, None]):
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """Our GraphiQL page (schema/ide.py) in place of Strawberry's, whose assets come from a CDN."""
-        return ide.page(request)
+        return await ide.page(request)
 
     def decode_json(self, data: str | bytes) -> object:
         """HTTP bodies and WebSocket messages alike (a WebSocket answers a refusal with 4400)."""
