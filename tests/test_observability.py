@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from websockets.typing import Subprotocol
 
 from fluxopus.app import create_app
 from fluxopus.config import Settings
-from fluxopus.observability import MAX_OPERATION_NAMES, Metrics
+from fluxopus.observability import MAX_OPERATION_NAMES, Metrics, formatter
 from fluxopus.requestinfo import RequestInfo
 from fluxopus.schema.compiled import stats as compiled_stats
 from tests.utils.builders import Company, create_task, gql
@@ -345,3 +346,27 @@ async def test_a_websocket_logs_one_line_when_it_ends(server: ThreadedServer, ac
         line,
     ), line
     assert acme.bob.token not in line
+
+
+async def test_no_access_lines_below_the_log_level(client: httpx.AsyncClient, access_lines: Any) -> None:
+    logging.getLogger("fluxopus.access").setLevel(logging.WARNING)  # FLUXOPUS_LOG_LEVEL=warning
+    assert (await client.get("/healthz")).status_code == 200
+    assert access_lines() == []
+
+
+def test_other_log_lines_in_both_formats(settings: Settings) -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("fluxopus.x", logging.ERROR, __file__, 1, "failed %s", ("here",), sys.exc_info())
+    record.created = 1764838124.5
+    human = formatter(settings).format(record)
+    assert human.startswith("2025-12-04T08:48:44.500Z ERROR fluxopus.x: failed here\nTraceback"), human
+    entry = json.loads(formatter(settings.model_copy(update={"log_format": "json"})).format(record))
+    assert entry.pop("exception").endswith("ValueError: boom\n")
+    assert entry == {
+        "time": "2025-12-04T08:48:44.500Z",
+        "level": "ERROR",
+        "logger": "fluxopus.x",
+        "message": "failed here",
+    }

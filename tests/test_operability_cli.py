@@ -105,6 +105,13 @@ def test_a_first_start_says_what_it_does_then_the_banner_once_it_listens(process
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "http://127.0.0.1:8000/api/tasks" in demo.stdout
 
+    reindex = server.run_cli("reindex")
+    assert reindex.returncode == 0, reindex.stdout + reindex.stderr
+    [waiting] = re.findall(r"^embedding (\d+) queued item\(s\) with \S+…$", reindex.stderr, re.MULTILINE)
+    if int(waiting):  # what the server had not embedded yet is embedded now, and said so
+        assert f"embedded {waiting} of {waiting}" in reindex.stderr, reindex.stderr
+    assert reindex.stdout.startswith("queued 0 item(s) made by another model"), reindex.stdout
+
 
 @pytest.mark.slow
 def test_demo_prints_the_port_of_the_settings(work_dir: Path) -> None:
