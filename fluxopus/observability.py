@@ -247,15 +247,19 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
 
 # --- log formats -----------------------------------------------------------------------------------
 
-_second: list[Any] = [-1, ""]  # the last second formatted, and its text: one strftime a second
+# The last second formatted and its text: one strftime a second. Replaced whole (one rebinding), so a
+# thread logging meanwhile reads a consistent pair.
+_second: tuple[int, str] = (-1, "")
 
 
 def iso_time(now: float) -> str:
     """`2026-12-04T08:48:44.123Z`"""
+    global _second
     second = int(now)
-    if second != _second[0]:
-        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def human_access_line(now: float, info: RequestInfo, method: str, path: str, status: int, ms: float) -> str:
