@@ -79,4 +79,4 @@ class Cors(CORSMiddleware):
             body = {"error": "CORS preflight refused: " + "; ".join(refused), "code": "forbidden"}
             return JSONResponse(body, 403, headers=vary)
         headers.setdefault("Access-Control-Allow-Origin", origin)
-        return Response(status_code=204, headers=headers)
+        return Response(status_code=200, headers=headers)
