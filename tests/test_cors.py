@@ -166,3 +166,11 @@ async def test_websocket_from_another_origin_is_refused(ws_server: ThreadedServe
     with pytest.raises(InvalidStatus) as refused:
         await handshake(ws_server, acme.alice.token, OTHER_ORIGIN)
     assert refused.value.response.status_code == 403
+
+
+async def test_a_wildcard_lets_any_origin_open_a_websocket(
+    settings: Settings, database_url: str, acme: Company
+) -> None:
+    own = settings.model_copy(update={"cors_origins": ["*"]})
+    with ThreadedServer(create_app(own, database_url=database_url)) as server:
+        assert (await handshake(server, acme.alice.token, OTHER_ORIGIN))["type"] == "connection_ack"
