@@ -308,6 +308,11 @@ def _banner(settings: Settings, applied: list[str], models: str, connections: st
         f"  REST       {base}/api",
         f"  OpenAPI    {base}/openapi.json",
         f"  health     {base}/healthz",
+        *(
+            [f"  metrics    {base}/metrics   (Prometheus; logs: {settings.log_format} lines on stderr)"]
+            if settings.metrics
+            else []
+        ),
         *auth,
         f"  models     {models}",
         f"  connect    {connections}",

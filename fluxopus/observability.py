@@ -11,6 +11,7 @@ Tokens, passwords, query strings and GraphQL variables are never logged: only th
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -36,6 +37,8 @@ from fluxopus.requestinfo import RequestInfo, current
 from fluxopus.runtime import Runtime
 
 access_log = logging.getLogger("fluxopus.access")
+log = logging.getLogger(__name__)
+DATABASE_STATS_TIMEOUT = 5.0  # seconds; a scrape must not hang on a stuck database
 
 # An incoming X-Request-Id is kept when it is short and plain (it is written into every log line);
 # anything else is replaced by one of ours.
@@ -96,6 +99,9 @@ class Metrics:
         self.tokens_used = Gauge(
             "fluxopus_tokens_used", "Model tokens spent (runs and indexing), all companies", registry=r
         )
+        self.database_up = Gauge(
+            "fluxopus_database_up", "1 when the last scrape read the database's numbers, else 0", registry=r
+        )
         self.tokens_reserved = Gauge(
             "fluxopus_tokens_reserved", "Model tokens reserved by runs and indexing in progress", registry=r
         )
@@ -146,8 +152,16 @@ class Metrics:
             self.pool_in_use.labels(pool).set(stats.in_use)
             self.pool_waiting.labels(pool).set(stats.waiting)
         engine = runtime.service_engine or runtime.engine
-        if engine is not None:
-            db = await database_stats(engine)
+        if engine is None:
+            return generate_latest(self.registry)
+        try:
+            async with asyncio.timeout(DATABASE_STATS_TIMEOUT):
+                db = await database_stats(engine)
+        except Exception:  # noqa: BLE001 - the request metrics are still worth a scrape
+            log.warning("/metrics could not read the database's numbers", exc_info=True)
+            self.database_up.set(0)
+        else:
+            self.database_up.set(1)
             self.queue_depth.set(db.queue_depth)
             self.oldest_pending.set(db.oldest_pending_seconds)
             self.tokens_used.set(db.tokens_used)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from websockets.typing import Subprotocol
 
 from fluxopus.app import create_app
 from fluxopus.config import Settings
+from fluxopus.db.engine import create_engine
 from fluxopus.observability import MAX_OPERATION_NAMES, Metrics, formatter
 from fluxopus.requestinfo import RequestInfo
 from fluxopus.schema.compiled import stats as compiled_stats
@@ -245,6 +247,7 @@ async def test_metrics_count_requests_by_route_template_and_operation(client: ht
     assert _sample(text, "fluxopus_indexer_queue_depth") >= 0
     assert "fluxopus_indexer_oldest_pending_seconds " in text
     assert "fluxopus_tokens_used " in text and "fluxopus_tokens_reserved " in text
+    assert _sample(text, "fluxopus_database_up") == 1
 
 
 async def test_metrics_read_the_indexing_queue_runs_and_tokens_from_the_database(
@@ -370,3 +373,18 @@ def test_other_log_lines_in_both_formats(settings: Settings) -> None:
         "logger": "fluxopus.x",
         "message": "failed here",
     }
+
+
+async def test_metrics_still_answer_when_the_database_does_not(settings: Settings) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    engine = create_engine(f"postgresql://nobody@127.0.0.1:{port}/none", settings)
+    try:
+        async with client_for(create_app(settings, engine=engine)) as c:
+            assert (await c.get("/no-such-page")).status_code == 404
+            text = await _scrape(c)
+    finally:
+        await engine.dispose()
+    assert _sample(text, "fluxopus_database_up") == 0
+    assert _sample(text, "fluxopus_http_requests_total", method="GET", route="unmatched", status="404") == 1
