@@ -21,6 +21,11 @@ class Invalid(DomainError):
     code = "BAD_USER_INPUT"
 
 
+class Malformed(Invalid):
+    """The request could not be read at all (not JSON, no body, an id that is not a UUID), as opposed
+    to one that was read and refused: REST tells them apart (`bad_request`, `validation_failed`)."""
+
+
 class Unauthorized(DomainError):
     status = 401
     code = "UNAUTHENTICATED"

@@ -11,7 +11,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
 
-from fluxopus.errors import Invalid
+from fluxopus.errors import Invalid, Malformed
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -167,11 +167,12 @@ def parse(model: type[M], data: Mapping[str, Any]) -> M:
 
 def parse_json(model: type[M], body: bytes) -> M:
     if not body.strip():
-        raise Invalid("Request body is required (JSON object)")
+        raise Malformed("Request body is required (JSON object)")
     try:
         return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
-        raise Invalid(describe(exc)) from exc
+        unreadable = any(e["type"] == "json_invalid" for e in exc.errors(include_url=False))
+        raise (Malformed if unreadable else Invalid)(describe(exc)) from exc
 
 
 def parse_uuid(value: Any, what: str = "id") -> UUID:
@@ -180,4 +181,4 @@ def parse_uuid(value: Any, what: str = "id") -> UUID:
     try:
         return UUID(str(value))
     except ValueError:
-        raise Invalid(f"Invalid {what}: {str(value)[:64]!r} is not a UUID") from None
+        raise Malformed(f"Invalid {what}: {str(value)[:64]!r} is not a UUID") from None

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fluxopus.db.session import DATABASE_UNAVAILABLE, database_gone
-from fluxopus.errors import DomainError, Unavailable
+from fluxopus.errors import DomainError, Malformed, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     are GraphQL's `extensions.code` (UPPER_CASE there, `DOMAIN_CODES`)."""
 
     bad_request = "bad_request"
+    validation_failed = "validation_failed"
     unauthorized = "unauthorized"
     forbidden = "forbidden"
     not_found = "not_found"
@@ -39,7 +40,11 @@ class ErrorCode(StrEnum):
 # What each code means, by the status it comes with: the OpenAPI document and the README's
 # "Errors" table are this table.
 CODES_BY_STATUS: dict[int, dict[ErrorCode, str]] = {
-    400: {ErrorCode.bad_request: "Validation failed, malformed JSON, a bad UUID, or a rule of the domain refused it"},
+    400: {
+        ErrorCode.bad_request: "The request could not be read: malformed JSON, no body, an id that is not a UUID",
+        ErrorCode.validation_failed: "Read, and refused: a value out of range or of the wrong type, an unknown field,"
+        " or a rule of the domain (an assignee from another company, an input against the skill's input_schema)",
+    },
     401: {ErrorCode.unauthorized: "Missing, malformed, expired or wrongly signed bearer token, or an ended session"},
     403: {ErrorCode.forbidden: "Visible to the caller, who may not change it"},
     404: {ErrorCode.not_found: "No such record visible to the caller, an unknown or unconfigured provider, no route"},
@@ -64,7 +69,7 @@ CODES_BY_STATUS: dict[int, dict[ErrorCode, str]] = {
 # By a domain error's `code`, which GraphQL answers as `extensions.code` (fluxopus/errors.py): one
 # condition, one name in both APIs, in each API's case.
 DOMAIN_CODES: dict[str, ErrorCode] = {
-    "BAD_USER_INPUT": ErrorCode.bad_request,
+    "BAD_USER_INPUT": ErrorCode.validation_failed,  # or bad_request, for a Malformed one (rest_code)
     "UNAUTHENTICATED": ErrorCode.unauthorized,
     "FORBIDDEN": ErrorCode.forbidden,
     "NOT_FOUND": ErrorCode.not_found,
@@ -92,6 +97,8 @@ class UnsupportedMediaType(DomainError):
 
 
 def rest_code(exc: DomainError) -> ErrorCode:
+    if isinstance(exc, Malformed):
+        return ErrorCode.bad_request
     return DOMAIN_CODES[exc.code]
 
 
