@@ -50,7 +50,8 @@ def server(settings: Settings, database_url: str, fake_oauth: FakeOAuth) -> Iter
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """The Python client openapi-python-client generates from the committed document, imported."""
     out = tmp_path_factory.mktemp("python-client")
-    command = ["openapi-python-client", "generate", "--path", str(DOCUMENT), "--output-path", str(out / PACKAGE)]
+    generate = [sys.executable, "-m", "openapi_python_client", "generate"]
+    command = [*generate, "--path", str(DOCUMENT), "--output-path", str(out / PACKAGE)]
     result = subprocess.run([*command, "--meta", "none"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     # Anything it could not generate, it says it skipped: nothing may be.
