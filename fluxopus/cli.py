@@ -626,7 +626,8 @@ def reindex(data_dir: DataDir = None) -> None:
         try:
             queued = await requeue_other_models(engine, ai.embedder.model_id)
             waiting = (await database_stats(engine)).queue_depth
-            _progress(f"embedding {waiting} queued item(s) with {ai.embedder.model_id}…")
+            # Due ones only: a retry waits for its time, an item another worker leased for that lease.
+            _progress(f"{waiting} item(s) queued for embedding; embedding those due with {ai.embedder.model_id}…")
             indexer = Indexer(engine, ai.embedder, token_budget=settings.token_budget)
             return queued, await indexer.work(progress=lambda done: _progress(f"embedded {done} of {waiting}"))
         finally:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from fluxopus import demo
 from fluxopus.cli import app
 from tests.utils.serve import (
     STARTUP_SECONDS,
@@ -94,23 +95,24 @@ def test_a_first_start_says_what_it_does_then_the_banner_once_it_listens(process
     assert not any('"/healthz"' in text and "uvicorn.access" in text for text in server.stderr.splitlines())
 
     # `demo` without --port prints the URL of the server running on its data dir.
-    demo = server.run_cli("demo")
-    assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert f"{server.url}/api/tasks" in demo.stdout and ":8000" not in demo.stdout
-    assert "seeding the demo: users and passwords…" in demo.stderr
+    seeded = server.run_cli("demo")
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    assert f"{server.url}/api/tasks" in seeded.stdout and ":8000" not in seeded.stdout
+    assert "seeding the demo: users and passwords…" in seeded.stderr
 
     assert server.stop(signal.SIGTERM) == 128 + signal.SIGTERM
     assert not (data_dir / "server.json").exists(), "a stopped server is not the demo's any more"
-    demo = server.run_cli("demo")
-    assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert "http://127.0.0.1:8000/api/tasks" in demo.stdout
+    seeded = server.run_cli("demo")
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    assert "http://127.0.0.1:8000/api/tasks" in seeded.stdout
 
     reindex = server.run_cli("reindex")
     assert reindex.returncode == 0, reindex.stdout + reindex.stderr
-    [waiting] = re.findall(r"^embedding (\d+) queued item\(s\) with \S+…$", reindex.stderr, re.MULTILINE)
-    if int(waiting):  # what the server had not embedded yet is embedded now, and said so
-        assert f"embedded {waiting} of {waiting}" in reindex.stderr, reindex.stderr
-    assert reindex.stdout.startswith("queued 0 item(s) made by another model"), reindex.stdout
+    pattern = r"^(\d+) item\(s\) queued for embedding; embedding those due with \S+…$"
+    [waiting] = re.findall(pattern, reindex.stderr, re.MULTILINE)
+    [done] = re.findall(r"^queued 0 item\(s\) made by another model; embedded (\d+) item\(s\)$", reindex.stdout)
+    if int(done):  # what the server had not embedded yet (and holds no lease on) is embedded now, and said so
+        assert f"embedded {done} of {waiting}" in reindex.stderr, reindex.stderr
 
 
 @pytest.mark.slow
@@ -129,6 +131,22 @@ def test_demo_prints_the_port_of_the_settings(work_dir: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"http://127.0.0.1:{port}/graphql" in result.stdout and ":8000" not in result.stdout
         assert "applying migration 001_spine" in result.stderr  # said while a new database is migrated
+
+        # No server ran: the demo's knowledge is still queued, and reindex embeds it, saying how far it is.
+        reindex = subprocess.run(
+            [*fluxopus_command(), "reindex", "--data-dir", str(work_dir / "data")],
+            env=clean_env(),
+            cwd=work_dir,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert reindex.returncode == 0, reindex.stdout + reindex.stderr
+        queued = len(demo.KNOWLEDGE)
+        assert f"{queued} item(s) queued for embedding; embedding those due with " in reindex.stderr
+        assert f"embedded {queued} of {queued}\n" in reindex.stderr
+        assert reindex.stdout == f"queued 0 item(s) made by another model; embedded {queued} item(s)\n"
     finally:
         _stop_postgres(work_dir / "data" / "pgdata")
 
