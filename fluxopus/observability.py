@@ -211,9 +211,11 @@ class AccessLog:
         reset = current.set(info)
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except BaseException as exc:
             if status == 0:
-                status = 500  # ServerErrorMiddleware answers it
+                # An error ServerErrorMiddleware answers 500; a cancellation: the client went away first
+                # (499, as nginx logs it).
+                status = 500 if isinstance(exc, Exception) else 499
             raise
         finally:
             current.reset(reset)

@@ -22,7 +22,7 @@ from websockets.typing import Subprotocol
 from fluxopus.app import create_app
 from fluxopus.config import Settings
 from fluxopus.db.engine import create_engine
-from fluxopus.observability import MAX_OPERATION_NAMES, Metrics, formatter
+from fluxopus.observability import MAX_OPERATION_NAMES, AccessLog, Metrics, formatter
 from fluxopus.requestinfo import RequestInfo
 from fluxopus.schema.compiled import stats as compiled_stats
 from tests.utils.builders import Company, create_task, gql
@@ -388,3 +388,24 @@ async def test_metrics_still_answer_when_the_database_does_not(settings: Setting
         await engine.dispose()
     assert _sample(text, "fluxopus_database_up") == 0
     assert _sample(text, "fluxopus_http_requests_total", method="GET", route="unmatched", status="404") == 1
+
+
+@pytest.mark.parametrize(("raised", "status"), [(RuntimeError("bug"), 500), (asyncio.CancelledError(), 499)])
+async def test_a_request_that_never_answered_is_logged_and_counted(
+    raised: BaseException, status: int, access_lines: Any
+) -> None:
+    """An app failing before its answer (500, what ServerErrorMiddleware then sends), or a request
+    cancelled because its client left (499)."""
+
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise raised
+
+    metrics = Metrics()
+    logged = AccessLog(failing, metrics=metrics, json_lines=False)
+    scope = {"type": "http", "method": "GET", "path": "/api/tasks", "headers": [], "app": None}
+    with pytest.raises(type(raised)):
+        await logged(scope, None, None)
+    [line] = access_lines()
+    assert f" GET /api/tasks {status} " in line
+    labels = {"method": "GET", "route": "unmatched", "status": str(status)}
+    assert metrics.registry.get_sample_value("fluxopus_http_requests_total", labels) == 1
