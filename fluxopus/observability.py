@@ -166,6 +166,7 @@ class Metrics:
             self.oldest_pending.set(db.oldest_pending_seconds)
             self.tokens_used.set(db.tokens_used)
             self.tokens_reserved.set(db.tokens_reserved)
+            self.runs.clear()  # a status no run has any more is dropped, not left at its last count
             for status, count in db.runs.items():
                 self.runs.labels(status).set(count)
         return generate_latest(self.registry)

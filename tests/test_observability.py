@@ -25,7 +25,7 @@ from fluxopus.db.engine import create_engine
 from fluxopus.observability import MAX_OPERATION_NAMES, AccessLog, Metrics, formatter
 from fluxopus.requestinfo import RequestInfo
 from fluxopus.schema.compiled import stats as compiled_stats
-from tests.utils.builders import Company, create_task, gql
+from tests.utils.builders import Company, create_skill, create_task, gql
 from tests.utils.server import ThreadedServer
 
 ISO_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -251,31 +251,33 @@ async def test_metrics_count_requests_by_route_template_and_operation(client: ht
 
 
 async def test_metrics_read_the_indexing_queue_runs_and_tokens_from_the_database(
-    client: httpx.AsyncClient, acme: Company, engine: AsyncEngine
+    client: httpx.AsyncClient, acme: Company
 ) -> None:
-    from sqlalchemy import text as sql
-
-    async with engine.connect() as conn:
-        expected = (
-            await conn.execute(
-                sql(
-                    "select (select count(*) from embedding_jobs), (select coalesce(sum(used), 0) from token_usage),"
-                    " (select count(*) from skill_runs where status = 'succeeded')"
-                )
-            )
-        ).one()
-    scraped = await _scrape(client)
-    assert _sample(scraped, "fluxopus_indexer_queue_depth") >= expected[0]
-    assert _sample(scraped, "fluxopus_tokens_used") >= expected[1]
-    assert _sample(scraped, "fluxopus_skill_runs", status="succeeded") >= expected[2]
-    # A new knowledge item is queued for embedding (the test app runs no indexer): the queue grows.
-    response = await client.post(
+    before = await _scrape(client)
+    # A run (the echo provider here) is recorded and spends tokens; a new knowledge item is queued for
+    # embedding (this app runs no indexer).
+    skill = await create_skill(client, acme.alice)
+    ran = await client.post(
+        f"/api/skills/{skill['id']}/run",
+        json={"input": {"name": "metrics"}},
+        headers={**acme.alice.headers, "Accept": "application/json"},
+    )
+    assert ran.status_code == 200 and ran.json()["status"] == "succeeded", ran.text
+    spent = ran.json()["input_tokens"] + ran.json()["output_tokens"]
+    assert spent > 0
+    queued = await client.post(
         "/api/knowledge", json={"title": "queued", "content": "metrics count me"}, headers=acme.alice.headers
     )
-    assert response.status_code == 201, response.text
-    rescraped = await _scrape(client)
-    assert _sample(rescraped, "fluxopus_indexer_queue_depth") >= _sample(scraped, "fluxopus_indexer_queue_depth") + 1
-    assert _sample(rescraped, "fluxopus_indexer_oldest_pending_seconds") > 0
+    assert queued.status_code == 201, queued.text
+    after = await _scrape(client)
+    # Counted over the whole database, whatever earlier tests left in it.
+    assert (
+        _sample(after, "fluxopus_skill_runs", status="succeeded")
+        >= _sample(before, "fluxopus_skill_runs", status="succeeded") + 1
+    )
+    assert _sample(after, "fluxopus_tokens_used") >= _sample(before, "fluxopus_tokens_used") + spent
+    assert _sample(after, "fluxopus_indexer_queue_depth") >= _sample(before, "fluxopus_indexer_queue_depth") + 1
+    assert _sample(after, "fluxopus_indexer_oldest_pending_seconds") > 0
 
 
 async def test_metrics_answer_private_networks_or_the_token_holder(
