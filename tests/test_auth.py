@@ -220,7 +220,7 @@ async def test_jwks_signed_token_works_on_graphql(
     response = await client.post("/graphql", json={"query": ME_QUERY}, headers=bearer(token))
     assert response.status_code == 200, response.text
     assert response.json() == {
-        "data": {"me": {"id": member.id, "email": member.email, "role": "admin", "company": {"name": member.company}}}
+        "data": {"me": {"id": member.id, "email": member.email, "role": "ADMIN", "company": {"name": member.company}}}
     }
 
 
@@ -706,7 +706,7 @@ async def test_cli_token_prints_a_supabase_shaped_jwt(
     assert await me(cli_app, token) == {
         "id": claims["sub"],
         "email": email,
-        "role": "admin",
+        "role": "ADMIN",
         "company": {"name": company},
     }
 
@@ -739,7 +739,7 @@ async def test_cli_token_roles_first_admin_then_member_unless_told(
     )
     joiner, boss = (printed_token(r) for r in joined)
     roles = [(await me(cli_app, t))["role"] for t in (founder, joiner, boss)]
-    assert roles == ["admin", "member", "admin"]
+    assert roles == ["ADMIN", "MEMBER", "ADMIN"]
     assert {(await me(cli_app, t))["company"]["name"] for t in (founder, joiner, boss)} == {company}
 
 

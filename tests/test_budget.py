@@ -279,7 +279,7 @@ async def graphql_run(client: httpx.AsyncClient, user: User, skill_id: str) -> s
         [code] = error_codes(result)
         assert result["data"] is None
         return code
-    assert result["data"]["runSkill"]["status"] == "succeeded", result
+    assert result["data"]["runSkill"]["status"] == "SUCCEEDED", result
     return None
 
 

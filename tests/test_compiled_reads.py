@@ -121,7 +121,7 @@ class Query:
                 args["offset"] = str(rng.choice([0, 1, 4, 100]))
         if name == "tasks":
             if rng.random() < 0.3:
-                status = rng.choice(["todo", "in_progress", "done", "cancelled"])
+                status = rng.choice(["TODO", "IN_PROGRESS", "DONE", "CANCELLED", "todo"])  # REST's spelling is refused
                 args["status"] = self.variable("TaskStatus", status) if rng.random() < 0.5 else status
             if rng.random() < 0.2:
                 who = rng.choice([*world.user_ids, str(uuid.uuid4()), "not-a-uuid"])
@@ -137,7 +137,7 @@ class Query:
         if name == "skillVersions":
             args["skillId"] = json.dumps(rng.choice(world.skill_ids))
         if name == "entityTags":
-            args |= {"entityType": "task", "entityId": json.dumps(rng.choice(world.task_ids))}
+            args |= {"entityType": "TASK", "entityId": json.dumps(rng.choice(world.task_ids))}
         if not args:
             return ""
         return "(" + ", ".join(f"{k}: {v}" for k, v in args.items()) + ")"

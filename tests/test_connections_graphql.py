@@ -82,19 +82,19 @@ async def test_authorize_consent_list_status_refresh_and_disconnect(
 
     [connection] = await listed(w, alice)
     assert connection["id"] == str(row["id"]) and connection["userId"] == alice.id
-    assert connection["provider"] == "fake" and connection["status"] == "connected"
+    assert connection["provider"] == "fake" and connection["status"] == "CONNECTED"
     assert connection["account"] == w.provider.account["email"] and connection["scopes"] == ["openid", "email"]
     assert connection["error"] is None and connection["createdAt"] and connection["updatedAt"]
 
     status = ok(await gql(w.client, alice, STATUS, {"provider": "fake"}))["connectionStatus"]
-    assert status["connected"] is True and status["status"] == "connected"
+    assert status["connected"] is True and status["status"] == "CONNECTED"
     assert status["connectionId"] == connection["id"] and status["account"] == connection["account"]
     assert w.provider.refreshes == 0
 
     # The access token expires: connectionStatus refreshes it first.
     await expire(engine, row["id"])
     status = ok(await gql(w.client, alice, STATUS, {"provider": "fake"}))["connectionStatus"]
-    assert status["connected"] is True and status["status"] == "connected" and w.provider.refreshes == 1
+    assert status["connected"] is True and status["status"] == "CONNECTED" and w.provider.refreshes == 1
     expires_at = dt.datetime.fromisoformat(status["expiresAt"])
     assert expires_at > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=50)
     [after] = await stored(engine, alice)

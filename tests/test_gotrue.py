@@ -104,7 +104,7 @@ async def test_sign_up_returns_a_session_that_opens_the_api(auth: httpx.AsyncCli
     assert tasks.status_code == 200 and tasks.json() == []
     me = await auth.post("/graphql", json={"query": "{ me { email role company { name } } }"}, headers=bearer(session))
     local = address.split("@")[0]
-    assert me.json()["data"]["me"] == {"email": address, "role": "admin", "company": {"name": f"{local}'s company"}}
+    assert me.json()["data"]["me"] == {"email": address, "role": "ADMIN", "company": {"name": f"{local}'s company"}}
 
 
 async def test_access_tokens_are_es256_with_the_published_key(auth: httpx.AsyncClient, auth_settings: Settings) -> None:
@@ -203,7 +203,7 @@ async def test_a_sign_up_never_takes_up_an_invitation(
     assert "errors" not in invited.json(), invited.text
     session = await sign_up(auth, address)
     me = await auth.post("/graphql", json={"query": "{ me { role company { name } } }"}, headers=bearer(session))
-    assert me.json()["data"]["me"]["role"] == "admin"
+    assert me.json()["data"]["me"]["role"] == "ADMIN"
     assert me.json()["data"]["me"]["company"]["name"] != acme.name
     [invitation] = await owner_rows(
         engine, "select accepted_at from invitations where lower(email) = lower(:e)", e=address

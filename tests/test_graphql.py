@@ -156,14 +156,14 @@ async def test_me_returns_member_and_company(client: httpx.AsyncClient, acme: Co
         "me": {
             "id": acme.alice.id,
             "email": acme.alice.email,
-            "role": "member",
+            "role": "MEMBER",
             "company": {"id": acme.alice.company_id, "name": acme.name},
         }
     }
 
 
 async def test_me_returns_admin_role(client: httpx.AsyncClient, acme: Company, globex: Company) -> None:
-    assert ok(await gql(client, acme.admin, ME))["me"]["role"] == "admin"
+    assert ok(await gql(client, acme.admin, ME))["me"]["role"] == "ADMIN"
     other = ok(await gql(client, globex.admin, ME))["me"]
     assert other["id"] == globex.admin.id
     assert other["company"] == {"id": globex.admin.company_id, "name": globex.name}
@@ -247,8 +247,8 @@ async def test_create_task_with_every_field(client: httpx.AsyncClient, acme: Com
     fields = {
         "title": "  Ship the spine  ",
         "description": "GraphQL first",
-        "status": "in_progress",
-        "priority": "urgent",
+        "status": "IN_PROGRESS",
+        "priority": "URGENT",
         "dueDate": "2031-02-28",
         "assigneeId": acme.bob.id,
     }
@@ -261,9 +261,9 @@ async def test_create_task_with_every_field(client: httpx.AsyncClient, acme: Com
     assert task["companyId"] == acme.alice.company_id
     assert task["title"] == "Ship the spine"  # surrounding whitespace is trimmed
     assert task["description"] == "GraphQL first"
-    assert (task["status"], task["priority"], task["dueDate"]) == ("in_progress", "urgent", "2031-02-28")
+    assert (task["status"], task["priority"], task["dueDate"]) == ("IN_PROGRESS", "URGENT", "2031-02-28")
     assert task["assigneeId"] == acme.bob.id
-    assert task["assignee"] == {"userId": acme.bob.id, "email": acme.bob.email, "role": "member"}
+    assert task["assignee"] == {"userId": acme.bob.id, "email": acme.bob.email, "role": "MEMBER"}
     assert task["createdBy"] == acme.alice.id
     assert task["totalMinutes"] == 0
     assert dt.datetime.fromisoformat(task["createdAt"]).utcoffset() == dt.timedelta(0)
@@ -280,7 +280,7 @@ async def test_create_task_defaults(client: httpx.AsyncClient, acme: Company) ->
         )
     )["createTask"]
     assert task["title"] == "Minimal"
-    assert (task["status"], task["priority"]) == ("todo", "medium")
+    assert (task["status"], task["priority"]) == ("TODO", "MEDIUM")
     assert (task["description"], task["dueDate"], task["assigneeId"], task["assignee"]) == (None, None, None, None)
     assert task["createdBy"] == acme.bob.id
 
@@ -313,16 +313,16 @@ async def test_tasks_newest_first_with_limit_and_offset(client: httpx.AsyncClien
 
 
 async def test_tasks_filters(client: httpx.AsyncClient, acme: Company) -> None:
-    report = await create_task(client, acme.admin, title="Quarterly REPORT", status="done")
+    report = await create_task(client, acme.admin, title="Quarterly REPORT", status="DONE")
     review = await create_task(
         client, acme.admin, title="Review", description="read the report twice", assigneeId=acme.bob.id
     )
     percent = await create_task(client, acme.admin, title="Raise 100% coverage", assigneeId=acme.alice.id)
-    other = await create_task(client, acme.admin, title="Unrelated", status="in_progress", assigneeId=acme.bob.id)
+    other = await create_task(client, acme.admin, title="Unrelated", status="IN_PROGRESS", assigneeId=acme.bob.id)
 
-    assert await task_ids(client, acme.admin, status="done") == [report["id"]]
-    assert await task_ids(client, acme.admin, status="in_progress") == [other["id"]]
-    assert await task_ids(client, acme.admin, status="cancelled") == []
+    assert await task_ids(client, acme.admin, status="DONE") == [report["id"]]
+    assert await task_ids(client, acme.admin, status="IN_PROGRESS") == [other["id"]]
+    assert await task_ids(client, acme.admin, status="CANCELLED") == []
     assert await task_ids(client, acme.admin, assigneeId=acme.bob.id) == [other["id"], review["id"]]
     assert await task_ids(client, acme.admin, assigneeId=acme.alice.id) == [percent["id"]]
     # q: case-insensitive, title or description, LIKE wildcards taken literally
@@ -369,26 +369,26 @@ async def test_update_task_changes_only_the_given_fields(client: httpx.AsyncClie
         acme.alice,
         title="Before",
         description="keep",
-        priority="high",
+        priority="HIGH",
         dueDate="2030-01-01",
         assigneeId=acme.bob.id,
     )
-    updated = ok(await gql(client, acme.alice, UPDATE_TASK, {"id": task["id"], "input": {"status": "done"}}))[
+    updated = ok(await gql(client, acme.alice, UPDATE_TASK, {"id": task["id"], "input": {"status": "DONE"}}))[
         "updateTask"
     ]
-    assert updated["status"] == "done"
+    assert updated["status"] == "DONE"
     unchanged = {k: v for k, v in task.items() if k not in ("status", "updatedAt")}
     assert {k: v for k, v in updated.items() if k not in ("status", "updatedAt")} == unchanged
     assert dt.datetime.fromisoformat(updated["updatedAt"]) >= dt.datetime.fromisoformat(task["updatedAt"])
     assert await read_task(client, acme.alice, task["id"]) == updated
 
     renamed = ok(
-        await gql(client, acme.alice, UPDATE_TASK, {"id": task["id"], "input": {"title": "After", "priority": "low"}})
+        await gql(client, acme.alice, UPDATE_TASK, {"id": task["id"], "input": {"title": "After", "priority": "LOW"}})
     )["updateTask"]
     assert (renamed["title"], renamed["priority"], renamed["status"], renamed["description"]) == (
         "After",
-        "low",
-        "done",
+        "LOW",
+        "DONE",
         "keep",
     )
 
@@ -433,7 +433,7 @@ async def test_update_task_assignee(client: httpx.AsyncClient, acme: Company) ->
     data = ok(await gql(client, acme.alice, query, {"id": task["id"], "input": {"assigneeId": acme.admin.id}}))
     assert data["updateTask"] == {
         "assigneeId": acme.admin.id,
-        "assignee": {"userId": acme.admin.id, "email": acme.admin.email, "role": "admin"},
+        "assignee": {"userId": acme.admin.id, "email": acme.admin.email, "role": "ADMIN"},
     }
 
 
@@ -477,10 +477,10 @@ async def test_update_task_assignee_from_another_company_is_refused(
 
 async def test_update_task_by_assignee_and_admin(client: httpx.AsyncClient, acme: Company) -> None:
     task = await create_task(client, acme.bob, assigneeId=acme.alice.id)
-    by_assignee = ok(await gql(client, acme.alice, UPDATE_TASK, {"id": task["id"], "input": {"status": "in_progress"}}))
-    assert by_assignee["updateTask"]["status"] == "in_progress"
-    by_admin = ok(await gql(client, acme.admin, UPDATE_TASK, {"id": task["id"], "input": {"priority": "urgent"}}))
-    assert (by_admin["updateTask"]["status"], by_admin["updateTask"]["priority"]) == ("in_progress", "urgent")
+    by_assignee = ok(await gql(client, acme.alice, UPDATE_TASK, {"id": task["id"], "input": {"status": "IN_PROGRESS"}}))
+    assert by_assignee["updateTask"]["status"] == "IN_PROGRESS"
+    by_admin = ok(await gql(client, acme.admin, UPDATE_TASK, {"id": task["id"], "input": {"priority": "URGENT"}}))
+    assert (by_admin["updateTask"]["status"], by_admin["updateTask"]["priority"]) == ("IN_PROGRESS", "URGENT")
 
 
 async def test_update_invisible_task_is_not_found(client: httpx.AsyncClient, acme: Company, globex: Company) -> None:
@@ -638,7 +638,7 @@ async def test_nested_tags_assignee_and_time_logs(client: httpx.AsyncClient, acm
             client,
             acme.alice,
             assign,
-            {"input": {"entityType": "task", "entityId": task["id"], "tagIds": [red["id"], blue["id"]]}},
+            {"input": {"entityType": "TASK", "entityId": task["id"], "tagIds": [red["id"], blue["id"]]}},
         )
     )
     log = await add_time_log(client, acme.bob, task["id"], minutes=25)
@@ -654,7 +654,7 @@ async def test_nested_tags_assignee_and_time_logs(client: httpx.AsyncClient, acm
         {
             "id": task["id"],
             "tags": [{"id": blue["id"], "name": "a-blue"}, {"id": red["id"], "name": "b-red"}],
-            "assignee": {"userId": acme.bob.id, "email": acme.bob.email, "role": "member"},
+            "assignee": {"userId": acme.bob.id, "email": acme.bob.email, "role": "MEMBER"},
             "timeLogs": [{"id": log["id"], "userId": acme.bob.id, "minutes": 25}],
             "totalMinutes": 25,
         },
@@ -680,7 +680,7 @@ async def test_nested_tags_assignee_and_time_logs(client: httpx.AsyncClient, acm
         {"title": "ok", "assigneeId": "not-a-uuid"},
         {"title": "ok", "assigneeId": NIL},
         {"title": "ok", "status": "finished"},
-        {"title": "ok", "priority": "HIGH"},
+        {"title": "ok", "priority": "high"},  # REST's spelling: GraphQL's is HIGH
         {"title": "ok", "dueDate": "2030-02-30"},
         {"title": "ok", "companyId": NIL},
         {"title": None},
@@ -737,7 +737,7 @@ async def test_create_task_assignee_from_another_company_is_refused(
         (f'{{ timeLogs(taskId: "{NIL}", limit: 201) {{ id }} }}', {}),
         ('{ tasks(q: "") { id } }', {}),
         ("{ tasks(status: finished) { id } }", {}),
-        ('{ tasks(status: "done") { id } }', {}),
+        ('{ tasks(status: "DONE") { id } }', {}),
         ("query($s: TaskStatus) { tasks(status: $s) { id } }", {"s": "finished"}),
         ("query($limit: Int!) { tasks(limit: $limit) { id } }", {"limit": "ten"}),
         ("query($limit: Int!) { tasks(limit: $limit) { id } }", {"limit": 1.5}),
@@ -822,7 +822,7 @@ async def test_forbidden_field_rolls_back_the_whole_operation(client: httpx.Asyn
     task = await create_task(client, acme.bob, assigneeId=acme.alice.id)
     document = """
       mutation($id: ID!) {
-        updateTask(id: $id, input: {status: done}) { id }
+        updateTask(id: $id, input: {status: DONE}) { id }
         deleteTask(id: $id)
       }
     """
@@ -852,7 +852,7 @@ async def seed_tasks(client: httpx.AsyncClient, company: Company, tags: list[dic
     )
     ok(await gql(client, company.admin, f"mutation {{ {logs} }}"))
     assigns = " ".join(
-        f'a{i}: assignTags(input: {{entityType: task, entityId: "{tid}", tagIds: ["{tags[i % len(tags)]["id"]}"]}})'
+        f'a{i}: assignTags(input: {{entityType: TASK, entityId: "{tid}", tagIds: ["{tags[i % len(tags)]["id"]}"]}})'
         " { id }"
         for i, tid in enumerate(ids)
     )

@@ -19,6 +19,7 @@ from graphql import (
 )
 
 from fluxopus.models.common import documented
+from fluxopus.models.tasks import TaskStatus
 from fluxopus.schema.root import schema
 
 
@@ -105,3 +106,17 @@ def test_dates_are_rfc_3339_full_dates_both_ways() -> None:
     for other_iso_8601 in ("20261231", "2026-W53-4", "2026-12-31T00:00:00Z", 20261231):
         with pytest.raises(ValueError, match="YYYY-MM-DD"):
             date.parse_value(other_iso_8601)
+
+
+def test_enum_values_are_upper_case_in_graphql_and_lower_case_behind_it() -> None:
+    """GraphQL spells enum values IN_PROGRESS; REST, the models and the database keep in_progress."""
+    enums = [t for n, t in schema._schema.type_map.items() if isinstance(t, GraphQLEnumType) and not n.startswith("__")]
+    assert {t.name for t in enums} >= {"TaskStatus", "Visibility", "Role", "RunStatus", "SearchMode", "EntityType"}
+    for enum in enums:
+        for name, value in enum.values.items():
+            assert name == name.upper() and value.value == name.lower(), (enum.name, name, value.value)
+    assert "KnowledgeVisibility" not in schema._schema.type_map  # one Visibility for skills and knowledge
+    status = schema._schema.type_map["TaskStatus"]
+    assert isinstance(status, GraphQLEnumType)
+    assert status.serialize(TaskStatus.in_progress) == "IN_PROGRESS"
+    assert status.parse_value("IN_PROGRESS") is TaskStatus.in_progress

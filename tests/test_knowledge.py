@@ -497,7 +497,7 @@ LIST = (
     "{ knowledge(q: $q, limit: $limit, offset: $offset) { id } }"
 )
 SEARCH = (
-    "query($q: String!, $limit: Int! = 10, $mode: SearchMode! = hybrid) "
+    "query($q: String!, $limit: Int! = 10, $mode: SearchMode! = HYBRID) "
     "{ searchKnowledge(q: $q, limit: $limit, mode: $mode) { item { id companyId title } score snippet } }"
 )
 ASSIGN = "mutation($input: AssignTagsInput!) { assignTags(input: $input) { id } }"
@@ -509,9 +509,15 @@ def data(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def as_rest(item: dict[str, Any]) -> dict[str, Any]:
-    """A GraphQL item with the REST field names, timestamps left out (their formats differ)."""
+    """A GraphQL item with the REST field names and enum spellings (GraphQL's PENDING is REST's pending),
+    timestamps left out (their formats differ)."""
     names = {"companyId": "company_id", "ownerId": "owner_id", "sourceUrl": "source_url"}
-    return {names.get(k, k): v for k, v in item.items() if k not in ("createdAt", "updatedAt", "tags")}
+    enums = ("status", "visibility")
+    return {
+        names.get(k, k): v.lower() if k in enums else v
+        for k, v in item.items()
+        if k not in ("createdAt", "updatedAt", "tags")
+    }
 
 
 def without_timestamps(item: dict[str, Any]) -> dict[str, Any]:
@@ -523,7 +529,7 @@ async def test_graphql_crud_matches_rest(client: httpx.AsyncClient, acme: Compan
     new = {"title": title, "content": "Written over GraphQL", "sourceUrl": "https://example.com/gql"}
     created = data(await gql(client, acme.alice, CREATE, {"input": new}))["createKnowledge"]
     assert {k: created[k] for k in new} == new
-    assert (created["status"], created["visibility"], created["ownerId"]) == ("pending", "company", acme.alice.id)
+    assert (created["status"], created["visibility"], created["ownerId"]) == ("PENDING", "COMPANY", acme.alice.id)
     assert len(await jobs_of(engine, created["id"])) == 1
 
     rest = (await get(client, acme.bob, created["id"])).json()
@@ -533,10 +539,10 @@ async def test_graphql_crud_matches_rest(client: httpx.AsyncClient, acme: Compan
     assert listed == [{"id": created["id"]}]
 
     renamed = data(await gql(client, acme.admin, UPDATE, {"id": created["id"], "input": {"title": "By the admin"}}))
-    assert (renamed["updateKnowledge"]["title"], renamed["updateKnowledge"]["status"]) == ("By the admin", "pending")
+    assert (renamed["updateKnowledge"]["title"], renamed["updateKnowledge"]["status"]) == ("By the admin", "PENDING")
     assert [j["revision"] for j in await jobs_of(engine, created["id"])] == [2]
-    updated = data(await gql(client, acme.alice, UPDATE, {"id": created["id"], "input": {"visibility": "private"}}))
-    assert updated["updateKnowledge"]["visibility"] == "private"
+    updated = data(await gql(client, acme.alice, UPDATE, {"id": created["id"], "input": {"visibility": "PRIVATE"}}))
+    assert updated["updateKnowledge"]["visibility"] == "PRIVATE"
     assert data(await gql(client, acme.bob, ITEM, {"id": created["id"]})) == {"knowledgeItem": None}
     assert data(await gql(client, acme.alice, DELETE, {"id": created["id"]})) == {"deleteKnowledge": created["id"]}
     assert await stored(engine, created["id"]) is None
@@ -624,7 +630,7 @@ async def test_tags_on_an_invisible_item_are_404(
                 client,
                 user,
                 ASSIGN,
-                {"input": {"entityType": "knowledge", "entityId": item["id"], "tagIds": [tag["id"]]}},
+                {"input": {"entityType": "KNOWLEDGE", "entityId": item["id"], "tagIds": [tag["id"]]}},
             )
             assert error_codes(result) == ["NOT_FOUND"], result
             assert await tag_rows(engine, item["id"]) == []
@@ -753,7 +759,7 @@ async def test_graphql_search_and_its_bad_input(
 ) -> None:
     library = await build_library(client, indexer, acme.alice)
     for mode in MODES:
-        hits = data(await gql(client, acme.bob, SEARCH, {"q": "helm rollback", "mode": mode, "limit": 2}))
+        hits = data(await gql(client, acme.bob, SEARCH, {"q": "helm rollback", "mode": mode.upper(), "limit": 2}))
         found = hits["searchKnowledge"]
         assert 1 <= len(found) <= 2 and found[0]["item"]["id"] == library["deploy"], found
         assert found[0]["snippet"] and found[0]["score"] > 0
@@ -907,12 +913,12 @@ async def test_over_budget_semantic_and_hybrid_are_refused_keyword_is_not(
         )
         assert response.status_code == 429, response.text
         assert response.json() == {"error": "Token budget exceeded", "code": "budget_exceeded"}
-        result = await gql(client, acme.alice, SEARCH, {"q": "reset my password", "mode": mode})
+        result = await gql(client, acme.alice, SEARCH, {"q": "reset my password", "mode": mode.upper()})
         assert error_codes(result) == ["BUDGET_EXCEEDED"], result
     assert await used_tokens(client, acme.alice) == used
     hits = await search(client, acme.alice, "reset my password", mode="keyword")
     assert hit_ids(hits)[:1] == [library["password"]]
-    assert data(await gql(client, acme.alice, SEARCH, {"q": "password", "mode": "keyword"}))["searchKnowledge"]
+    assert data(await gql(client, acme.alice, SEARCH, {"q": "password", "mode": "KEYWORD"}))["searchKnowledge"]
 
 
 # --------------------------------------------------------------------------- indexing end to end

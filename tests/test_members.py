@@ -33,7 +33,7 @@ MEMBERS = (
 )
 INVITATIONS = f"{{ invitations {{ {INVITATION_FIELDS} }} }}"
 INVITE = (
-    "mutation($email: String!, $role: Role! = member)"
+    "mutation($email: String!, $role: Role! = MEMBER)"
     f" {{ inviteMember(email: $email, role: $role) {{ {INVITATION_FIELDS} }} }}"
 )
 CANCEL = "mutation($id: ID!) { cancelInvitation(id: $id) }"
@@ -108,7 +108,7 @@ async def make_companyless(engine: AsyncEngine, database_url: str) -> User:
     return user
 
 
-async def invite(client: httpx.AsyncClient, admin: User, email: str, role: str = "member") -> dict[str, Any]:
+async def invite(client: httpx.AsyncClient, admin: User, email: str, role: str = "MEMBER") -> dict[str, Any]:
     invitation: dict[str, Any] = ok(await gql(client, admin, INVITE, {"email": email, "role": role}))["inviteMember"]
     return invitation
 
@@ -166,10 +166,12 @@ async def test_members_lists_the_company_in_join_order(
     assert [m["userId"] for m in members] == [u.id for u in expected]
     for member, user in zip(members, expected, strict=True):
         assert member["email"] == user.email
-        assert member["role"] == user.role
+        assert member["role"] == user.role.upper()
         assert member["companyId"] == acme.admin.company_id
         utc(member["createdAt"])
-    assert {m["userId"]: m["role"] for m in members} == await roles(engine, acme.admin.company_id)
+    assert {m["userId"]: m["role"] for m in members} == {
+        user_id: role.upper() for user_id, role in (await roles(engine, acme.admin.company_id)).items()
+    }
 
 
 async def test_members_pages(client: httpx.AsyncClient, acme: Company) -> None:
@@ -201,9 +203,9 @@ async def test_invite_member_stores_a_pending_invitation(
     client: httpx.AsyncClient, engine: AsyncEngine, acme: Company
 ) -> None:
     email = new_email()
-    invitation = await invite(client, acme.admin, email, "admin")
+    invitation = await invite(client, acme.admin, email, "ADMIN")
     assert invitation["email"] == email
-    assert invitation["role"] == "admin"
+    assert invitation["role"] == "ADMIN"
     assert invitation["invitedBy"] == acme.admin.id
     assert invitation["acceptedAt"] is None
     # A week to follow its link, which comes back once (no mail is configured here) and is not stored.
@@ -244,7 +246,7 @@ async def test_invite_member_defaults_to_member_and_normalises_the_email(
             {"e": f"  {email.upper()} "},
         )
     )
-    assert result["inviteMember"] == {"email": email, "role": "member"}
+    assert result["inviteMember"] == {"email": email, "role": "MEMBER"}
     assert [r["role"] for r in await invitation_rows(engine, email)] == ["member"]
 
 
@@ -252,7 +254,7 @@ async def test_invitations_lists_pending_ones_newest_first(
     client: httpx.AsyncClient, engine: AsyncEngine, acme: Company
 ) -> None:
     first = await invite(client, acme.admin, new_email())
-    second = await invite(client, acme.admin, new_email(), "admin")
+    second = await invite(client, acme.admin, new_email(), "ADMIN")
     lapsed = await invite(client, acme.admin, new_email())
     async with engine.begin() as conn:  # an expired invitation is no longer pending
         await conn.execute(
@@ -268,7 +270,7 @@ async def test_inviting_an_existing_user_without_a_company_does_not_make_them_a_
 ) -> None:
     """They join by following the link (tests/security/test_invitations.py), not by being named."""
     loner = await make_companyless(engine, database_url)
-    invitation = await invite(client, acme.admin, loner.email, "admin")
+    invitation = await invite(client, acme.admin, loner.email, "ADMIN")
     assert invitation["acceptedAt"] is None and invitation["acceptUrl"]
     assert loner.id not in await roles(engine, acme.admin.company_id)
     me = ok(await gql(client, loner, "{ me { role company { id } } }"))["me"]
@@ -318,7 +320,7 @@ async def test_invite_member_refuses_bad_emails(
         (INVITE, {"email": None}),
         (INVITE, {"email": 42}),
         ('mutation { inviteMember(email: "ok@example.com", role: superadmin) { id } }', {}),
-        ('mutation { inviteMember(email: "ok@example.com", role: "admin") { id } }', {}),
+        ('mutation { inviteMember(email: "ok@example.com", role: "ADMIN") { id } }', {}),
         ("mutation { inviteMember { id } }", {}),
     ],
 )
@@ -355,8 +357,8 @@ async def test_several_companies_may_invite_an_address_and_inviting_again_renews
     email = new_email()
     theirs = await invite(client, globex.admin, email)
     mine = await invite(client, acme.admin, email)
-    again = await invite(client, acme.admin, email.upper(), "admin")
-    assert again["id"] == mine["id"] and again["role"] == "admin" and again["acceptUrl"] != mine["acceptUrl"]
+    again = await invite(client, acme.admin, email.upper(), "ADMIN")
+    assert again["id"] == mine["id"] and again["role"] == "ADMIN" and again["acceptUrl"] != mine["acceptUrl"]
     rows = {(r["id"], r["company_id"], r["role"]) for r in await invitation_rows(engine, email)}
     assert rows == {(theirs["id"], globex.admin.company_id, "member"), (mine["id"], acme.admin.company_id, "admin")}
 
@@ -416,23 +418,23 @@ async def test_cancel_invitation_bad_id(
 async def test_update_member_role_promotes_and_demotes(
     client: httpx.AsyncClient, engine: AsyncEngine, acme: Company
 ) -> None:
-    promoted = ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.alice.id, "role": "admin"}))
+    promoted = ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.alice.id, "role": "ADMIN"}))
     member = promoted["updateMemberRole"]
     assert {k: member[k] for k in ("userId", "email", "role", "companyId")} == {
         "userId": acme.alice.id,
         "email": acme.alice.email,
-        "role": "admin",
+        "role": "ADMIN",
         "companyId": acme.admin.company_id,
     }
     utc(member["createdAt"])
     assert (await roles(engine, acme.admin.company_id))[acme.alice.id] == "admin"
     # Alice is an admin now, with the same token: she can invite.
     assert (await invite(client, acme.alice, new_email()))["invitedBy"] == acme.alice.id
-    demoted = ok(await gql(client, acme.alice, UPDATE_ROLE, {"userId": acme.alice.id, "role": "member"}))
-    assert demoted["updateMemberRole"]["role"] == "member"
+    demoted = ok(await gql(client, acme.alice, UPDATE_ROLE, {"userId": acme.alice.id, "role": "MEMBER"}))
+    assert demoted["updateMemberRole"]["role"] == "MEMBER"
     # Setting the role a member already has is fine and changes nothing.
-    same = ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.bob.id, "role": "member"}))
-    assert same["updateMemberRole"]["role"] == "member"
+    same = ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.bob.id, "role": "MEMBER"}))
+    assert same["updateMemberRole"]["role"] == "MEMBER"
     assert await roles(engine, acme.admin.company_id) == {
         acme.admin.id: "admin",
         acme.alice.id: "member",
@@ -456,12 +458,12 @@ async def test_remove_member(client: httpx.AsyncClient, engine: AsyncEngine, acm
 async def test_an_admin_may_step_down_when_another_admin_remains(
     client: httpx.AsyncClient, engine: AsyncEngine, acme: Company
 ) -> None:
-    ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.alice.id, "role": "admin"}))
-    stepped = ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.admin.id, "role": "member"}))
-    assert stepped["updateMemberRole"]["role"] == "member"
+    ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.alice.id, "role": "ADMIN"}))
+    stepped = ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.admin.id, "role": "MEMBER"}))
+    assert stepped["updateMemberRole"]["role"] == "MEMBER"
     # Now a member: the admin mutations are closed to them.
-    expect(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.admin.id, "role": "admin"}), "FORBIDDEN")
-    ok(await gql(client, acme.alice, UPDATE_ROLE, {"userId": acme.admin.id, "role": "admin"}))
+    expect(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.admin.id, "role": "ADMIN"}), "FORBIDDEN")
+    ok(await gql(client, acme.alice, UPDATE_ROLE, {"userId": acme.admin.id, "role": "ADMIN"}))
     assert ok(await gql(client, acme.alice, REMOVE, {"userId": acme.alice.id})) == {"removeMember": acme.alice.id}
     assert await roles(engine, acme.admin.company_id) == {acme.admin.id: "admin", acme.bob.id: "member"}
 
@@ -472,7 +474,7 @@ async def test_the_last_admin_cannot_be_demoted_or_removed(
 ) -> None:
     before = await roles(engine, acme.admin.company_id)
     if change == "demote":
-        result = await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.admin.id, "role": "member"})
+        result = await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.admin.id, "role": "MEMBER"})
     else:
         result = await gql(client, acme.admin, REMOVE, {"userId": acme.admin.id})
     error = expect(result, "CONFLICT")
@@ -498,11 +500,11 @@ async def wait_for_lock_waiters(engine: AsyncEngine, count: int) -> None:
 async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
     client: httpx.AsyncClient, engine: AsyncEngine, acme: Company, change: str
 ) -> None:
-    ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.alice.id, "role": "admin"}))
+    ok(await gql(client, acme.admin, UPDATE_ROLE, {"userId": acme.alice.id, "role": "ADMIN"}))
 
     async def demote(caller: User, target: User) -> dict[str, Any]:
         if change == "demote":
-            return await gql(client, caller, UPDATE_ROLE, {"userId": target.id, "role": "member"})
+            return await gql(client, caller, UPDATE_ROLE, {"userId": target.id, "role": "MEMBER"})
         return await gql(client, caller, REMOVE, {"userId": target.id})
 
     # Hold the company's admin rows so both requests are inside the database, past their own admin
@@ -526,7 +528,7 @@ async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
     winner = acme.admin if results[0].get("data") else acme.alice
     assert admins == [winner.id]
     # The survivor is still an admin through the API, the loser's refusal changed nothing of theirs.
-    assert ok(await gql(client, winner, "{ me { role } }"))["me"]["role"] == "admin"
+    assert ok(await gql(client, winner, "{ me { role } }"))["me"]["role"] == "ADMIN"
 
 
 async def test_update_member_role_and_remove_member_not_found(
@@ -536,7 +538,7 @@ async def test_update_member_role_and_remove_member_not_found(
     before_acme = await roles(engine, acme.admin.company_id)
     before_globex = await roles(engine, globex.admin.company_id)
     for target in (globex.alice.id, globex.admin.id, loner.id, NIL, str(uuid.uuid4())):
-        expect(await gql(client, acme.admin, UPDATE_ROLE, {"userId": target, "role": "admin"}), "NOT_FOUND")
+        expect(await gql(client, acme.admin, UPDATE_ROLE, {"userId": target, "role": "ADMIN"}), "NOT_FOUND")
         expect(await gql(client, acme.admin, REMOVE, {"userId": target}), "NOT_FOUND")
     assert await roles(engine, acme.admin.company_id) == before_acme
     assert await roles(engine, globex.admin.company_id) == before_globex
@@ -545,13 +547,13 @@ async def test_update_member_role_and_remove_member_not_found(
 @pytest.mark.parametrize(
     "document, variables",
     [
-        (UPDATE_ROLE, {"userId": "not-a-uuid", "role": "admin"}),
-        (UPDATE_ROLE, {"userId": "", "role": "admin"}),
+        (UPDATE_ROLE, {"userId": "not-a-uuid", "role": "ADMIN"}),
+        (UPDATE_ROLE, {"userId": "", "role": "ADMIN"}),
         (UPDATE_ROLE, {"userId": "BOB", "role": "owner"}),
-        (UPDATE_ROLE, {"userId": "BOB", "role": "ADMIN"}),
+        (UPDATE_ROLE, {"userId": "BOB", "role": "admin"}),
         (UPDATE_ROLE, {"userId": "BOB", "role": None}),
         (UPDATE_ROLE, {"userId": "BOB"}),
-        (UPDATE_ROLE, {"userId": None, "role": "admin"}),
+        (UPDATE_ROLE, {"userId": None, "role": "ADMIN"}),
         (REMOVE, {"userId": "12345"}),
         (REMOVE, {"userId": "BOB" + "0"}),
         (REMOVE, {"userId": None}),
@@ -577,13 +579,13 @@ async def test_update_member_role_and_remove_member_bad_input(
 
 def admin_operations(acme: Company, invitation_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
     return {
-        "inviteMember": (INVITE, {"email": new_email(), "role": "admin"}),
+        "inviteMember": (INVITE, {"email": new_email(), "role": "ADMIN"}),
         "cancelInvitation": (CANCEL, {"id": invitation_id}),
         "cancelInvitation(random id)": (CANCEL, {"id": str(uuid.uuid4())}),
-        "updateMemberRole(bob)": (UPDATE_ROLE, {"userId": acme.bob.id, "role": "admin"}),
-        "updateMemberRole(self)": (UPDATE_ROLE, {"userId": acme.alice.id, "role": "admin"}),
-        "updateMemberRole(admin)": (UPDATE_ROLE, {"userId": acme.admin.id, "role": "member"}),
-        "updateMemberRole(random id)": (UPDATE_ROLE, {"userId": str(uuid.uuid4()), "role": "admin"}),
+        "updateMemberRole(bob)": (UPDATE_ROLE, {"userId": acme.bob.id, "role": "ADMIN"}),
+        "updateMemberRole(self)": (UPDATE_ROLE, {"userId": acme.alice.id, "role": "ADMIN"}),
+        "updateMemberRole(admin)": (UPDATE_ROLE, {"userId": acme.admin.id, "role": "MEMBER"}),
+        "updateMemberRole(random id)": (UPDATE_ROLE, {"userId": str(uuid.uuid4()), "role": "ADMIN"}),
         "removeMember(bob)": (REMOVE, {"userId": acme.bob.id}),
         "removeMember(admin)": (REMOVE, {"userId": acme.admin.id}),
         "removeMember(random id)": (REMOVE, {"userId": str(uuid.uuid4())}),
@@ -628,9 +630,9 @@ FIELDS: dict[str, tuple[str, dict[str, Any]]] = {
     "company": (COMPANY, {}),
     "members": (MEMBERS, {}),
     "invitations": (INVITATIONS, {}),
-    "inviteMember": (INVITE, {"email": "EMAIL", "role": "admin"}),
+    "inviteMember": (INVITE, {"email": "EMAIL", "role": "ADMIN"}),
     "cancelInvitation": (CANCEL, {"id": "INVITATION"}),
-    "updateMemberRole": (UPDATE_ROLE, {"userId": "BOB", "role": "admin"}),
+    "updateMemberRole": (UPDATE_ROLE, {"userId": "BOB", "role": "ADMIN"}),
     "removeMember": (REMOVE, {"userId": "BOB"}),
     "me": ("{ me { id } }", {}),
 }

@@ -127,7 +127,7 @@ async def run_row(engine: AsyncEngine, run_id: str) -> dict[str, Any]:
 
 async def ai_skill(client: httpx.AsyncClient, user: User, model: str, **fields: Any) -> dict[str, Any]:
     """A skill run by the fake OpenAI server under `model` (script it with fake_openai.script)."""
-    return await create_skill(client, user, provider="openai", model=model, **fields)
+    return await create_skill(client, user, provider="OPENAI", model=model, **fields)
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,11 +144,11 @@ async def test_create_skill_with_every_field(client: httpx.AsyncClient, acme: Co
         description="Says hello",
         instructions="Hi {{ input.name }}",
         inputSchema=schema,
-        provider="anthropic",
+        provider="ANTHROPIC",
         model="claude-test",
         temperature=0.5,
         maxTokens=64,
-        visibility="company",
+        visibility="COMPANY",
     )
     expected = {
         "companyId": acme.alice.company_id,
@@ -157,11 +157,11 @@ async def test_create_skill_with_every_field(client: httpx.AsyncClient, acme: Co
         "description": "Says hello",
         "instructions": "Hi {{ input.name }}",
         "inputSchema": schema,
-        "provider": "anthropic",
+        "provider": "ANTHROPIC",
         "model": "claude-test",
         "temperature": 0.5,
         "maxTokens": 64,
-        "visibility": "company",
+        "visibility": "COMPANY",
         "version": 1,
     }
     assert {k: skill[k] for k in expected} == expected
@@ -174,7 +174,7 @@ async def test_create_skill_with_every_field(client: httpx.AsyncClient, acme: Co
 async def test_create_skill_defaults(client: httpx.AsyncClient, acme: Company) -> None:
     skill = await create_skill(client, acme.alice)
     assert (skill["provider"], skill["model"], skill["temperature"], skill["description"]) == (None, None, None, None)
-    assert (skill["maxTokens"], skill["visibility"], skill["version"]) == (1024, "private", 1)
+    assert (skill["maxTokens"], skill["visibility"], skill["version"]) == (1024, "PRIVATE", 1)
 
 
 async def test_skills_search_and_pagination(client: httpx.AsyncClient, acme: Company) -> None:
@@ -192,7 +192,7 @@ async def test_skills_search_and_pagination(client: httpx.AsyncClient, acme: Com
 
 async def test_skill_visibility(client: httpx.AsyncClient, acme: Company, globex: Company) -> None:
     private = await create_skill(client, acme.bob)
-    shared = await create_skill(client, acme.bob, visibility="company")
+    shared = await create_skill(client, acme.bob, visibility="COMPANY")
     assert set(await skill_ids(client, acme.bob)) == {private["id"], shared["id"]}
     assert await skill_ids(client, acme.alice) == [shared["id"]]
     assert await skill_ids(client, acme.admin) == [shared["id"]]  # private means private, even to an admin
@@ -208,8 +208,8 @@ async def test_update_skill_records_versions(client: httpx.AsyncClient, acme: Co
     updated = ok(await update_skill(client, acme.alice, skill["id"], instructions="v2 {{ input.x }}", temperature=1.5))
     assert (updated["updateSkill"]["version"], updated["updateSkill"]["temperature"]) == (2, 1.5)
     # visibility is not content: same version
-    shared = ok(await update_skill(client, acme.alice, skill["id"], visibility="company"))["updateSkill"]
-    assert (shared["version"], shared["visibility"], shared["instructions"]) == (2, "company", "v2 {{ input.x }}")
+    shared = ok(await update_skill(client, acme.alice, skill["id"], visibility="COMPANY"))["updateSkill"]
+    assert (shared["version"], shared["visibility"], shared["instructions"]) == (2, "COMPANY", "v2 {{ input.x }}")
     # an explicit null clears an optional field, and is content
     cleared = ok(await update_skill(client, acme.alice, skill["id"], temperature=None))["updateSkill"]
     assert (cleared["version"], cleared["temperature"]) == (3, None)
@@ -224,7 +224,7 @@ async def test_update_skill_records_versions(client: httpx.AsyncClient, acme: Co
 async def test_admin_edits_a_members_shared_skill_and_is_its_versions_author(
     client: httpx.AsyncClient, acme: Company
 ) -> None:
-    skill = await create_skill(client, acme.alice, visibility="company")
+    skill = await create_skill(client, acme.alice, visibility="COMPANY")
     edited = ok(await update_skill(client, acme.admin, skill["id"], name="renamed by admin"))["updateSkill"]
     assert (edited["name"], edited["ownerId"], edited["version"]) == ("renamed by admin", acme.alice.id, 2)
     [newest, oldest] = await versions(client, acme.alice, skill["id"])
@@ -283,7 +283,7 @@ async def test_no_token_is_unauthenticated(
 
 
 async def test_other_companys_skill_is_not_found(client: httpx.AsyncClient, acme: Company, globex: Company) -> None:
-    skill = await create_skill(client, acme.alice, visibility="company")
+    skill = await create_skill(client, acme.alice, visibility="COMPANY")
     ids = {"id": skill["id"]}
     assert ok(await gql(client, globex.admin, GET_SKILL, ids))["skill"] is None
     expect_error(await update_skill(client, globex.admin, skill["id"], name="stolen"), "NOT_FOUND")
@@ -299,7 +299,7 @@ async def test_other_companys_skill_is_not_found(client: httpx.AsyncClient, acme
 async def test_member_cannot_change_a_colleagues_shared_skill(
     client: httpx.AsyncClient, acme: Company, engine: AsyncEngine
 ) -> None:
-    skill = await create_skill(client, acme.alice, visibility="company")
+    skill = await create_skill(client, acme.alice, visibility="COMPANY")
     ids = {"id": skill["id"]}
     expect_error(await update_skill(client, acme.bob, skill["id"], name="mine now"), "FORBIDDEN")
     expect_error(await update_skill(client, acme.bob, skill["id"]), "FORBIDDEN")  # even an empty update
@@ -310,7 +310,7 @@ async def test_member_cannot_change_a_colleagues_shared_skill(
     assert await count(engine, "select count(*) from skill_versions where skill_id = :s", s=skill["id"]) == 1
     # but bob may run it
     run = ok(await gql(client, acme.bob, RUN_MUTATION, {**ids, "input": {"name": "Bob"}}))["runSkill"]
-    assert (run["status"], run["userId"]) == ("succeeded", acme.bob.id)
+    assert (run["status"], run["userId"]) == ("SUCCEEDED", acme.bob.id)
 
 
 BAD_SKILL_FIELDS = {
@@ -385,7 +385,7 @@ async def test_run_skill_with_echo(client: httpx.AsyncClient, acme: Company, eng
         "skillId": skill["id"],
         "userId": acme.alice.id,
         "version": 1,
-        "status": "succeeded",
+        "status": "SUCCEEDED",
         "input": {"name": "Ada"},
         "output": prompt,
         "provider": "echo",
@@ -417,7 +417,7 @@ async def test_run_skill_with_the_fake_openai(
     skill = await ai_skill(ai_client, acme.alice, model, instructions="Greet {{ input.name }} in French", maxTokens=50)
     run = await run_mutation(ai_client, acme.alice, skill["id"], input={"name": "Ada"})
     assert (run["status"], run["provider"], run["model"], run["output"]) == (
-        "succeeded",
+        "SUCCEEDED",
         "openai",
         model,
         "Bonjour, Ada!",
@@ -438,7 +438,7 @@ async def test_run_skill_with_a_failing_provider(
     fake_openai.script(model, Script(status=500, error_message="the fake is down"))
     skill = await ai_skill(ai_client, acme.alice, model)
     run = await run_mutation(ai_client, acme.alice, skill["id"], input={"name": "Ada"})
-    assert (run["status"], run["output"]) == ("failed", "")
+    assert (run["status"], run["output"]) == ("FAILED", "")
     assert "500" in run["error"]
     assert (await usage(ai_client, acme.alice))["reserved"] == 0
 
@@ -474,7 +474,7 @@ async def test_run_skill_over_budget(
 async def test_skill_runs_are_seen_by_the_runner_and_admins(
     client: httpx.AsyncClient, acme: Company, globex: Company
 ) -> None:
-    skill = await create_skill(client, acme.alice, visibility="company")
+    skill = await create_skill(client, acme.alice, visibility="COMPANY")
     mine = await run_mutation(client, acme.alice, skill["id"], input={"name": "a"})
     bobs = await run_mutation(client, acme.bob, skill["id"], input={"name": "b"})
 
@@ -675,7 +675,7 @@ async def test_subscription_streams_a_run(
 async def test_subscription_runs_an_older_version_with_echo(
     transport: str, server: ThreadedServer, ai_client: httpx.AsyncClient, acme: Company
 ) -> None:
-    skill = await create_skill(ai_client, acme.alice, provider="echo", instructions="old words for {{ input.name }}")
+    skill = await create_skill(ai_client, acme.alice, provider="ECHO", instructions="old words for {{ input.name }}")
     ok(await update_skill(ai_client, acme.alice, skill["id"], instructions="new {{ input.name }}"))
     variables = {**run_variables(skill["id"], {"name": "Ada"}), "version": 1}
     received = await subscribe(transport, server, acme.alice, variables)
@@ -768,7 +768,7 @@ async def test_skill_that_cannot_render_is_bad_user_input(
     BUG: the mutation answers INTERNAL_SERVER_ERROR (RecursionError / jsonschema's unresolvable-$ref error
     escape fluxopus.ai.prompts); the subscriptions answer BAD_USER_INPUT only because any error before
     the first event is classified so (fluxopus/schema/operation.py error_code), with the raw message."""
-    skill = await create_skill(ai_client, acme.alice, provider="echo", **fields)
+    skill = await create_skill(ai_client, acme.alice, provider="ECHO", **fields)
     variables = run_variables(skill["id"], {"name": "x"})
     if transport == "mutation":
         result = await gql(ai_client, acme.alice, RUN_MUTATION, variables)

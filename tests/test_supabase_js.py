@@ -113,7 +113,7 @@ def test_the_new_user_is_admin_of_a_new_company(flow: dict[str, Any]) -> None:
     me = flow["me"]["body"]
     assert "errors" not in me, me
     assert me["data"]["me"]["email"] == flow["email"]
-    assert me["data"]["me"]["role"] == "admin"
+    assert me["data"]["me"]["role"] == "ADMIN"
     assert me["data"]["me"]["company"]["name"]
 
 
@@ -167,7 +167,7 @@ def assert_joined(outcome: dict[str, Any], email: str, company: str) -> None:
     assert outcome["verify"] == {"error": None, "userEmail": email, "hasSession": True}, outcome
     assert outcome["meAfterVerify"]["body"]["data"]["me"] == {
         "email": email,
-        "role": "member",
+        "role": "MEMBER",
         "company": {"name": company},
     }
     assert outcome["updateUser"] == {"error": None, "userEmail": email}

@@ -105,8 +105,9 @@ def sorted_ids(tags: list[dict[str, Any]]) -> list[str]:
 
 
 def fill(value: Any, task_id: str, tag_id: str) -> Any:
-    """Replace the placeholders "TASK" and "TAG" (anywhere in a body) with real ids."""
-    if value == "TASK":
+    """Replace the placeholders "TASK_ID" and "TAG" (anywhere in a body) with real ids ("TASK_ID" is GraphQL's
+    EntityType.TASK)."""
+    if value == "TASK_ID":
         return task_id
     if value == "TAG":
         return tag_id
@@ -797,20 +798,20 @@ async def test_failed_replace_keeps_existing_tags(client: httpx.AsyncClient, acm
 
 
 BAD_ASSIGN_BODIES: list[tuple[str, Any]] = [
-    ("entityType-missing", {"entityId": "TASK", "tagIds": ["TAG"]}),
+    ("entityType-missing", {"entityId": "TASK_ID", "tagIds": ["TAG"]}),
     ("entityId-missing", {"entityType": "task", "tagIds": ["TAG"]}),
-    ("tagIds-missing", {"entityType": "task", "entityId": "TASK"}),
+    ("tagIds-missing", {"entityType": "task", "entityId": "TASK_ID"}),
     ("entityId-bad-uuid", {"entityType": "task", "entityId": "not-a-uuid", "tagIds": ["TAG"]}),
     ("entityId-number", {"entityType": "task", "entityId": 7, "tagIds": ["TAG"]}),
     ("entityId-null", {"entityType": "task", "entityId": None, "tagIds": ["TAG"]}),
-    ("tagIds-bad-uuid", {"entityType": "task", "entityId": "TASK", "tagIds": ["TAG", "nope"]}),
-    ("tagIds-number-item", {"entityType": "task", "entityId": "TASK", "tagIds": [12]}),
-    ("tagIds-string", {"entityType": "task", "entityId": "TASK", "tagIds": "TAG"}),
-    ("tagIds-object", {"entityType": "task", "entityId": "TASK", "tagIds": {"id": "TAG"}}),
-    ("tagIds-null", {"entityType": "task", "entityId": "TASK", "tagIds": None}),
-    ("replace-string", {"entityType": "task", "entityId": "TASK", "tagIds": ["TAG"], "replace": "yes"}),
-    ("replace-number", {"entityType": "task", "entityId": "TASK", "tagIds": ["TAG"], "replace": 1}),
-    ("unknown-field", {"entityType": "task", "entityId": "TASK", "tagIds": ["TAG"], "mode": "add"}),
+    ("tagIds-bad-uuid", {"entityType": "task", "entityId": "TASK_ID", "tagIds": ["TAG", "nope"]}),
+    ("tagIds-number-item", {"entityType": "task", "entityId": "TASK_ID", "tagIds": [12]}),
+    ("tagIds-string", {"entityType": "task", "entityId": "TASK_ID", "tagIds": "TAG"}),
+    ("tagIds-object", {"entityType": "task", "entityId": "TASK_ID", "tagIds": {"id": "TAG"}}),
+    ("tagIds-null", {"entityType": "task", "entityId": "TASK_ID", "tagIds": None}),
+    ("replace-string", {"entityType": "task", "entityId": "TASK_ID", "tagIds": ["TAG"], "replace": "yes"}),
+    ("replace-number", {"entityType": "task", "entityId": "TASK_ID", "tagIds": ["TAG"], "replace": 1}),
+    ("unknown-field", {"entityType": "task", "entityId": "TASK_ID", "tagIds": ["TAG"], "mode": "add"}),
     ("array-body", ["TAG"]),
 ]
 
@@ -839,9 +840,9 @@ async def test_assign_tags_malformed_json_is_400(client: httpx.AsyncClient, acme
 BAD_ENTITY_PARAMS: list[tuple[str, dict[str, str]]] = [
     ("no-params", {}),
     ("entityId-missing", {"entityType": "task"}),
-    ("entityType-missing", {"entityId": "TASK"}),
+    ("entityType-missing", {"entityId": "TASK_ID"}),
     ("entityId-bad-uuid", {"entityType": "task", "entityId": "not-a-uuid"}),
-    ("entityType-unknown", {"entityType": "project", "entityId": "TASK"}),
+    ("entityType-unknown", {"entityType": "project", "entityId": "TASK_ID"}),
 ]
 
 
@@ -866,7 +867,7 @@ REST_ENDPOINTS = [
     pytest.param(
         "POST",
         "/api/tags/entity",
-        {"entityType": "task", "entityId": "TASK", "tagIds": ["TAG"], "replace": True},
+        {"entityType": "task", "entityId": "TASK_ID", "tagIds": ["TAG"], "replace": True},
         id="POST-entity",
     ),
     pytest.param("GET", "/api/tags/entity?entityType=task&entityId=TASK", None, id="GET-entity"),
@@ -942,7 +943,7 @@ async def gql_tags(client: httpx.AsyncClient, user: User) -> list[dict[str, Any]
 
 
 async def gql_entity_tags(client: httpx.AsyncClient, user: User, task_id: str) -> list[dict[str, Any]]:
-    result = await gql(client, user, Q_ENTITY_TAGS, {"type": "task", "id": task_id})
+    result = await gql(client, user, Q_ENTITY_TAGS, {"type": "TASK", "id": task_id})
     assert "errors" not in result, result
     return result["data"]["entityTags"]
 
@@ -991,7 +992,7 @@ async def test_gql_delete_tag_and_its_assignments(
     task = await create_task(client, acme.alice)
     tag = await gql_create(client, acme.alice)
     result = await gql(
-        client, acme.alice, M_ASSIGN, {"input": {"entityType": "task", "entityId": task["id"], "tagIds": [tag["id"]]}}
+        client, acme.alice, M_ASSIGN, {"input": {"entityType": "TASK", "entityId": task["id"], "tagIds": [tag["id"]]}}
     )
     assert result["data"]["assignTags"] == [tag]
     result = await gql(client, acme.alice, M_DELETE, {"id": tag["id"]})
@@ -1114,16 +1115,16 @@ async def test_gql_isolation_between_companies(client: httpx.AsyncClient, acme: 
     intruder = globex.admin
     assert_gql_error(await gql(client, intruder, M_UPDATE, {"id": ours["id"], "input": {"name": "x"}}), "NOT_FOUND")
     assert_gql_error(await gql(client, intruder, M_DELETE, {"id": ours["id"]}), "NOT_FOUND")
-    assert_gql_error(await gql(client, intruder, Q_ENTITY_TAGS, {"type": "task", "id": task["id"]}), "NOT_FOUND")
+    assert_gql_error(await gql(client, intruder, Q_ENTITY_TAGS, {"type": "TASK", "id": task["id"]}), "NOT_FOUND")
     result = await gql(
-        client, intruder, M_ASSIGN, {"input": {"entityType": "task", "entityId": task["id"], "tagIds": [theirs["id"]]}}
+        client, intruder, M_ASSIGN, {"input": {"entityType": "TASK", "entityId": task["id"], "tagIds": [theirs["id"]]}}
     )
     assert_gql_error(result, "NOT_FOUND")
     result = await gql(
         client,
         acme.alice,
         M_ASSIGN,
-        {"input": {"entityType": "task", "entityId": task["id"], "tagIds": [ours["id"], theirs["id"]]}},
+        {"input": {"entityType": "TASK", "entityId": task["id"], "tagIds": [ours["id"], theirs["id"]]}},
     )
     assert_gql_error(result, "NOT_FOUND")
     assert await gql_tags(client, acme.alice) == [ours]
@@ -1133,7 +1134,7 @@ async def test_gql_isolation_between_companies(client: httpx.AsyncClient, acme: 
 async def test_gql_assign_tags_add_replace_idempotent(client: httpx.AsyncClient, acme: Company) -> None:
     task = await create_task(client, acme.alice)
     one, two, three = [await gql_create(client, acme.alice, name=n) for n in ("one", "two", "three")]
-    ref = {"entityType": "task", "entityId": task["id"]}
+    ref = {"entityType": "TASK", "entityId": task["id"]}
     result = await gql(client, acme.alice, M_ASSIGN, {"input": {**ref, "tagIds": [two["id"], one["id"]]}})
     assert result == {"data": {"assignTags": [one, two]}}
     again = await gql(client, acme.alice, M_ASSIGN, {"input": {**ref, "tagIds": [one["id"], two["id"]]}})
@@ -1150,26 +1151,26 @@ async def test_gql_assign_tags_add_replace_idempotent(client: httpx.AsyncClient,
 async def test_gql_entity_tags_of_other_members_task_is_not_found(client: httpx.AsyncClient, acme: Company) -> None:
     task = await create_task(client, acme.alice)
     tag = await gql_create(client, acme.bob)
-    assert_gql_error(await gql(client, acme.bob, Q_ENTITY_TAGS, {"type": "task", "id": task["id"]}), "NOT_FOUND")
+    assert_gql_error(await gql(client, acme.bob, Q_ENTITY_TAGS, {"type": "TASK", "id": task["id"]}), "NOT_FOUND")
     result = await gql(
-        client, acme.bob, M_ASSIGN, {"input": {"entityType": "task", "entityId": task["id"], "tagIds": [tag["id"]]}}
+        client, acme.bob, M_ASSIGN, {"input": {"entityType": "TASK", "entityId": task["id"], "tagIds": [tag["id"]]}}
     )
     assert_gql_error(result, "NOT_FOUND")
     assert await gql_entity_tags(client, acme.alice, task["id"]) == []
 
 
 GQL_BAD_ASSIGN: list[tuple[str, dict[str, Any]]] = [
-    ("unknown-entityType", {"entityType": "project", "entityId": "TASK", "tagIds": ["TAG"]}),
-    ("entityType-missing", {"entityId": "TASK", "tagIds": ["TAG"]}),
-    ("entityId-bad-uuid", {"entityType": "task", "entityId": "not-a-uuid", "tagIds": ["TAG"]}),
-    ("tagIds-bad-uuid", {"entityType": "task", "entityId": "TASK", "tagIds": ["TAG", "nope"]}),
+    ("unknown-entityType", {"entityType": "project", "entityId": "TASK_ID", "tagIds": ["TAG"]}),
+    ("entityType-missing", {"entityId": "TASK_ID", "tagIds": ["TAG"]}),
+    ("entityId-bad-uuid", {"entityType": "TASK", "entityId": "not-a-uuid", "tagIds": ["TAG"]}),
+    ("tagIds-bad-uuid", {"entityType": "TASK", "entityId": "TASK_ID", "tagIds": ["TAG", "nope"]}),
     # GraphQL coerces a single value into a one-item list, so a lone bad value must still be refused.
-    ("tagIds-single-bad-uuid", {"entityType": "task", "entityId": "TASK", "tagIds": "nope"}),
-    ("tagIds-object", {"entityType": "task", "entityId": "TASK", "tagIds": {"id": "TAG"}}),
-    ("tagIds-null", {"entityType": "task", "entityId": "TASK", "tagIds": None}),
-    ("tagIds-missing", {"entityType": "task", "entityId": "TASK"}),
-    ("replace-string", {"entityType": "task", "entityId": "TASK", "tagIds": ["TAG"], "replace": "yes"}),
-    ("unknown-field", {"entityType": "task", "entityId": "TASK", "tagIds": ["TAG"], "mode": "x"}),
+    ("tagIds-single-bad-uuid", {"entityType": "TASK", "entityId": "TASK_ID", "tagIds": "nope"}),
+    ("tagIds-object", {"entityType": "TASK", "entityId": "TASK_ID", "tagIds": {"id": "TAG"}}),
+    ("tagIds-null", {"entityType": "TASK", "entityId": "TASK_ID", "tagIds": None}),
+    ("tagIds-missing", {"entityType": "TASK", "entityId": "TASK_ID"}),
+    ("replace-string", {"entityType": "TASK", "entityId": "TASK_ID", "tagIds": ["TAG"], "replace": "yes"}),
+    ("unknown-field", {"entityType": "TASK", "entityId": "TASK_ID", "tagIds": ["TAG"], "mode": "x"}),
 ]
 
 
@@ -1185,7 +1186,12 @@ async def test_gql_assign_tags_bad_input(client: httpx.AsyncClient, acme: Compan
 
 async def test_gql_entity_tags_bad_input(client: httpx.AsyncClient, acme: Company, subtests: pytest.Subtests) -> None:
     task = await create_task(client, acme.alice)
-    cases = [{"type": "project", "id": "TASK"}, {"type": "task", "id": "not-a-uuid"}, {"type": "task"}, {"id": "TASK"}]
+    cases = [
+        {"type": "project", "id": "TASK_ID"},
+        {"type": "TASK", "id": "not-a-uuid"},
+        {"type": "TASK"},
+        {"id": "TASK_ID"},
+    ]
     for variables in cases:
         with subtests.test(variables=variables):
             result = await gql(client, acme.alice, Q_ENTITY_TAGS, fill(variables, task["id"], ""))
@@ -1194,13 +1200,13 @@ async def test_gql_entity_tags_bad_input(client: httpx.AsyncClient, acme: Compan
 
 GQL_OPERATIONS = [
     pytest.param(Q_TAGS, {}, id="tags"),
-    pytest.param(Q_ENTITY_TAGS, {"type": "task", "id": "TASK"}, id="entityTags"),
+    pytest.param(Q_ENTITY_TAGS, {"type": "TASK", "id": "TASK_ID"}, id="entityTags"),
     pytest.param(M_CREATE, {"input": {"name": "sneaky"}}, id="createTag"),
     pytest.param(M_UPDATE, {"id": "TAG", "input": {"name": "sneaky"}}, id="updateTag"),
     pytest.param(M_DELETE, {"id": "TAG"}, id="deleteTag"),
     pytest.param(
         M_ASSIGN,
-        {"input": {"entityType": "task", "entityId": "TASK", "tagIds": ["TAG"], "replace": True}},
+        {"input": {"entityType": "TASK", "entityId": "TASK_ID", "tagIds": ["TAG"], "replace": True}},
         id="assignTags",
     ),
 ]

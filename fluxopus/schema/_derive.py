@@ -70,7 +70,9 @@ E = TypeVar("E", bound=type[Enum])
 
 def graphql_enum(cls: E) -> E:
     """`cls` as a GraphQL enum (once), described by its docstring and its members' docs
-    (models/common.documented)."""
+    (models/common.documented). Its GraphQL names are the members' in upper case (`IN_PROGRESS`), as
+    GraphQL spells enum values; the Python values, which REST and the database use, stay lower case.
+    The compiled reads (schema/compiled.py) upper-case the stored values the same way."""
     if hasattr(cls, "__strawberry_definition__"):
         return cls
     docs = member_docs(cls)
@@ -78,6 +80,11 @@ def graphql_enum(cls: E) -> E:
     definition = cls.__strawberry_definition__  # type: ignore[attr-defined]
     for value in definition.values:
         value.description = docs.get(value.name)
+        if value.value != value.name or not value.name.isascii():
+            raise TypeError(
+                f"{cls.__name__}.{value.name}: GraphQL names are the values upper-cased, so they must match"
+            )
+        value.name = value.name.upper()
     return cls
 
 

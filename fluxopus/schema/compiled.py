@@ -44,7 +44,7 @@ from graphql import (
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.execution.collect_fields import FieldDetails, FragmentDetails, collect_fields, collect_subfields
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
-from sqlalchemy import ColumnElement, FromClause, Select, Text, cast, select
+from sqlalchemy import ColumnElement, FromClause, Select, Text, cast, func, select
 from strawberry.extensions import SchemaExtension
 
 from fluxopus.db.json_select import TooWide, json_list, json_object, json_one, json_text, json_time
@@ -210,8 +210,10 @@ def _scalar(type_: GraphQLOutputType, column: ColumnElement[Any]) -> ColumnEleme
         "JSON",
     ):
         return column
-    if isinstance(inner, GraphQLEnumType) and all(name == value.value for name, value in inner.values.items()):
-        return column
+    if isinstance(inner, GraphQLEnumType) and all(name == value.value.upper() for name, value in inner.values.items()):
+        # Stored lower case as REST shows them, named upper case in GraphQL (schema/_derive.graphql_enum):
+        # ASCII both, so PostgreSQL's upper() is exact whatever the collation.
+        return func.upper(column)
     if isinstance(inner, GraphQLList):
         item = get_named_type(inner)
         if isinstance(item, GraphQLScalarType) and item.name in ("ID", "String", "Int", "Boolean"):

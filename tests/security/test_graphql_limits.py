@@ -48,8 +48,8 @@ README_QUERY = (
 DASHBOARD = """
 query Dashboard {
   me { id email role company { id name } }
-  open: tasks(status: todo, limit: 100) { id title priority dueDate assignee { email } tags { name color } }
-  doing: tasks(status: in_progress, limit: 100) { id title priority dueDate assignee { email } }
+  open: tasks(status: TODO, limit: 100) { id title priority dueDate assignee { email } tags { name color } }
+  doing: tasks(status: IN_PROGRESS, limit: 100) { id title priority dueDate assignee { email } }
   skills(limit: 20) { id name version }
   usage { used limit }
 }
@@ -232,7 +232,7 @@ async def test_run_skill_must_be_alone_in_its_mutation(
     alone = await post(
         client, acme.alice, 'mutation($s: ID!) { runSkill(id: $s, input: {name: "x"}) { status } }', {"s": skill["id"]}
     )
-    assert alone == {"data": {"runSkill": {"status": "succeeded"}}}
+    assert alone == {"data": {"runSkill": {"status": "SUCCEEDED"}}}
 
 
 async def test_a_subscription_over_the_limits_is_refused_over_websocket(

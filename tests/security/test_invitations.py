@@ -22,7 +22,7 @@ from tests.utils.fake_smtp import FakeSMTP
 from tests.utils.http import bearer
 
 PASSWORD = "correct horse battery staple"
-INVITE = "mutation($e: String!, $r: Role! = member) { inviteMember(email: $e, role: $r) { id acceptUrl emailSent } }"
+INVITE = "mutation($e: String!, $r: Role! = MEMBER) { inviteMember(email: $e, role: $r) { id acceptUrl emailSent } }"
 ME = "{ me { email role company { name } } }"
 
 
@@ -92,7 +92,7 @@ async def admin_of_a_company(client: httpx.AsyncClient, name: str | None = None)
     return await sign_up(client, address(), company=name or unique("Company"))
 
 
-async def invite(client: httpx.AsyncClient, admin: dict[str, Any], email: str, role: str = "member") -> dict[str, Any]:
+async def invite(client: httpx.AsyncClient, admin: dict[str, Any], email: str, role: str = "MEMBER") -> dict[str, Any]:
     result = await graphql(client, admin, INVITE, e=email, r=role)
     assert "errors" not in result, result
     invitation: dict[str, Any] = result["data"]["inviteMember"]
@@ -125,7 +125,7 @@ async def test_an_invitation_is_accepted_by_its_link_only(offline: httpx.AsyncCl
     name = unique("Acme")
     admin = await admin_of_a_company(offline, name)
     invitee = address()
-    invitation = await invite(offline, admin, invitee, "admin")
+    invitation = await invite(offline, admin, invitee, "ADMIN")
     assert invitation["emailSent"] is False and invitation["acceptUrl"].startswith(
         "http://127.0.0.1:8000/auth/v1/verify?"
     )
@@ -142,7 +142,7 @@ async def test_an_invitation_is_accepted_by_its_link_only(offline: httpx.AsyncCl
     session = await verify(offline, invitation["acceptUrl"])
     assert session.status_code == 200, session.text
     me = await company_of(offline, session.json())
-    assert me == {"email": fresh, "role": "member", "company": {"name": name}}
+    assert me == {"email": fresh, "role": "MEMBER", "company": {"name": name}}
     # The invited person had no account: they set their password (supabase-js updateUser), and sign in with it.
     updated = await offline.put(
         "/auth/v1/user", json={"password": "a new long password"}, headers=bearer(session.json())
@@ -231,7 +231,7 @@ async def test_gotrue_invite_endpoint_for_an_admin(offline: httpx.AsyncClient) -
         "http://127.0.0.1:8000/auth/v1/verify"
     )
     session = await verify(offline, invited.json()["action_link"])
-    assert (await company_of(offline, session.json()))["role"] == "admin"
+    assert (await company_of(offline, session.json()))["role"] == "ADMIN"
     colleague = await invite(offline, admin, address())  # a plain member
     member = (await verify(offline, colleague["acceptUrl"])).json()
     forbidden = await offline.post("/auth/v1/invite", json={"email": address()}, headers=bearer(member))
