@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import connect
@@ -200,6 +201,8 @@ async def _scrape(c: httpx.AsyncClient, **headers: str) -> str:
     response = await c.get("/metrics", headers=headers)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=")
+    families = {family.name for family in text_string_to_metric_families(response.text)}  # parses, or raises
+    assert {"fluxopus_http_requests", "fluxopus_http_request_duration_seconds", "fluxopus_db_pool_in_use"} <= families
     return response.text
 
 
