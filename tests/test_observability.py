@@ -414,3 +414,24 @@ async def test_a_request_that_never_answered_is_logged_and_counted(
     assert f" GET /api/tasks {status} " in line
     labels = {"method": "GET", "route": "unmatched", "status": str(status)}
     assert metrics.registry.get_sample_value("fluxopus_http_requests_total", labels) == 1
+
+
+async def test_a_graphql_sse_subscription_logs_one_line_when_it_ends(
+    client: httpx.AsyncClient, acme: Company, access_lines: Any
+) -> None:
+    skill = await create_skill(client, acme.alice)
+    access_lines()
+    query = "subscription RunIt($id: ID!, $input: JSON!) { runSkill(id: $id, input: $input) { __typename } }"
+    response = await client.post(
+        "/graphql",
+        json={"query": query, "operationName": "RunIt", "variables": {"id": skill["id"], "input": {"name": "x"}}},
+        headers={**acme.alice.headers, "Accept": "text/event-stream"},
+    )
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    assert "event: complete" in response.text, response.text
+    [line] = access_lines()
+    assert re.fullmatch(
+        rf"{ISO_UTC} INFO  POST /graphql subscription RunIt 200 \d+\.\dms id=[0-9a-f]{{16}} user={acme.alice.id}"
+        rf" company={acme.alice.company_id}",
+        line,
+    ), line
