@@ -48,7 +48,10 @@ RUN_FIELDS = """
   id skillId userId version status input output provider model inputTokens outputTokens error
   createdAt startedAt finishedAt
 """
-EVENT_FIELDS = "type runId skillId version model text output usage { inputTokens outputTokens } error"
+EVENT_FIELDS = (
+    "__typename type runId ... on RunStarted { skillId version model } ... on RunDelta { text }"
+    " ... on RunCompleted { output usage { inputTokens outputTokens } } ... on RunFailed { error }"
+)
 
 CREATE_SKILL = f"mutation($input: CreateSkillInput!) {{ createSkill(input: $input) {{ {SKILL_FIELDS} }} }}"
 UPDATE_SKILL = (
@@ -627,9 +630,13 @@ async def refusal(transport: str, server: ThreadedServer, user: User, variables:
     return {"errors": refused.value.errors}
 
 
+KINDS = {"run.started": "RunStarted", "delta": "RunDelta", "run.completed": "RunCompleted", "run.failed": "RunFailed"}
+
+
 def compact(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Events without their null fields."""
-    return [{k: v for k, v in e.items() if v is not None} for e in events]
+    """Events without their null fields, each checked to be the GraphQL type its `type` names."""
+    assert [KINDS[e["type"]] for e in events] == [e["__typename"] for e in events], events
+    return [{k: v for k, v in e.items() if v is not None and k != "__typename"} for e in events]
 
 
 def assert_run_events(events: list[dict[str, Any]], skill_id: str, model: str, output: str) -> str:

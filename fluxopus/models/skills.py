@@ -208,6 +208,59 @@ class RunEvent(Output):
     error: str | None = Field(default=None, description="run.failed: why it failed")
 
 
+# The same events typed one model per kind, as GraphQL shows them (an interface and its four types): each
+# has exactly the fields its kind sets, none of them null. REST's stream keeps RunEvent, its SSE `event:`
+# being the type.
+
+
+class RunEventBase(Output):
+    """What every event of a run's stream has."""
+
+    type: str = Field(description="Which event: " + " | ".join(RunEventType) + " (as REST's SSE `event:` names it)")
+    run_id: UUID = Field(description="The run's id")
+
+
+class RunStarted(RunEventBase):
+    """The first event: the run is recorded and the model is asked."""
+
+    skill_id: UUID = Field(description="The skill that runs")
+    version: int = Field(description="The skill version that runs")
+    model: str = Field(description="The model that answers")
+
+
+class RunDelta(RunEventBase):
+    """The next piece of the answer, as the model streams it (many per run)."""
+
+    text: str = Field(description="The text to append to what came before")
+
+
+class RunCompleted(RunEventBase):
+    """The last event of a run that succeeded."""
+
+    output: str = Field(description="The whole answer (the deltas joined)")
+    usage: RunUsage = Field(description="The tokens it took")
+
+
+class RunFailed(RunEventBase):
+    """The last event of a run that failed (the model's service failed, timed out, or the template could not
+    render)."""
+
+    error: str = Field(description="Why it failed")
+
+
+TYPED_EVENTS: dict[RunEventType, type[RunEventBase]] = {
+    RunEventType.started: RunStarted,
+    RunEventType.delta: RunDelta,
+    RunEventType.completed: RunCompleted,
+    RunEventType.failed: RunFailed,
+}
+
+
+def typed_event(event: RunEvent) -> RunEventBase:
+    """`event` as the model of its kind (a missing field of its kind fails here, not in a client)."""
+    return TYPED_EVENTS[RunEventType(event.type)].model_validate(event, from_attributes=True)
+
+
 class TokenBudget(Output):
     """The company's token budget for the current month (input + output tokens)."""
 

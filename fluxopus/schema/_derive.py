@@ -123,7 +123,30 @@ def object_type(
             return graphql_annotation(info.annotation), strawberry.field(description=info.description)
 
         _add_fields(cls, model, field)
+        if any(base in _source_of for base in cls.__mro__[1:]):
+            # It implements an interface: an object is this type when it is this model (the resolvers
+            # return the models themselves, which Strawberry's own check, by its classes, cannot tell).
+            cls.is_type_of = classmethod(lambda _cls, obj, _info: isinstance(obj, model))  # type: ignore[attr-defined]
         typed = strawberry.type(cls, name=name, description=description or _doc(model))
+        _source_of[typed] = model
+        _type_of[model] = typed
+        return typed
+
+    return wrap
+
+
+def interface_type(
+    model: type[BaseModel], *, name: str | None = None, description: str | None = None
+) -> Callable[[type[T]], type[T]]:
+    """A GraphQL interface of `model`'s fields; its types are `object_type`s of subclasses of `model`
+    whose classes subclass this one."""
+
+    def wrap(cls: type[T]) -> type[T]:
+        def field(_: str, info: FieldInfo) -> tuple[Any, Any]:
+            return graphql_annotation(info.annotation), strawberry.field(description=info.description)
+
+        _add_fields(cls, model, field)
+        typed = strawberry.interface(cls, name=name, description=description or _doc(model))
         _source_of[typed] = model
         _type_of[model] = typed
         return typed

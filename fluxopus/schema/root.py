@@ -15,7 +15,15 @@ from fluxopus.schema.limits import DocumentLimits
 from fluxopus.schema.members import MembersMutation, MembersQuery
 from fluxopus.schema.operation import FluxopusSchema, RlsOperation
 from fluxopus.schema.scalars import JSON, Date, DateTime
-from fluxopus.schema.skills import SkillsMutation, SkillsQuery, SkillsSubscription
+from fluxopus.schema.skills import (
+    RunCompleted,
+    RunDelta,
+    RunFailed,
+    RunStarted,
+    SkillsMutation,
+    SkillsQuery,
+    SkillsSubscription,
+)
 from fluxopus.schema.tags import TagsMutation, TagsQuery
 from fluxopus.schema.tasks import TasksMutation, TasksQuery
 
@@ -43,5 +51,7 @@ schema = FluxopusSchema(
     mutation=Mutation,
     subscription=Subscription,
     extensions=[DocumentLimits, CompiledReads, RlsOperation],
+    # Reached only through the SkillRunEvent interface: listed so the schema has them.
+    types=[RunStarted, RunDelta, RunCompleted, RunFailed],
     scalar_overrides={dt.datetime: DateTime, dt.date: Date, StrawberryJSON: JSON},
 )

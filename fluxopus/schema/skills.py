@@ -21,6 +21,7 @@ from fluxopus.schema._derive import (
     graphql_enum,
     input_dict,
     input_type,
+    interface_type,
     object_type,
     out,
     outs,
@@ -57,8 +58,33 @@ class RunUsage:
     pass
 
 
-@object_type(m.RunEvent, description="One event of a run: run.started, delta (many), then run.completed or run.failed")
+@interface_type(
+    m.RunEventBase,
+    description="One event of a run's stream: RunStarted, RunDelta (many), then RunCompleted or RunFailed."
+    " Select what each kind has with fragments (`... on RunDelta { text }`); `type` names the kind as REST's"
+    " stream does (run.started, delta, run.completed, run.failed)",
+)
 class SkillRunEvent:
+    pass
+
+
+@object_type(m.RunStarted)
+class RunStarted(SkillRunEvent):
+    pass
+
+
+@object_type(m.RunDelta)
+class RunDelta(SkillRunEvent):
+    pass
+
+
+@object_type(m.RunCompleted)
+class RunCompleted(SkillRunEvent):
+    pass
+
+
+@object_type(m.RunFailed)
+class RunFailed(SkillRunEvent):
     pass
 
 
@@ -222,4 +248,4 @@ class SkillsSubscription:
         await info.context.db.commit()  # the early commit: no transaction waits on the model
         async with aclosing(started.events()) as events:
             async for event in events:
-                yield out(SkillRunEvent, event)
+                yield out(SkillRunEvent, m.typed_event(event))
