@@ -123,7 +123,7 @@ def object_type(
             return graphql_annotation(info.annotation), strawberry.field(description=info.description)
 
         _add_fields(cls, model, field)
-        if any(base in _source_of for base in cls.__mro__[1:]):
+        if any(base in _source_of or _is_interface(base) for base in cls.__mro__[1:]):
             # It implements an interface: an object is this type when it is this model (the resolvers
             # return the models themselves, which Strawberry's own check, by its classes, cannot tell).
             cls.is_type_of = classmethod(lambda _cls, obj, _info: isinstance(obj, model))  # type: ignore[attr-defined]
@@ -152,6 +152,10 @@ def interface_type(
         return typed
 
     return wrap
+
+
+def _is_interface(cls: type) -> bool:
+    return bool(getattr(getattr(cls, "__strawberry_definition__", None), "is_interface", False))
 
 
 def input_type(

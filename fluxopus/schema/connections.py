@@ -5,9 +5,11 @@ from typing import Annotated
 import strawberry
 
 from fluxopus.models import connections as m
-from fluxopus.models.common import PageQuery, parse, parse_uuid
+from fluxopus.models.common import Page, PageQuery, parse, parse_uuid
 from fluxopus.resolvers import connections
 from fluxopus.schema._derive import Limit, Offset, argument, graphql_enum, object_type, out, outs
+from fluxopus.schema.pagination import After, Before, First, Last, connection
+from fluxopus.schema.pagination import Connection as PaginatedConnection
 
 graphql_enum(m.ConnectionState)
 
@@ -38,6 +40,21 @@ class ConnectionsQuery:
         query = parse(PageQuery, {"limit": limit, "offset": offset})
         page = await connections.list_connections(info.context, query=query)
         return outs(Connection, page.items)
+
+    @strawberry.field(description="`connections` as a Relay connection: cursors, pageInfo and totalCount")
+    async def connections_connection(
+        self,
+        info: strawberry.Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> PaginatedConnection[Connection]:
+        async def fetch(limit: int, offset: int) -> Page[m.Connection]:
+            query = parse(PageQuery, {"limit": limit, "offset": offset})
+            return await connections.list_connections(info.context, query=query)
+
+        return await connection(fetch, first, after, last, before)
 
     @strawberry.field(description="The caller's connection to a provider; an expired access token is refreshed first")
     async def connection_status(self, info: strawberry.Info, provider: ProviderName) -> ConnectionStatus:

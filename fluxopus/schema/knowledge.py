@@ -7,7 +7,7 @@ from sqlalchemy import Select
 
 from fluxopus.errors import NotFound
 from fluxopus.models import knowledge as m
-from fluxopus.models.common import parse, parse_uuid
+from fluxopus.models.common import Page, parse, parse_uuid
 from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import knowledge
 from fluxopus.schema import compiled
@@ -23,6 +23,7 @@ from fluxopus.schema._derive import (
     outs,
 )
 from fluxopus.schema.limits import MODEL_CALL_COST
+from fluxopus.schema.pagination import After, Before, Connection, First, Last, Node, connection
 from fluxopus.schema.tags import compiled_tags, tags_field
 
 graphql_enum(m.IndexStatus)
@@ -32,7 +33,7 @@ ItemId = Annotated[strawberry.ID, strawberry.argument(description="The knowledge
 
 
 @object_type(m.KnowledgeItem)
-class KnowledgeItem:
+class KnowledgeItem(Node):
     tags = tags_field(EntityType.knowledge)
 
 
@@ -88,6 +89,21 @@ class KnowledgeQuery:
     ) -> list[KnowledgeItem]:
         page = await knowledge.list_knowledge(info.context, query=_knowledge_filter(q, limit, offset))
         return outs(KnowledgeItem, page.items)
+
+    @strawberry.field(description="`knowledge` as a Relay connection: cursors, pageInfo and totalCount")
+    async def knowledge_connection(
+        self,
+        info: strawberry.Info,
+        q: Annotated[str | None, argument(m.KnowledgeFilter, "q")] = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[KnowledgeItem]:
+        async def fetch(limit: int, offset: int) -> Page[m.KnowledgeItem]:
+            return await knowledge.list_knowledge(info.context, query=_knowledge_filter(q, limit, offset))
+
+        return await connection(fetch, first, after, last, before)
 
     @strawberry.field(description="Null when the item does not exist or the caller cannot see it")
     async def knowledge_item(self, info: strawberry.Info, id: ItemId) -> KnowledgeItem | None:

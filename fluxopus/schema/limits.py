@@ -12,7 +12,8 @@ graphql-core's validation is quadratic where fields merge into one response path
 4. validation;
 5. with the request's variables, the cost of the operation to execute: every field costs 1 (or the
    `cost` its schema field declares), times the page size of every list above it — its `limit`
-   argument, or `UNBOUNDED_LIST_SIZE` for lists without one.
+   argument, or `UNBOUNDED_LIST_SIZE` for lists without one; a Relay connection's page is its `first`
+   or `last` (50 when neither is given).
 
 Steps 2–4 run in a thread of their own, so the event loop keeps answering while a large document
 is checked, and their outcome is cached by the document's text. Each refusal is a GraphQL error
@@ -61,6 +62,8 @@ from fluxopus.config import Settings
 UNBOUNDED_LIST_SIZE = 10
 # `limit` is refused above this by every list, so a larger value costs no more than this.
 MAX_PAGE = 200
+# A Relay connection's page when it is given neither `first` nor `last` (schema/pagination.DEFAULT_FIRST).
+RELAY_DEFAULT_PAGE = 50
 # What a field that calls a model (an embedding, a completion) declares as its `cost`: with the
 # default limit, about twenty of them in one operation.
 MODEL_CALL_COST = 1000
@@ -320,7 +323,8 @@ class _Cost:
         self.schema = schema
         self.fragments = _Fragments(document)
         self.variables = variables
-        self._fragment_cost: dict[str, int] = {}
+        self._fragment_cost: dict[tuple[str, int | None], int] = {}
+        self._connection_page: int | None = None  # the page of the connection being costed
 
     def selection_set(self, parent: Any, selection_set: SelectionSetNode | None) -> int:
         if selection_set is None:
@@ -338,13 +342,14 @@ class _Cost:
         return total
 
     def fragment(self, name: str) -> int:
-        if name not in self._fragment_cost:
-            self._fragment_cost[name] = 0  # a cycle costs nothing more (validation refused it already)
+        key = (name, self._connection_page)  # a fragment on a connection costs by that connection's page
+        if key not in self._fragment_cost:
+            self._fragment_cost[key] = 0  # a cycle costs nothing more (validation refused it already)
             definition = self.fragments.definitions.get(name)
             if definition is not None:
                 parent = self.schema.get_type(definition.type_condition.name.value)
-                self._fragment_cost[name] = self.selection_set(parent, definition.selection_set)
-        return self._fragment_cost[name]
+                self._fragment_cost[key] = self.selection_set(parent, definition.selection_set)
+        return self._fragment_cost[key]
 
     def field(self, parent: Any, node: FieldNode) -> int:
         name = node.name.value
@@ -355,23 +360,44 @@ class _Cost:
             return 1 + self.selection_set(None, node.selection_set)
         own = int(_metadata(definition).get("cost", 1))
         field_type = definition.type.of_type if isinstance(definition.type, GraphQLNonNull) else definition.type
-        inner = self.selection_set(get_named_type(field_type), node.selection_set)
+        if "first" in definition.args and "last" in definition.args:  # a Relay connection: its page's size
+            outer, self._connection_page = self._connection_page, self._relay_page_size(node)
+            inner = self.selection_set(get_named_type(field_type), node.selection_set)
+            self._connection_page = outer
+        else:
+            inner = self.selection_set(get_named_type(field_type), node.selection_set)
         if isinstance(field_type, GraphQLList):
-            inner *= self._page_size(node, definition)
+            # A connection's edges and nodes hold its page; any other list, its `limit`.
+            page = self._connection_page if _is_connection(parent) else None
+            inner *= page if page is not None else self._page_size(node, definition)
         return own + inner
+
+    def _argument(self, node: FieldNode, name: str, default: Any) -> Any:
+        for argument in node.arguments or ():
+            if argument.name.value != name:
+                continue
+            if isinstance(argument.value, IntValueNode):
+                return int(argument.value.value)
+            if isinstance(argument.value, VariableNode):
+                return self.variables.get(argument.value.name.value, default)
+        return default
 
     def _page_size(self, node: FieldNode, definition: Any) -> int:
         if "limit" not in definition.args:
             return UNBOUNDED_LIST_SIZE
-        value: Any = definition.args["limit"].default_value
-        for argument in node.arguments or ():
-            if argument.name.value != "limit":
-                continue
-            if isinstance(argument.value, IntValueNode):
-                value = int(argument.value.value)
-            elif isinstance(argument.value, VariableNode):
-                value = self.variables.get(argument.value.name.value, value)
+        value = self._argument(node, "limit", definition.args["limit"].default_value)
         return min(value, MAX_PAGE) if isinstance(value, int) and value >= 0 else MAX_PAGE
+
+    def _relay_page_size(self, node: FieldNode) -> int:
+        sizes = [self._argument(node, name, None) for name in ("first", "last")]
+        given = [v for v in sizes if v is not None]
+        if not given:
+            return RELAY_DEFAULT_PAGE
+        return min(max(given), MAX_PAGE) if all(isinstance(v, int) and v >= 0 for v in given) else MAX_PAGE
+
+
+def _is_connection(type_: Any) -> bool:
+    return isinstance(type_, GraphQLObjectType) and {"edges", "nodes", "pageInfo"} <= type_.fields.keys()
 
 
 def operation_cost(

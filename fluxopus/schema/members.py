@@ -6,10 +6,11 @@ import strawberry
 from sqlalchemy import Select
 
 from fluxopus.models import members as m
-from fluxopus.models.common import PageQuery, parse, parse_uuid
+from fluxopus.models.common import Page, PageQuery, parse, parse_uuid
 from fluxopus.resolvers import members
 from fluxopus.schema import compiled
 from fluxopus.schema._derive import Limit, Offset, argument, graphql_enum, object_type, out, outs
+from fluxopus.schema.pagination import After, Before, Connection, First, Last, connection
 
 graphql_enum(m.Role)
 
@@ -58,6 +59,20 @@ class MembersQuery:
     async def members(self, info: strawberry.Info, limit: Limit = 50, offset: Offset = 0) -> list[Member]:
         page = await members.list_members(info.context, query=parse(PageQuery, {"limit": limit, "offset": offset}))
         return outs(Member, page.items)
+
+    @strawberry.field(description="`members` as a Relay connection: cursors, pageInfo and totalCount")
+    async def members_connection(
+        self,
+        info: strawberry.Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[Member]:
+        async def fetch(limit: int, offset: int) -> Page[m.Member]:
+            return await members.list_members(info.context, query=parse(PageQuery, {"limit": limit, "offset": offset}))
+
+        return await connection(fetch, first, after, last, before)
 
     @strawberry.field(description="Admins only: the company's pending invitations, newest first")
     async def invitations(self, info: strawberry.Info) -> list[Invitation]:

@@ -13,6 +13,7 @@ from fluxopus.schema.connections import ConnectionsMutation, ConnectionsQuery
 from fluxopus.schema.knowledge import KnowledgeMutation, KnowledgeQuery
 from fluxopus.schema.limits import DocumentLimits
 from fluxopus.schema.members import MembersMutation, MembersQuery
+from fluxopus.schema.node import NodeQuery
 from fluxopus.schema.operation import FluxopusSchema, RlsOperation
 from fluxopus.schema.scalars import JSON, Date, DateTime
 from fluxopus.schema.skills import (
@@ -27,7 +28,9 @@ from fluxopus.schema.skills import (
 from fluxopus.schema.tags import TagsMutation, TagsQuery
 from fluxopus.schema.tasks import TasksMutation, TasksQuery
 
-Query = merge_types("Query", (MembersQuery, TasksQuery, TagsQuery, SkillsQuery, KnowledgeQuery, ConnectionsQuery))
+Query = merge_types(
+    "Query", (MembersQuery, TasksQuery, TagsQuery, SkillsQuery, KnowledgeQuery, ConnectionsQuery, NodeQuery)
+)
 Mutation = merge_types(
     "Mutation", (MembersMutation, TasksMutation, TagsMutation, SkillsMutation, KnowledgeMutation, ConnectionsMutation)
 )

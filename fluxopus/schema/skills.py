@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 
 from fluxopus.errors import NotFound
 from fluxopus.models import skills as m
-from fluxopus.models.common import PageQuery, Visibility, parse, parse_uuid
+from fluxopus.models.common import Page, PageQuery, Visibility, parse, parse_uuid
 from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import budget, runs, skills
 from fluxopus.schema import compiled
@@ -27,6 +27,7 @@ from fluxopus.schema._derive import (
     outs,
 )
 from fluxopus.schema.limits import MODEL_CALL_COST
+from fluxopus.schema.pagination import After, Before, Connection, First, Last, Node, connection
 from fluxopus.schema.tags import compiled_tags, tags_field
 
 graphql_enum(Visibility)
@@ -39,7 +40,7 @@ RunVersion = Annotated[int | None, argument(m.RunInput, "version")]
 
 
 @object_type(m.Skill)
-class Skill:
+class Skill(Node):
     tags = tags_field(EntityType.skill)
 
 
@@ -49,7 +50,7 @@ class SkillVersion:
 
 
 @object_type(m.SkillRun)
-class SkillRun:
+class SkillRun(Node):
     pass
 
 
@@ -144,6 +145,53 @@ class SkillsQuery:
     ) -> list[Skill]:
         page = await skills.list_skills(info.context, query=_skill_filter(q, limit, offset))
         return outs(Skill, page.items)
+
+    @strawberry.field(description="`skills` as a Relay connection: cursors, pageInfo and totalCount")
+    async def skills_connection(
+        self,
+        info: strawberry.Info,
+        q: Annotated[str | None, argument(m.SkillFilter, "q")] = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[Skill]:
+        async def fetch(limit: int, offset: int) -> Page[m.Skill]:
+            return await skills.list_skills(info.context, query=_skill_filter(q, limit, offset))
+
+        return await connection(fetch, first, after, last, before)
+
+    @strawberry.field(description="`skillVersions` as a Relay connection: cursors, pageInfo and totalCount")
+    async def skill_versions_connection(
+        self,
+        info: strawberry.Info,
+        skill_id: SkillId,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[SkillVersion]:
+        async def fetch(limit: int, offset: int) -> Page[m.SkillVersion]:
+            query = parse(PageQuery, {"limit": limit, "offset": offset})
+            return await skills.list_skill_versions(info.context, id=parse_uuid(skill_id, "skillId"), query=query)
+
+        return await connection(fetch, first, after, last, before)
+
+    @strawberry.field(description="`skillRuns` as a Relay connection: cursors, pageInfo and totalCount")
+    async def skill_runs_connection(
+        self,
+        info: strawberry.Info,
+        skill_id: SkillId,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[SkillRun]:
+        async def fetch(limit: int, offset: int) -> Page[m.SkillRun]:
+            query = parse(PageQuery, {"limit": limit, "offset": offset})
+            return await runs.list_skill_runs(info.context, id=parse_uuid(skill_id, "skillId"), query=query)
+
+        return await connection(fetch, first, after, last, before)
 
     @strawberry.field(description="Null when the skill does not exist or the caller cannot see it")
     async def skill(self, info: strawberry.Info, id: SkillId) -> Skill | None:

@@ -6,7 +6,7 @@ import strawberry
 from sqlalchemy import Select
 
 from fluxopus.models import tags as m
-from fluxopus.models.common import PageQuery, parse, parse_uuid
+from fluxopus.models.common import Page, PageQuery, parse, parse_uuid
 from fluxopus.resolvers import tags
 from fluxopus.resolvers.loaders import loaders
 from fluxopus.schema import compiled
@@ -21,6 +21,7 @@ from fluxopus.schema._derive import (
     out,
     outs,
 )
+from fluxopus.schema.pagination import After, Before, Connection, First, Last, Node, connection
 
 graphql_enum(m.EntityType)
 
@@ -28,7 +29,7 @@ TagId = Annotated[strawberry.ID, strawberry.argument(description="The tag's id")
 
 
 @object_type(m.Tag)
-class Tag:
+class Tag(Node):
     pass
 
 
@@ -74,6 +75,20 @@ class TagsQuery:
     async def tags(self, info: strawberry.Info, limit: Limit = 50, offset: Offset = 0) -> list[Tag]:
         page = await tags.list_tags(info.context, query=parse(PageQuery, {"limit": limit, "offset": offset}))
         return outs(Tag, page.items)
+
+    @strawberry.field(description="`tags` as a Relay connection: cursors, pageInfo and totalCount")
+    async def tags_connection(
+        self,
+        info: strawberry.Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[Tag]:
+        async def fetch(limit: int, offset: int) -> Page[m.Tag]:
+            return await tags.list_tags(info.context, query=parse(PageQuery, {"limit": limit, "offset": offset}))
+
+        return await connection(fetch, first, after, last, before)
 
     @strawberry.field(description="The tags on one task, skill or knowledge item the caller can see, by name")
     async def entity_tags(

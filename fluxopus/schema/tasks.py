@@ -7,7 +7,7 @@ from sqlalchemy import Select
 
 from fluxopus.errors import NotFound
 from fluxopus.models import tasks as m
-from fluxopus.models.common import PageQuery, parse, parse_uuid
+from fluxopus.models.common import Page, PageQuery, parse, parse_uuid
 from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import members, tasks
 from fluxopus.resolvers.loaders import loaders
@@ -24,6 +24,7 @@ from fluxopus.schema._derive import (
     outs,
 )
 from fluxopus.schema.members import Member
+from fluxopus.schema.pagination import After, Before, Connection, First, Last, Node, connection
 from fluxopus.schema.tags import compiled_tags, tags_field
 
 graphql_enum(m.TaskStatus)
@@ -38,7 +39,7 @@ class TimeLog:
 
 
 @object_type(m.Task)
-class Task:
+class Task(Node):
     @strawberry.field(description="Newest first")
     async def time_logs(self, parent: strawberry.Parent[m.Task], info: strawberry.Info) -> list[TimeLog]:
         return outs(TimeLog, await loaders(info.context).time_logs_by_task.load(parent.id))
@@ -117,12 +118,45 @@ class TasksQuery:
         page = await tasks.list_tasks(info.context, query=query)
         return outs(Task, page.items)
 
+    @strawberry.field(description="`tasks` as a Relay connection: cursors, pageInfo and totalCount")
+    async def tasks_connection(
+        self,
+        info: strawberry.Info,
+        status: Annotated[m.TaskStatus | None, argument(m.TaskFilter, "status")] = None,
+        assignee_id: Annotated[strawberry.ID | None, argument(m.TaskFilter, "assignee_id")] = None,
+        q: Annotated[str | None, argument(m.TaskFilter, "q")] = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[Task]:
+        async def fetch(limit: int, offset: int) -> Page[m.Task]:
+            return await tasks.list_tasks(info.context, query=_task_filter(status, assignee_id, q, limit, offset))
+
+        return await connection(fetch, first, after, last, before)
+
     @strawberry.field(description="Null when the task does not exist or the caller cannot see it")
     async def task(self, info: strawberry.Info, id: TaskId) -> Task | None:
         try:
             return out(Task, await tasks.get_task(info.context, id=parse_uuid(id)))
         except NotFound:
             return None
+
+    @strawberry.field(description="`timeLogs` as a Relay connection: cursors, pageInfo and totalCount")
+    async def time_logs_connection(
+        self,
+        info: strawberry.Info,
+        task_id: TaskId,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[TimeLog]:
+        async def fetch(limit: int, offset: int) -> Page[m.TimeLog]:
+            query = parse(PageQuery, {"limit": limit, "offset": offset})
+            return await tasks.list_time_logs(info.context, task_id=parse_uuid(task_id, "taskId"), query=query)
+
+        return await connection(fetch, first, after, last, before)
 
     @strawberry.field(description="A task's time logs, newest first")
     async def time_logs(
