@@ -108,6 +108,7 @@ async def test_totals_and_rows_follow_filters_and_rls_as_rest_does(
         {"after": base64.urlsafe_b64encode(b"something:else:3").decode()},
         {"before": base64.urlsafe_b64encode(b"fluxopus:v1:-1").decode()},
         {"after": base64.urlsafe_b64encode(b"fluxopus:v1:99999999999").decode()},
+        {"after": base64.urlsafe_b64encode(b"fluxopus:v1:1000000").decode()},  # past the lists' largest offset
         {"first": 201},
         {"last": -1},
     ],

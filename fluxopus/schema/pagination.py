@@ -78,7 +78,8 @@ def position_of(cursor: str, argument: str) -> int:
     except (binascii.Error, UnicodeError, ValueError):
         raise refusal from None
     digits = text.removeprefix(_PREFIX)
-    if not text.startswith(_PREFIX) or not digits.isdigit() or len(digits) > 9 or int(digits) > MAX_OFFSET:
+    # Below MAX_OFFSET: the page after it still starts at an offset the lists accept.
+    if not text.startswith(_PREFIX) or not digits.isdigit() or len(digits) > 9 or int(digits) >= MAX_OFFSET:
         raise refusal
     return int(digits)
 
@@ -113,10 +114,10 @@ async def connection(
         start = max(start, end - last)
     items: Sequence[Any] = []
     if end > start:
-        page = await fetch(end - start, min(start, MAX_OFFSET))
+        page = await fetch(end - start, start)
         items = page.items
     elif page is None:
-        page = await fetch(1, min(start, MAX_OFFSET))
+        page = await fetch(1, start)
     total = await page.count()
     edges = [Edge(cursor=cursor_of(start + i), node=item) for i, item in enumerate(items)]
     info = PageInfo(
