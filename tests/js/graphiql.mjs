@@ -6,35 +6,16 @@
 // tests/test_graphiql_browser.py judges.
 // usage: node graphiql.mjs <server-url> <token> <skill-id> <screenshot.png>
 // (the query's result in <screenshot.png>, the subscription's in <screenshot>-subscription.png)
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { offlineChromium } from "./offline_chromium.mjs";
 
 const [server, token, skillId, screenshot] = process.argv.slice(2);
-const LOCAL = new Set(["127.0.0.1", "localhost"]);
 const STEP_MS = 20_000;
 
-const profile = mkdtempSync(join(tmpdir(), "fluxopus-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  viewport: { width: 1280, height: 800 },
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    // Below the route's refusal, a second wall: no other host name resolves.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-  ],
-});
+const { context, external, close } = await offlineChromium({ viewport: { width: 1280, height: 800 } });
 
-const outcome = { external: [], requested: [], console: [], sockets: [] };
+const outcome = { external, requested: [], console: [], sockets: [] };
 const editor = (which) => `.graphiql-${which} .CodeMirror`;
 
 // CodeMirror 5 keeps its instance on its wrapper element: the editors' text, as the user sees it.
@@ -56,12 +37,6 @@ async function run(page) {
 }
 
 try {
-  await context.route("**/*", (route) => {
-    const url = route.request().url();
-    if (LOCAL.has(new URL(url).hostname)) return route.continue();
-    outcome.external.push(url);
-    return route.abort("blockedbyclient");
-  });
   const page = context.pages()[0] ?? (await context.newPage());
   page.on("request", (request) => outcome.requested.push(request.url()));
   page.on("console", (message) => outcome.console.push(`${message.type()}: ${message.text()}`));
@@ -131,6 +106,5 @@ try {
   process.stdout.write(JSON.stringify(outcome));
   process.exitCode = 1;
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
