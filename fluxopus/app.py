@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ from fluxopus.ai.indexer import Indexer
 from fluxopus.ai.services import ai_services
 from fluxopus.config import Settings
 from fluxopus.db.engine import create_engine, create_service_engine
+from fluxopus.db.listen import listen_dsn
 from fluxopus.db.session import ping
 from fluxopus.errors import DomainError
 from fluxopus.gotrue import JSON_BODY_LIMIT as GOTRUE_BODY_LIMIT
@@ -23,6 +25,7 @@ from fluxopus.http_cors import Cors
 from fluxopus.http_limits import BodyLimit
 from fluxopus.integrations.oauth import OAuth
 from fluxopus.observability import AccessLog, Metrics, metrics_endpoint
+from fluxopus.resolvers.live import LiveHub
 from fluxopus.rest_compat.errors import CatchAll, ErrorCode, domain_exception_handler, http_exception_handler
 from fluxopus.rest_compat.generate import rest_routes
 from fluxopus.rest_compat.openapi import build_openapi
@@ -43,6 +46,34 @@ async def _indexing(runtime: Runtime) -> AsyncIterator[None]:
         yield
     finally:
         await indexer.stop()
+
+
+@asynccontextmanager
+async def _live(runtime: Runtime) -> AsyncIterator[None]:
+    """The process' live events hub (FLUXOPUS_LIVE): one LISTEN connection, fanning changes out."""
+    settings = runtime.settings
+    if not settings.live or runtime.engine is None or runtime.service_engine is None:
+        yield
+        return
+    hub = LiveHub(
+        runtime.service_engine,
+        listen_dsn(runtime.engine),
+        queue_limit=settings.live_queue,
+        retention=dt.timedelta(seconds=settings.live_retention),
+    )
+    await hub.start()
+    runtime.live = hub
+    try:
+        yield
+    finally:
+        runtime.live = None
+        await hub.stop()
+
+
+@asynccontextmanager
+async def _background(runtime: Runtime) -> AsyncIterator[None]:
+    async with _indexing(runtime), _live(runtime):
+        yield
 
 
 def _body_limits(settings: Settings) -> Callable[[Scope], int]:
@@ -80,7 +111,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             if runtime.engine is not None:
-                async with _indexing(runtime):
+                async with _background(runtime):
                     yield
                 return
             if url is None:
@@ -88,7 +119,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
             runtime.engine = create_engine(url, settings)
             runtime.service_engine = create_service_engine(url, settings)
             try:
-                async with _indexing(runtime):
+                async with _background(runtime):
                     yield
             finally:
                 await runtime.engine.dispose()

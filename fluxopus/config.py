@@ -257,6 +257,14 @@ class Settings(BaseSettings):
     # Run the background worker that embeds knowledge in this process (each replica may).
     indexer: bool = True
 
+    # Live events (GraphQL subscriptions taskEvents …): off, no process LISTENs for changes. Changes are
+    # recorded in the database's change log whatever this says (kept `live_retention` seconds, to
+    # replay to subscribers that resume with lastEventId); `live_queue` events may wait for one
+    # subscription before it is cut off as too slow.
+    live: bool = True
+    live_retention: float = Field(default=3600.0, ge=1.0, description="Seconds the change log keeps changes")
+    live_queue: int = Field(default=1000, ge=1, description="Events waiting for one subscription before it is closed")
+
     # Searches one user may have embedding at once in a process; more wait their turn.
     model_calls_per_user: int = Field(default=4, ge=1)
     # Skill templates render in worker processes, each render bounded in CPU time and memory.

@@ -69,3 +69,10 @@ class Unavailable(DomainError):
 
     def __init__(self, message: str = "The server is busy; retry in a few seconds") -> None:
         super().__init__(message)
+
+
+class FellBehind(Unavailable):
+    """A live subscription whose events kept waiting for its client: it was closed, the others go on.
+    Only GraphQL streams raise it; its own code tells it from a busy server."""
+
+    code = "SLOW_CONSUMER"

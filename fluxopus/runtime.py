@@ -20,6 +20,7 @@ from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.integrations.oauth import OAuth
 from fluxopus.requestinfo import note_caller
 from fluxopus.resolvers.context import Context
+from fluxopus.resolvers.live import LiveHub
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -53,6 +54,7 @@ class Runtime:
     mail: Mail
     engine: AsyncEngine | None = None
     service_engine: AsyncEngine | None = None  # see db/engine.create_service_engine
+    live: LiveHub | None = None  # while the app serves, unless FLUXOPUS_LIVE is off
     sessions: SessionCheck = field(init=False)
 
     def __post_init__(self) -> None:
@@ -86,4 +88,5 @@ class Runtime:
             ai=self.ai,
             oauth=self.oauth,
             auth_error=auth_error,
+            live=self.live,
         )

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fluxopus.ai.chunking import chunk
 from fluxopus.ai.embeddings import Embedder
 from fluxopus.db import jobs
+from fluxopus.db.listen import keep_listening, listen_dsn
 
 log = logging.getLogger(__name__)
 
@@ -310,23 +311,12 @@ class Indexer:
                 await listener
 
     async def _listen(self) -> None:
-        """Keeps a LISTEN connection open. When the database goes away (a restart, a failover) it is
-        opened again, backing off from half a second to 30; each new one wakes the worker, for the
-        jobs queued while nobody listened."""
-        dsn = jobs.listen_dsn(self.engine)
-        delay = 0.5
-        while True:
-            try:
-                async with jobs.listening(dsn, self._wake.set) as listener:
-                    delay = 0.5
-                    self._wake.set()
-                    while not listener.lost.is_set():
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(listener.lost.wait(), 30)
-                        if not listener.lost.is_set():
-                            await listener.check(timeout=10)  # a connection can die without a word
-                log.warning("the indexer's LISTEN connection was lost; reconnecting")
-            except Exception:  # noqa: BLE001 - any failure to connect: try again later
-                log.warning("the indexer cannot LISTEN (retrying in %g s)", delay, exc_info=True)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+        """Keeps a LISTEN connection open; each new one wakes the worker, for the jobs queued while
+        nobody listened."""
+        await keep_listening(
+            listen_dsn(self.engine),
+            jobs.CHANNEL,
+            lambda _: self._wake.set(),
+            on_listening=self._wake.set,
+            name="fluxopus-indexer",
+        )

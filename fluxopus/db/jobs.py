@@ -8,16 +8,12 @@ Claims take companies in turn: the due job of the company served longest ago com
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -74,45 +70,6 @@ class Chunk:
     position: int
     content: str
     embedding: list[float]
-
-
-def listen_dsn(engine: AsyncEngine) -> str:
-    """The engine's database as a plain postgresql:// DSN, for a connection of its own (LISTEN)."""
-    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-class Listener:
-    """A LISTEN connection: `lost` is set when it closes; `check` finds out whether it still answers."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
-        self.lost = asyncio.Event()
-        conn.add_termination_listener(lambda _: self.lost.set())
-
-    async def check(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self.conn.execute("select 1"), timeout)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-            self.lost.set()
-
-
-@asynccontextmanager
-async def listening(dsn: str, on_notify: Callable[[], None]) -> AsyncIterator[Listener]:
-    """Calls `on_notify` whenever a job is queued, on a connection of its own (outside the pool, which
-    it would hold forever). asyncpg directly: LISTEN needs its add_listener, which SQLAlchemy lacks."""
-
-    def notified(*_: object) -> None:
-        on_notify()
-
-    conn = await asyncpg.connect(dsn, timeout=10, server_settings={"application_name": "fluxopus-indexer"})
-    try:
-        listener = Listener(conn)
-        await conn.add_listener(CHANNEL, notified)
-        yield listener
-    finally:
-        with contextlib.suppress(Exception):  # the connection may be gone with the database
-            await asyncio.wait_for(conn.close(), 5)
-        conn.terminate()
 
 
 async def claim(

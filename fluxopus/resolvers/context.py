@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from fluxopus.ai.services import AiServices
@@ -11,6 +11,9 @@ from fluxopus.auth.mail import Mail
 from fluxopus.db.session import RlsTransaction
 from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.integrations.oauth import OAuth
+
+if TYPE_CHECKING:
+    from fluxopus.resolvers.live import LiveHub
 
 
 @dataclass
@@ -23,6 +26,7 @@ class Context:
     oauth: OAuth
     mail: Mail
     auth_error: DomainError | None = None  # why claims is None: Unauthorized, or Unavailable
+    live: LiveHub | None = None  # the process' live events (resolvers/live.py); None when off
     cache: dict[str, Any] = field(default_factory=dict)
     # Lists count their total with the page, in its statement: REST sends it (X-Total-Count) with every
     # list, GraphQL shows none, so only REST sets this.

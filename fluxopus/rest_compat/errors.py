@@ -78,6 +78,7 @@ DOMAIN_CODES: dict[str, ErrorCode] = {
     "PAYLOAD_TOO_LARGE": ErrorCode.payload_too_large,
     "BUDGET_EXCEEDED": ErrorCode.budget_exceeded,
     "UNAVAILABLE": ErrorCode.unavailable,
+    "SLOW_CONSUMER": ErrorCode.unavailable,  # a live subscription cut off (GraphQL only)
     "UNSUPPORTED_MEDIA_TYPE": ErrorCode.unsupported_media_type,
 }
 

@@ -12,6 +12,7 @@ from fluxopus.schema.compiled import CompiledReads
 from fluxopus.schema.connections import ConnectionsMutation, ConnectionsQuery
 from fluxopus.schema.knowledge import KnowledgeMutation, KnowledgeQuery
 from fluxopus.schema.limits import DocumentLimits
+from fluxopus.schema.live import LiveSubscription
 from fluxopus.schema.members import MembersMutation, MembersQuery
 from fluxopus.schema.node import NodeQuery
 from fluxopus.schema.operation import FluxopusSchema, RlsOperation
@@ -34,7 +35,7 @@ Query = merge_types(
 Mutation = merge_types(
     "Mutation", (MembersMutation, TasksMutation, TagsMutation, SkillsMutation, KnowledgeMutation, ConnectionsMutation)
 )
-Subscription = merge_types("Subscription", (SkillsSubscription,))
+Subscription = merge_types("Subscription", (SkillsSubscription, LiveSubscription))
 # merge_types names the merged types; what they are is said here.
 get_object_definition(
     Query, strict=True

@@ -21,6 +21,8 @@ from tests.utils.builders import Company, create_skill, create_task, set_budget
 # Functions of ours (schema fluxopus, and public outside extensions) that `authenticated` may execute.
 FUNCTIONS = {
     "fluxopus.can_read_entity(kind text, entity uuid)",
+    "fluxopus.can_read_now(kind text, entity uuid, detail jsonb)",
+    "fluxopus.could_read(kind text, old jsonb)",
     "fluxopus.change_membership(target uuid, new_role text)",
     "fluxopus.claims()",
     "fluxopus.company_id()",
@@ -34,6 +36,7 @@ FUNCTIONS = {
 }
 # Whole-table privileges of `authenticated`; `anon` holds none, and no function either.
 TABLES = {
+    "change_log": {"SELECT"},
     "companies": {"SELECT"},
     "connections": {"DELETE"},
     "entity_tags": {"SELECT", "INSERT", "DELETE"},
