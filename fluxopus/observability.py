@@ -105,6 +105,24 @@ class Metrics:
         self.tokens_reserved = Gauge(
             "fluxopus_tokens_reserved", "Model tokens reserved by runs and indexing in progress", registry=r
         )
+        self.live_subscribers = Gauge(
+            "fluxopus_live_subscribers", "Live subscriptions open in this process", registry=r
+        )
+        self.live_listening = Gauge(
+            "fluxopus_live_listening", "1 while this process' LISTEN connection for live events is up", registry=r
+        )
+        self.live_events = Counter(
+            "fluxopus_live_events", "Live events queued for this process' subscribers", registry=r
+        )
+        self.live_cut_off = Counter(
+            "fluxopus_live_cut_off", "Live subscriptions closed for falling behind (SLOW_CONSUMER)", registry=r
+        )
+        self.live_lag = Gauge(
+            "fluxopus_live_lag_changes",
+            "Changes committed that this process has not fanned out yet (the change log's last id minus its own)",
+            registry=r,
+        )
+        self._live_counted = (0, 0)  # the hub's totals at the last scrape (the counters grow by the difference)
         # Children by label values: `.labels()` takes a lock and builds a key each time; this is a dict hit.
         self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._graphql: dict[tuple[str, str], tuple[Any, Any]] = {}
@@ -151,6 +169,14 @@ class Metrics:
             self.pool_size.labels(pool).set(stats.size)
             self.pool_in_use.labels(pool).set(stats.in_use)
             self.pool_waiting.labels(pool).set(stats.waiting)
+        hub = runtime.live
+        if hub is not None:
+            self.live_subscribers.set(hub.subscriber_count)
+            self.live_listening.set(1 if hub.listening.is_set() else 0)
+            events, cut_off = self._live_counted
+            self.live_events.inc(hub.events_sent - events)
+            self.live_cut_off.inc(hub.cut_off - cut_off)
+            self._live_counted = (hub.events_sent, hub.cut_off)
         engine = runtime.service_engine or runtime.engine
         if engine is None:
             return generate_latest(self.registry)
@@ -169,6 +195,8 @@ class Metrics:
             self.runs.clear()  # a status no run has any more is dropped, not left at its last count
             for status, count in db.runs.items():
                 self.runs.labels(status).set(count)
+            if hub is not None and hub.last_id is not None:
+                self.live_lag.set(max(db.latest_change - hub.last_id, 0))
         return generate_latest(self.registry)
 
 

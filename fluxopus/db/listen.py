@@ -29,6 +29,7 @@ async def keep_listening(
     on_notify: Callable[[str], None],
     *,
     on_listening: Callable[[], None],
+    on_lost: Callable[[], None] = lambda: None,
     name: str,
     check_every: float = 30.0,
 ) -> None:
@@ -55,6 +56,7 @@ async def keep_listening(
                             await asyncio.wait_for(conn.execute("select 1"), 10)
                         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                             lost.set()
+                on_lost()
                 log.warning("%s: the LISTEN connection was lost; reconnecting", name)
             finally:
                 with contextlib.suppress(Exception):  # the connection may be gone with the database

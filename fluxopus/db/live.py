@@ -83,7 +83,8 @@ async def read_batch(
     """The changes `refs` name, the rows they changed as they are now (`rows_of[kind](ids)`: the
     resolvers' own statements, read as the service — RLS filters rows, never columns, so a row reads
     the same for whoever may see it), and which of `identities` (JWT claims) may see each change — all
-    in one snapshot, the last step as `authenticated` under each identity's claims in turn (fluxopus.live_visibility)."""
+    in one snapshot, the last step as `authenticated` under each identity's claims in turn
+    (fluxopus.live_visibility)."""
     ids = [ref.id for ref in refs]
     async with service_transaction(engine) as conn:
         await conn.execute(text("set transaction isolation level repeatable read"))

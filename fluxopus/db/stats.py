@@ -15,7 +15,8 @@ _STATS = text(
            (select coalesce(sum(used), 0) from token_usage) as tokens_used,
            (select coalesce(sum(reserved), 0) from token_usage) as tokens_reserved,
            (select coalesce(json_object_agg(status, n), '{}')
-              from (select status, count(*) as n from skill_runs group by status) runs) as runs
+              from (select status, count(*) as n from skill_runs group by status) runs) as runs,
+           (select coalesce(max(id), 0) from change_log) as latest_change
     """
 ).columns(runs=JSON)
 
@@ -27,6 +28,7 @@ class DatabaseStats:
     tokens_used: int  # model tokens spent, all companies, every month
     tokens_reserved: int  # reserved by runs and indexing still going on
     runs: dict[str, int]  # skill runs by status
+    latest_change: int  # the change log's last id (live events)
 
 
 async def database_stats(engine: AsyncEngine) -> DatabaseStats:
@@ -38,4 +40,5 @@ async def database_stats(engine: AsyncEngine) -> DatabaseStats:
         tokens_used=int(row["tokens_used"]),
         tokens_reserved=int(row["tokens_reserved"]),
         runs={str(status): int(count) for status, count in dict(row["runs"]).items()},
+        latest_change=int(row["latest_change"]),
     )

@@ -18,7 +18,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -102,18 +102,21 @@ class Subscriber:
     _items: deque[tuple[int, BaseModel]] = field(default_factory=deque)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     fell_behind: bool = False
+    counted: bool = False  # in the hub's cut_off
     last_sent: int | None = None
 
-    def offer(self, change_id: int, event: BaseModel) -> None:
-        """Never waits: a subscriber with `limit` events waiting is cut off instead."""
+    def offer(self, change_id: int, event: BaseModel) -> bool:
+        """Never waits: a subscriber with `limit` events waiting is cut off instead. Whether it was queued."""
         if self.fell_behind:
-            return
-        if len(self._items) >= self.limit:
+            return False
+        queued = len(self._items) < self.limit
+        if queued:
+            self._items.append((change_id, event))
+        else:
             self.fell_behind = True
             self._items.clear()
-        else:
-            self._items.append((change_id, event))
         self._ready.set()
+        return queued
 
     async def next(self) -> tuple[int, BaseModel]:
         while not self._items:
@@ -157,6 +160,8 @@ class LiveHub:
         self._subscribers: dict[UUID, set[Subscriber]] = {}  # by company
         self._inbox: asyncio.Queue[log_.ChangeRef | _CatchUp] = asyncio.Queue()
         self._behind = False  # a batch failed: changes are read from the log until caught up
+        self.events_sent = 0  # events queued for subscribers, and subscribers cut off (/metrics)
+        self.cut_off = 0
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle
@@ -205,7 +210,9 @@ class LiveHub:
             self.listening.set()
             self._inbox.put_nowait(_CATCH_UP)
 
-        await keep_listening(self.dsn, log_.CHANNEL, notified, on_listening=started, name=self.name)
+        await keep_listening(
+            self.dsn, log_.CHANNEL, notified, on_listening=started, on_lost=self.listening.clear, name=self.name
+        )
 
     async def _deliver(self) -> None:
         while True:
@@ -266,7 +273,7 @@ class LiveHub:
                 self._behind = True
                 return
             for subscriber, change_id, event in _events(batch, subscribers):
-                subscriber.offer(change_id, event)
+                self._offer(subscriber, change_id, event)
         self.last_id = fresh[-1].id
 
     async def _read(self, refs: Sequence[log_.ChangeRef], subscribers: Iterable[Subscriber]) -> _Read:
@@ -279,10 +286,17 @@ class LiveHub:
         batch = await log_.read_batch(self.engine, refs, claims, _ROWS_OF)
         return _Read(batch, identities)
 
+    def _offer(self, subscriber: Subscriber, change_id: int, event: BaseModel) -> None:
+        if subscriber.offer(change_id, event):
+            self.events_sent += 1
+        elif subscriber.fell_behind and not subscriber.counted:
+            subscriber.counted = True
+            self.cut_off += 1
+
     def _resync_all(self, latest: int) -> None:
         for subs in self._subscribers.values():
             for subscriber in subs:
-                subscriber.offer(latest, subscriber.resync(str(latest)))
+                self._offer(subscriber, latest, subscriber.resync(str(latest)))
 
     async def _prune(self) -> None:
         every = min(max(self.retention.total_seconds() / 10, 1.0), 60.0)
@@ -352,7 +366,7 @@ class LiveStream:
         self.subscriber = subscriber
         self.after = after
 
-    async def events(self) -> AsyncIterator[BaseModel]:
+    async def events(self) -> AsyncGenerator[BaseModel, None]:
         self.hub.add(self.subscriber)  # before reading the past: nothing falls between the two
         try:
             upto = -1
@@ -362,7 +376,7 @@ class LiveStream:
                     yield event
             while True:
                 change_id, event = await self.subscriber.next()
-                if change_id > upto or isinstance(event, BaseModel) and _is_resync(event):
+                if change_id > upto or _is_resync(event):
                     yield event
         finally:
             self.hub.remove(self.subscriber)
