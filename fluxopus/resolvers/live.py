@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 REPLAY_LIMIT = 10_000  # a subscriber further behind than this is told to RESYNC
 _BATCH = 1_000  # changes read at once
+_GIVE_UP = 30  # catch-ups (a second apart) that read the log and failed to fan it out, before RESYNC
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class LiveHub:
         self._subscribers: dict[UUID, set[Subscriber]] = {}  # by company
         self._inbox: asyncio.Queue[log_.ChangeRef | _CatchUp] = asyncio.Queue()
         self._behind = False  # a batch failed: changes are read from the log until caught up
+        self._failed_fan_outs = 0  # catch-ups in a row that read the log but could not fan it out
         self.events_sent = 0  # events queued for subscribers, and subscribers cut off (/metrics)
         self.cut_off = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -234,10 +236,16 @@ class LiveHub:
                     await asyncio.sleep(1.0)  # the database is away: try again shortly
 
     async def _catch_up(self) -> None:
-        """Fan out what the log holds after the last change fanned out (or RESYNC everyone)."""
+        """Fan out what the log holds after the last change fanned out (or RESYNC everyone). When that
+        keeps failing though the log answers (a change it cannot fan out?), RESYNC and skip ahead."""
         try:
-            if self.last_id is None:
-                self.last_id = await log_.latest_change(self.engine)
+            if self.last_id is None or self._failed_fan_outs >= _GIVE_UP:
+                latest = await log_.latest_change(self.engine)
+                if self.last_id is not None:
+                    log.error("%s: cannot fan changes out; skipping to change %d with RESYNC", self.name, latest)
+                    self._resync_all(latest)
+                self.last_id, self._behind, self._failed_fan_outs = latest, False, 0
+                return
             while True:
                 refs = await log_.changes_after(self.engine, self.last_id, limit=_BATCH)
                 if refs is None:
@@ -248,10 +256,14 @@ class LiveHub:
                     self._resync_all(latest)
                     self.last_id = latest
                     break
-                await self._fan_out(refs, catching_up=True)
+                try:
+                    await self._fan_out(refs, catching_up=True)
+                except Exception:
+                    self._failed_fan_outs += 1
+                    raise
                 if len(refs) < _BATCH:
                     break
-            self._behind = False
+            self._behind, self._failed_fan_outs = False, 0
         except Exception:  # noqa: BLE001 - the database is away; _deliver tries again
             log.warning("%s: cannot read the change log", self.name, exc_info=True)
 
@@ -268,7 +280,10 @@ class LiveHub:
             ]
             try:
                 batch = await self._read(wanted, subscribers)
-            except Exception:  # noqa: BLE001 - read again from the log once the database answers
+            except Exception:
+                if catching_up:
+                    raise
+                # Read again from the log, in order, once the database answers.
                 log.warning("%s: cannot read changes; catching up from the log", self.name, exc_info=True)
                 self._behind = True
                 return
