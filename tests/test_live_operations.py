@@ -1,4 +1,5 @@
-"""/metrics shows live events: subscriptions open, the LISTEN connection, events queued, lag."""
+"""Live events as an operator sees them: /metrics (subscriptions open, the LISTEN connection, events queued,
+lag), and one LISTEN connection per process however many subscribe."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.app import create_app
 from fluxopus.config import Settings
@@ -49,3 +52,29 @@ async def test_metrics_count_live_subscribers_and_events(server: ThreadedServer,
                 break
             await asyncio.sleep(0.1)
         assert sample((await http.get("/metrics")).text, "fluxopus_live_subscribers") == subscribers
+
+
+async def test_one_listen_connection_whatever_the_number_of_subscribers(
+    server: ThreadedServer, acme: Company, engine: AsyncEngine
+) -> None:
+    async def sessions() -> dict[str, int]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("select application_name, count(*) from pg_stat_activity group by 1"))
+            return {name: int(count) for name, count in rows}
+
+    before = await sessions()
+    assert before.get("fluxopus-live", 0) >= 1  # this module's server, and any other still running
+    async with (
+        live_connection(server.url, acme.admin.token) as admin,
+        live_connection(server.url, acme.alice.token) as alice,
+    ):
+        subs = [await connection.subscribe(TASK_EVENTS) for connection in (admin, alice) for _ in range(10)]
+        await subscribed(subs[-1])
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            await http.post(
+                "/api/tasks", json={"title": "to everyone", "assignee_id": acme.alice.id}, headers=acme.bob.headers
+            )
+        for sub in subs:
+            assert (await sub.next())["type"] == "CREATED"
+        during = await sessions()
+    assert during.get("fluxopus-live", 0) == before["fluxopus-live"]
