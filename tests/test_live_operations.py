@@ -4,17 +4,21 @@ lag), and one LISTEN connection per process however many subscribe."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Iterator
+from uuid import UUID
 
 import httpx
 import pytest
+from httpx_sse import aconnect_sse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxopus.app import create_app
+from fluxopus.auth.jwt import mint_token
 from fluxopus.config import Settings
-from tests.utils.builders import Company
+from tests.utils.builders import SECRET, Company
 from tests.utils.live import live_connection, subscribed
 from tests.utils.server import ThreadedServer
 
@@ -78,3 +82,27 @@ async def test_one_listen_connection_whatever_the_number_of_subscribers(
             assert (await sub.next())["type"] == "CREATED"
         during = await sessions()
     assert during.get("fluxopus-live", 0) == before["fluxopus-live"]
+
+
+async def test_a_graphql_sse_subscription_ends_when_its_token_expires(server: ThreadedServer, acme: Company) -> None:
+    """A WebSocket is closed (4401) when its token expires; a graphql-sse stream has no socket to close,
+    so the subscription itself ends, with UNAUTHENTICATED."""
+    token = mint_token(
+        SECRET,
+        user_id=UUID(acme.alice.id),
+        email=acme.alice.email,
+        role="member",
+        company_id=UUID(acme.alice.company_id),
+        ttl=2,
+    )
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=15) as http,
+        aconnect_sse(http, "POST", "/graphql", json={"query": TASK_EVENTS}, headers=headers) as source,
+    ):
+        assert source.response.status_code == 200, await source.response.aread()
+        events = [(event.event, event.data) async for event in source.aiter_sse()]
+    payloads = [json.loads(data) for kind, data in events if kind == "next"]
+    assert payloads and payloads[-1]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", events
+    assert "expired" in payloads[-1]["errors"][0]["message"]
+    assert events[-1][0] == "complete", events

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ from sqlalchemy.sql import Select
 
 from fluxopus.db import live as log_
 from fluxopus.db.listen import keep_listening
-from fluxopus.errors import FellBehind, Invalid, Unavailable
+from fluxopus.errors import FellBehind, Invalid, Unauthorized, Unavailable
 from fluxopus.models.knowledge import KnowledgeItem
 from fluxopus.models.live import ChangeType, KnowledgeEvent, SkillRunChange, TagEvent, TaskEvent, TaskEventFilter
 from fluxopus.models.skills import SkillRun
@@ -389,8 +391,15 @@ class LiveStream:
                 for change_id, event in await self.hub.replay(self.subscriber, self.after):
                     upto = change_id
                     yield event
+            # A subscription lasts as long as the token that opened it (a WebSocket is also closed then,
+            # schema/router.py; a graphql-sse stream ends here).
+            expires = float(self.subscriber.claims.get("exp", math.inf))
             while True:
-                change_id, event = await self.subscriber.next()
+                try:
+                    async with asyncio.timeout(max(expires - time.time(), 0.0) if expires < math.inf else None):
+                        change_id, event = await self.subscriber.next()
+                except TimeoutError:
+                    raise Unauthorized("The token this subscription was opened with expired: subscribe again") from None
                 if change_id > upto or _is_resync(event):
                     yield event
         finally:
