@@ -63,6 +63,24 @@ CREATE FUNCTION fluxopus.can_read_entity(kind text, entity uuid) RETURNS boolean
     AS $$select case kind when 'knowledge' then exists (select 1 from knowledge x where x.id = entity) when 'skill' then exists (select 1 from skills x where x.id = entity) when 'task' then exists (select 1 from tasks x where x.id = entity) else false end$$;
 
 --
+-- Name: can_read_now(text, uuid, jsonb); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.can_read_now(kind text, entity uuid, detail jsonb) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  select case kind
+    when 'task' then exists (select 1 from public.tasks t where t.id = entity)
+    when 'knowledge' then exists (select 1 from public.knowledge k where k.id = entity)
+    when 'skill_run' then exists (select 1 from public.skill_runs r where r.id = entity)
+    when 'tag' then exists (select 1 from public.tags g where g.id = entity)
+    when 'entity_tag' then exists (select 1 from public.tags g where g.id = entity)
+                           and fluxopus.can_read_entity(detail ->> 'entity_type', (detail ->> 'entity_id')::uuid)
+    else false
+  end
+$$;
+
+--
 -- Name: change_membership(uuid, text); Type: FUNCTION; Schema: fluxopus; Owner: -
 --
 
@@ -136,6 +154,24 @@ CREATE FUNCTION fluxopus.connection_secrets(connection uuid) RETURNS TABLE(acces
     AS $$
   select c.access_token, c.refresh_token from public.connections c
    where c.id = connection and c.user_id = fluxopus.uid() and c.company_id = fluxopus.company_id()
+$$;
+
+--
+-- Name: could_read(text, jsonb); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.could_read(kind text, old jsonb) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  select case kind
+    when 'task' then (select fluxopus.is_admin())
+                     or (old ->> 'created_by')::uuid = (select fluxopus.uid())
+                     or (old ->> 'assignee_id')::uuid = (select fluxopus.uid())
+    when 'knowledge' then old ->> 'visibility' = 'company' or (old ->> 'owner_id')::uuid = (select fluxopus.uid())
+    when 'skill_run' then (old ->> 'user_id')::uuid = (select fluxopus.uid()) or (select fluxopus.is_admin())
+    when 'tag' then true
+    else false
+  end
 $$;
 
 --
@@ -217,6 +253,26 @@ end
 $$;
 
 --
+-- Name: entity_exists(text, uuid); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.entity_exists(kind text, entity uuid) RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $_$
+declare
+  rel regclass := (select relation from public.taggable_types where entity_type = kind);
+  found boolean;
+begin
+  if rel is null then
+    return false;
+  end if;
+  execute format('select exists (select 1 from %s where id = $1)', rel) into found using entity;
+  return found;
+end
+$_$;
+
+--
 -- Name: finish_run(jsonb, uuid, text, text, integer, integer, text); Type: FUNCTION; Schema: fluxopus; Owner: -
 --
 
@@ -296,6 +352,164 @@ CREATE FUNCTION fluxopus.json_time(t timestamp with time zone) RETURNS text
     RETURN ((to_char((t AT TIME ZONE 'UTC'::text), 'YYYY-MM-DD"T"HH24:MI:SS'::text) || CASE WHEN (((EXTRACT(microseconds FROM (t AT TIME ZONE 'UTC'::text)))::bigint % (1000000)::bigint) = 0) THEN ''::text ELSE to_char((t AT TIME ZONE 'UTC'::text), '.US'::text) END) || 'Z'::text);
 
 --
+-- Name: live_visibility(text[], bigint[]); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.live_visibility(identities text[], change_ids bigint[]) RETURNS TABLE(identity integer, change_id bigint, visible_now boolean, visible_before boolean)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+begin
+  perform set_config('role', 'authenticated', true);
+  for i in 1 .. coalesce(array_length(identities, 1), 0) loop
+    perform set_config('request.jwt.claims', identities[i], true);
+    return query
+      select i, c.id, fluxopus.can_read_now(c.kind, c.entity_id, c.detail),
+             c.old is not null and fluxopus.could_read(c.kind, c.old)
+        from public.change_log c
+       where c.id = any(change_ids);  -- change_log_read: the identity's company only
+  end loop;
+end
+$$;
+
+--
+-- Name: log_entity_tag_change(); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.log_entity_tag_change() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+declare
+  rec public.entity_tags := case when tg_op = 'DELETE' then old else new end;
+begin
+  if tg_op = 'DELETE' and not (exists (select 1 from public.tags g where g.id = rec.tag_id)
+                                and fluxopus.entity_exists(rec.entity_type, rec.entity_id)) then
+    return null;
+  end if;
+  perform fluxopus.record_change(rec.company_id, 'entity_tag',
+    case when tg_op = 'DELETE' then 'unassigned' else 'assigned' end, rec.tag_id, null,
+    jsonb_build_object('entity_type', rec.entity_type, 'entity_id', rec.entity_id));
+  return null;
+end
+$$;
+
+--
+-- Name: log_knowledge_change(); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.log_knowledge_change() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+begin
+  if tg_op = 'INSERT' then
+    perform fluxopus.record_change(new.company_id, 'knowledge', 'created', new.id, null, null);
+  elsif tg_op = 'UPDATE' then
+    -- STATUS: indexing moved on (the worker's update); an edit, which also sends it back to pending, is
+    -- an update.
+    perform fluxopus.record_change(new.company_id, 'knowledge',
+      case when new.status is distinct from old.status
+                and (new.title, new.content, new.source_url, new.visibility, new.owner_id)
+                    is not distinct from (old.title, old.content, old.source_url, old.visibility, old.owner_id)
+           then 'status' else 'updated' end, new.id,
+      jsonb_build_object('owner_id', old.owner_id, 'visibility', old.visibility),
+      jsonb_build_object('status', new.status, 'error', new.error));
+  else
+    perform fluxopus.record_change(old.company_id, 'knowledge', 'deleted', old.id,
+      jsonb_build_object('owner_id', old.owner_id, 'visibility', old.visibility), null);
+  end if;
+  return null;
+end
+$$;
+
+--
+-- Name: log_skill_run_change(); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.log_skill_run_change() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+begin
+  if tg_op = 'INSERT' then
+    perform fluxopus.record_change(new.company_id, 'skill_run', 'created', new.id, null,
+      jsonb_build_object('skill_id', new.skill_id));
+  elsif tg_op = 'UPDATE' then
+    perform fluxopus.record_change(new.company_id, 'skill_run', 'updated', new.id,
+      jsonb_build_object('user_id', old.user_id, 'skill_id', old.skill_id),
+      jsonb_build_object('skill_id', new.skill_id));
+  else
+    perform fluxopus.record_change(old.company_id, 'skill_run', 'deleted', old.id,
+      jsonb_build_object('user_id', old.user_id, 'skill_id', old.skill_id),
+      jsonb_build_object('skill_id', old.skill_id));
+  end if;
+  return null;
+end
+$$;
+
+--
+-- Name: log_tag_change(); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.log_tag_change() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+begin
+  if tg_op = 'INSERT' then
+    perform fluxopus.record_change(new.company_id, 'tag', 'created', new.id, null, null);
+  elsif tg_op = 'UPDATE' then
+    perform fluxopus.record_change(new.company_id, 'tag', 'updated', new.id, '{}', null);
+  else
+    perform fluxopus.record_change(old.company_id, 'tag', 'deleted', old.id, '{}', null);
+  end if;
+  return null;
+end
+$$;
+
+--
+-- Name: log_task_change(); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.log_task_change() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+begin
+  if tg_op = 'INSERT' then
+    perform fluxopus.record_change(new.company_id, 'task', 'created', new.id, null, null);
+  elsif tg_op = 'UPDATE' then
+    perform fluxopus.record_change(new.company_id, 'task', 'updated', new.id,
+      jsonb_build_object('created_by', old.created_by, 'assignee_id', old.assignee_id, 'status', old.status), null);
+  else
+    perform fluxopus.record_change(old.company_id, 'task', 'deleted', old.id,
+      jsonb_build_object('created_by', old.created_by, 'assignee_id', old.assignee_id, 'status', old.status), null);
+  end if;
+  return null;
+end
+$$;
+
+--
+-- Name: log_time_log_change(); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.log_time_log_change() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+declare
+  task uuid := case when tg_op = 'DELETE' then old.task_id else new.task_id end;
+  company uuid := case when tg_op = 'DELETE' then old.company_id else new.company_id end;
+begin
+  if exists (select 1 from public.tasks t where t.id = task) then
+    perform fluxopus.record_change(company, 'task', 'updated', task, null, null);
+  end if;
+  return null;
+end
+$$;
+
+--
 -- Name: make_taggable(text, regclass); Type: FUNCTION; Schema: fluxopus; Owner: -
 --
 
@@ -358,6 +572,25 @@ begin
   new.error := null;
   new.updated_at := now();
   return new;
+end
+$$;
+
+--
+-- Name: record_change(uuid, text, text, uuid, jsonb, jsonb); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.record_change(company uuid, kind text, op text, entity uuid, old jsonb, detail jsonb) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+declare
+  change_id bigint;
+begin
+  perform pg_advisory_xact_lock(7364118245521);  -- ids in commit order (see above)
+  change_id := nextval('public.change_log_id_seq');
+  insert into public.change_log (id, company_id, kind, op, entity_id, old, detail)
+    values (change_id, company, kind, op, entity, old, detail);
+  perform pg_notify('fluxopus_changes', change_id || ' ' || company || ' ' || kind);
 end
 $$;
 
@@ -576,6 +809,50 @@ CREATE TABLE public.auth_sessions (
     CONSTRAINT auth_sessions_address_check CHECK ((char_length(address) <= 64)),
     CONSTRAINT auth_sessions_user_agent_check CHECK ((char_length(user_agent) <= 512))
 );
+
+--
+-- Name: change_log; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.change_log (
+    id bigint NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    company_id uuid NOT NULL,
+    kind text NOT NULL,
+    op text NOT NULL,
+    entity_id uuid NOT NULL,
+    old jsonb,
+    detail jsonb,
+    CONSTRAINT change_log_kind_check CHECK ((kind = ANY (ARRAY['task'::text, 'knowledge'::text, 'skill_run'::text, 'tag'::text, 'entity_tag'::text]))),
+    CONSTRAINT change_log_op_check CHECK ((op = ANY (ARRAY['created'::text, 'updated'::text, 'deleted'::text, 'status'::text, 'assigned'::text, 'unassigned'::text])))
+);
+
+--
+-- Name: change_log_horizon; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.change_log_horizon (
+    only_row boolean DEFAULT true NOT NULL,
+    pruned_upto bigint DEFAULT 0 NOT NULL,
+    CONSTRAINT change_log_horizon_only_row_check CHECK (only_row)
+);
+
+--
+-- Name: change_log_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+CREATE SEQUENCE public.change_log_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+--
+-- Name: change_log_id_seq; Type: SEQUENCE OWNED BY; Schema: public; Owner: -
+--
+
+ALTER SEQUENCE public.change_log_id_seq OWNED BY public.change_log.id;
 
 --
 -- Name: companies; Type: TABLE; Schema: public; Owner: -
@@ -1023,6 +1300,20 @@ ALTER TABLE ONLY public.auth_sessions
     ADD CONSTRAINT auth_sessions_pkey PRIMARY KEY (id);
 
 --
+-- Name: change_log_horizon change_log_horizon_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.change_log_horizon
+    ADD CONSTRAINT change_log_horizon_pkey PRIMARY KEY (only_row);
+
+--
+-- Name: change_log change_log_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.change_log
+    ADD CONSTRAINT change_log_pkey PRIMARY KEY (id);
+
+--
 -- Name: companies companies_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1230,6 +1521,12 @@ ALTER TABLE ONLY public.users
 --
 
 CREATE INDEX auth_sessions_user_idx ON public.auth_sessions USING btree (user_id);
+
+--
+-- Name: change_log_at_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX change_log_at_idx ON public.change_log USING btree (at);
 
 --
 -- Name: companies_name_key; Type: INDEX; Schema: public; Owner: -
@@ -1448,6 +1745,12 @@ CREATE UNIQUE INDEX users_email_key ON public.users USING btree (lower(email));
 CREATE TRIGGER connections_touch BEFORE UPDATE ON public.connections FOR EACH ROW EXECUTE FUNCTION fluxopus.touch_updated_at();
 
 --
+-- Name: entity_tags entity_tags_live; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER entity_tags_live AFTER INSERT OR DELETE ON public.entity_tags DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fluxopus.log_entity_tag_change();
+
+--
 -- Name: knowledge knowledge_count_bytes; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -1466,10 +1769,34 @@ CREATE TRIGGER knowledge_delete_tags AFTER DELETE ON public.knowledge FOR EACH R
 CREATE TRIGGER knowledge_enqueue AFTER INSERT OR UPDATE ON public.knowledge FOR EACH ROW EXECUTE FUNCTION fluxopus.enqueue_embedding();
 
 --
+-- Name: knowledge knowledge_live; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER knowledge_live AFTER INSERT OR DELETE ON public.knowledge DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fluxopus.log_knowledge_change();
+
+--
+-- Name: knowledge knowledge_live_update; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER knowledge_live_update AFTER UPDATE OF title, content, source_url, visibility, status, error, owner_id ON public.knowledge DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fluxopus.log_knowledge_change();
+
+--
 -- Name: knowledge knowledge_queue; Type: TRIGGER; Schema: public; Owner: -
 --
 
 CREATE TRIGGER knowledge_queue BEFORE INSERT OR UPDATE ON public.knowledge FOR EACH ROW EXECUTE FUNCTION fluxopus.queue_embedding();
+
+--
+-- Name: skill_runs skill_runs_live; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER skill_runs_live AFTER INSERT OR DELETE ON public.skill_runs DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fluxopus.log_skill_run_change();
+
+--
+-- Name: skill_runs skill_runs_live_update; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER skill_runs_live_update AFTER UPDATE OF status, output, error, input_tokens, output_tokens, finished_at ON public.skill_runs DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fluxopus.log_skill_run_change();
 
 --
 -- Name: skills skills_bump_version; Type: TRIGGER; Schema: public; Owner: -
@@ -1490,16 +1817,34 @@ CREATE TRIGGER skills_delete_tags AFTER DELETE ON public.skills FOR EACH ROW EXE
 CREATE TRIGGER skills_record_version AFTER INSERT OR UPDATE ON public.skills FOR EACH ROW EXECUTE FUNCTION fluxopus.record_skill_version();
 
 --
+-- Name: tags tags_live; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER tags_live AFTER INSERT OR DELETE OR UPDATE ON public.tags DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fluxopus.log_tag_change();
+
+--
 -- Name: tasks tasks_delete_tags; Type: TRIGGER; Schema: public; Owner: -
 --
 
 CREATE TRIGGER tasks_delete_tags AFTER DELETE ON public.tasks FOR EACH ROW EXECUTE FUNCTION fluxopus.delete_entity_tags('task');
 
 --
+-- Name: tasks tasks_live; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER tasks_live AFTER INSERT OR DELETE OR UPDATE ON public.tasks DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fluxopus.log_task_change();
+
+--
 -- Name: tasks tasks_touch; Type: TRIGGER; Schema: public; Owner: -
 --
 
 CREATE TRIGGER tasks_touch BEFORE UPDATE ON public.tasks FOR EACH ROW EXECUTE FUNCTION fluxopus.touch_updated_at();
+
+--
+-- Name: time_logs time_logs_live; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER time_logs_live AFTER INSERT OR DELETE OR UPDATE ON public.time_logs DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fluxopus.log_time_log_change();
 
 --
 -- Name: auth_sessions auth_sessions_user_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
@@ -1779,6 +2124,24 @@ ALTER TABLE ONLY public.token_usage
 --
 
 ALTER TABLE public.auth_sessions ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: change_log; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.change_log ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: change_log_horizon; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.change_log_horizon ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: change_log change_log_read; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY change_log_read ON public.change_log FOR SELECT TO authenticated USING ((company_id = ( SELECT fluxopus.company_id() AS company_id)));
 
 --
 -- Name: companies; Type: ROW SECURITY; Schema: public; Owner: -
@@ -2192,6 +2555,13 @@ REVOKE ALL ON FUNCTION fluxopus.can_read_entity(kind text, entity uuid) FROM PUB
 GRANT ALL ON FUNCTION fluxopus.can_read_entity(kind text, entity uuid) TO authenticated;
 
 --
+-- Name: FUNCTION can_read_now(kind text, entity uuid, detail jsonb); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.can_read_now(kind text, entity uuid, detail jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION fluxopus.can_read_now(kind text, entity uuid, detail jsonb) TO authenticated;
+
+--
 -- Name: FUNCTION change_membership(target uuid, new_role text); Type: ACL; Schema: fluxopus; Owner: -
 --
 
@@ -2226,6 +2596,13 @@ REVOKE ALL ON FUNCTION fluxopus.connection_secrets(connection uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION fluxopus.connection_secrets(connection uuid) TO authenticated;
 
 --
+-- Name: FUNCTION could_read(kind text, old jsonb); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.could_read(kind text, old jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION fluxopus.could_read(kind text, old jsonb) TO authenticated;
+
+--
 -- Name: FUNCTION count_knowledge_bytes(); Type: ACL; Schema: fluxopus; Owner: -
 --
 
@@ -2242,6 +2619,12 @@ REVOKE ALL ON FUNCTION fluxopus.delete_entity_tags() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION fluxopus.enqueue_embedding() FROM PUBLIC;
+
+--
+-- Name: FUNCTION entity_exists(kind text, entity uuid); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.entity_exists(kind text, entity uuid) FROM PUBLIC;
 
 --
 -- Name: FUNCTION finish_run(caller jsonb, run uuid, outcome text, run_output text, used_input integer, used_output integer, run_error text); Type: ACL; Schema: fluxopus; Owner: -
@@ -2271,6 +2654,48 @@ REVOKE ALL ON FUNCTION fluxopus.json_time(t timestamp with time zone) FROM PUBLI
 GRANT ALL ON FUNCTION fluxopus.json_time(t timestamp with time zone) TO authenticated;
 
 --
+-- Name: FUNCTION live_visibility(identities text[], change_ids bigint[]); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.live_visibility(identities text[], change_ids bigint[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION log_entity_tag_change(); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.log_entity_tag_change() FROM PUBLIC;
+
+--
+-- Name: FUNCTION log_knowledge_change(); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.log_knowledge_change() FROM PUBLIC;
+
+--
+-- Name: FUNCTION log_skill_run_change(); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.log_skill_run_change() FROM PUBLIC;
+
+--
+-- Name: FUNCTION log_tag_change(); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.log_tag_change() FROM PUBLIC;
+
+--
+-- Name: FUNCTION log_task_change(); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.log_task_change() FROM PUBLIC;
+
+--
+-- Name: FUNCTION log_time_log_change(); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.log_time_log_change() FROM PUBLIC;
+
+--
 -- Name: FUNCTION make_taggable(kind text, rel regclass); Type: ACL; Schema: fluxopus; Owner: -
 --
 
@@ -2288,6 +2713,12 @@ GRANT ALL ON FUNCTION fluxopus.matching_chunks(query tsquery, pool integer) TO a
 --
 
 REVOKE ALL ON FUNCTION fluxopus.queue_embedding() FROM PUBLIC;
+
+--
+-- Name: FUNCTION record_change(company uuid, kind text, op text, entity uuid, old jsonb, detail jsonb); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.record_change(company uuid, kind text, op text, entity uuid, old jsonb, detail jsonb) FROM PUBLIC;
 
 --
 -- Name: FUNCTION record_skill_version(); Type: ACL; Schema: fluxopus; Owner: -
@@ -2344,6 +2775,12 @@ REVOKE ALL ON FUNCTION fluxopus.touch_updated_at() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION fluxopus.uid() FROM PUBLIC;
 GRANT ALL ON FUNCTION fluxopus.uid() TO authenticated;
+
+--
+-- Name: TABLE change_log; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.change_log TO authenticated;
 
 --
 -- Name: TABLE companies; Type: ACL; Schema: public; Owner: -

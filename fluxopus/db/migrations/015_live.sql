@@ -99,8 +99,13 @@ begin
   if tg_op = 'INSERT' then
     perform fluxopus.record_change(new.company_id, 'knowledge', 'created', new.id, null, null);
   elsif tg_op = 'UPDATE' then
+    -- STATUS: indexing moved on (the worker's update); an edit, which also sends it back to pending, is
+    -- an update.
     perform fluxopus.record_change(new.company_id, 'knowledge',
-      case when new.status is distinct from old.status then 'status' else 'updated' end, new.id,
+      case when new.status is distinct from old.status
+                and (new.title, new.content, new.source_url, new.visibility, new.owner_id)
+                    is not distinct from (old.title, old.content, old.source_url, old.visibility, old.owner_id)
+           then 'status' else 'updated' end, new.id,
       jsonb_build_object('owner_id', old.owner_id, 'visibility', old.visibility),
       jsonb_build_object('status', new.status, 'error', new.error));
   else
