@@ -1,12 +1,17 @@
 """Live events through the real graphql-ws client (tests/js/live_task_events.mjs under Node), as a
 frontend subscribes: the bearer token in connectionParams, a nested selection, and the README's
-resumable() helper, which keeps the last eventId in the payload graphql-ws sends again on reconnect.
+resumable() helper, which keeps the last eventId in the payload graphql-ws sends again on reconnect and
+subscribes again when the token expires. Against a real server and the real database:
 
-One test, against a real server and the real database: alice subscribes to taskEvents from Node; bob, a
-colleague, changes over REST a task assigned to alice and one of his own she cannot read. Alice gets the
-UPDATED event with the new values (and nothing for bob's task); then her socket drops, bob changes her
-task while she is away, and the retry graphql-ws makes resubscribes after her last event, so the change
-is replayed — exactly once — before the live ones. `npm ci --prefix tests/js` installs the client.
+- alice subscribes to taskEvents from Node; bob, a colleague, changes over REST a task assigned to alice
+  and one of his own she cannot read. Alice gets the UPDATED event with the new values (and nothing for
+  bob's task); then her socket drops, bob changes her task while she is away, and the retry graphql-ws
+  makes resubscribes after her last event, so the change is replayed — once — before the live ones;
+- alice's token expires: the server ends her subscription (which of its two signals comes first
+  varies), and the helper subscribes again on a new connection with a fresh token, after her last
+  event, so the change bob made in between is replayed.
+
+`npm ci --prefix tests/js` installs the client.
 
 Absence is proved by commit order: changes fan out in the order they were committed, so an event for
 bob's task, committed first, would have been received before alice's."""
@@ -20,13 +25,15 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
 
 from fluxopus.app import create_app
+from fluxopus.auth.jwt import mint_token
 from fluxopus.config import Settings
-from tests.utils.builders import Company, User
+from tests.utils.builders import SECRET, Company, User
 from tests.utils.live import TIMEOUT, listening
 from tests.utils.server import ThreadedServer
 
@@ -84,13 +91,15 @@ class Subscriber:
 
 
 @asynccontextmanager
-async def subscriber(server: ThreadedServer, user: User, events: int) -> AsyncIterator[Subscriber]:
+async def subscriber(server: ThreadedServer, tokens: list[str], events: int) -> AsyncIterator[Subscriber]:
+    """The script subscribed with the first token; each new connection waits for "reconnect", then
+    uses the next token."""
     url = server.url.replace("http://", "ws://") + "/graphql"
     process = await asyncio.create_subprocess_exec(
         node(),
         str(SCRIPT),
         url,
-        user.token,
+        ",".join(tokens),
         str(events),
         cwd=JS,
         stdin=asyncio.subprocess.PIPE,
@@ -127,7 +136,7 @@ async def test_graphql_ws_client_receives_a_colleagues_rest_change_and_resumes_a
         his = created.json()["id"]
         assert (await http.get(f"/api/tasks/{his}", headers=alice.headers)).status_code == 404
 
-        async with subscriber(server, alice, events=3) as node_client:
+        async with subscriber(server, [alice.token], events=3) as node_client:
             assert await node_client.line() == {"connected": 1}
             await listening(server, alice, 1)  # the server fans changes out to it from now on
 
@@ -165,3 +174,46 @@ async def test_graphql_ws_client_receives_a_colleagues_rest_change_and_resumes_a
 
             assert await asyncio.wait_for(node_client.process.wait(), TIMEOUT) == 0, await node_client.failure()
             assert int(updated["eventId"]) < int(missed["eventId"]) < int(hidden["eventId"])
+
+
+async def test_an_expired_token_resubscribes_with_a_fresh_one_after_the_last_event(
+    server: ThreadedServer, acme: Company
+) -> None:
+    """The server ends a subscription when the token that opened it expires (the socket closes with
+    4401, or the subscription ends with UNAUTHENTICATED just before); resumable() subscribes again on a
+    new connection, whose connectionParams read a fresh token, after the last event received."""
+    alice, bob = acme.alice, acme.bob
+    short = mint_token(
+        SECRET,
+        user_id=UUID(alice.id),
+        email=alice.email,
+        role="member",
+        company_id=UUID(alice.company_id),
+        ttl=4,
+    )
+    async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as http:
+        created = await http.post(
+            "/api/tasks", json={"title": "for alice", "assignee_id": alice.id}, headers=bob.headers
+        )
+        assert created.status_code == 201, created.text
+        hers = created.json()["id"]
+
+        async with subscriber(server, [short, alice.token], events=2) as node_client:
+            assert await node_client.line() == {"connected": 1}
+            await listening(server, alice, 1)
+            await patch(http, bob, hers, title="before it expired")
+            first = await node_client.event()
+            assert (first["type"], first["taskId"], first["task"]["title"]) == ("UPDATED", hers, "before it expired")
+
+            await listening(server, alice, 0)  # the token expired: the server let the subscription go
+            await patch(http, bob, hers, title="while it was expired")
+            await node_client.send("reconnect")
+            assert await node_client.line() == {"connected": 2}
+            missed = await node_client.event()
+            assert (missed["type"], missed["taskId"], missed["task"]["title"]) == (
+                "UPDATED",
+                hers,
+                "while it was expired",
+            )
+            assert int(first["eventId"]) < int(missed["eventId"])
+            assert await asyncio.wait_for(node_client.process.wait(), TIMEOUT) == 0, await node_client.failure()
