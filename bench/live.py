@@ -94,8 +94,7 @@ class Sub:
 class Step:
     """What one step saw: each event's arrival (change id, time), each write's (task, sent, answered)."""
 
-    arrivals: list[tuple[int, float]] = field(default_factory=list)
-    received: Counter[str] = field(default_factory=Counter)  # events per user
+    arrivals: list[tuple[int, float, str]] = field(default_factory=list)  # change id, time, user id
     extra: int = 0  # events for a task the user may not see
     wrong: Counter[str] = field(default_factory=Counter)  # events of an unexpected shape, errors, closes
     writes: list[tuple[Task, float, float]] = field(default_factory=list)
@@ -263,8 +262,7 @@ class Connection:
                     if task is None or not (task.assignee == user.id or (user.admin and task.company == user.company)):
                         step.extra += 1
                         continue
-                    step.arrivals.append((int(event["eventId"]), now))
-                    step.received[user.id] += 1
+                    step.arrivals.append((int(event["eventId"]), now, user.id))
                     step.last_arrival = now
                 elif kind == "ping":
                     await self.ws.send('{"type":"pong"}')
@@ -435,6 +433,9 @@ async def run_step(
             await asyncio.sleep(0.2)
         subscribed = time.monotonic() - began
         await asyncio.sleep(1.0)  # let the subscription burst settle before measuring
+        # A hub still fanning out an earlier step's changes would send them to these subscribers too.
+        while await metric(metrics, "fluxopus_live_lag_changes") > 0 and time.monotonic() - began < 600:
+            await asyncio.sleep(0.5)
 
         async def sessions() -> int:
             await db.execute("select pg_stat_clear_snapshot()")
@@ -469,7 +470,7 @@ async def run_step(
         # Wait for the rest: until every expected event came, or the hub has fanned out the whole log
         # and nothing came for `--quiet` s, or `--drain` s passed.
         quiet_since, drain_until = time.monotonic(), time.monotonic() + args.drain
-        while sum(step.received.values()) < want and time.monotonic() < drain_until:
+        while sum(1 for a in step.arrivals if a[0] in visible_to) < want and time.monotonic() < drain_until:
             await asyncio.sleep(0.2)
             quiet_since = max(quiet_since, step.last_arrival)
             if time.monotonic() - quiet_since > args.quiet and await metric(metrics, "fluxopus_live_lag_changes") == 0:
@@ -506,10 +507,11 @@ async def run_step(
         seen[task.id] += 1
         if k < len(answered_by_task[task.id]):
             committed[change_id] = answered_by_task[task.id][k]
-    latencies = [t - committed[cid] for cid, t in step.arrivals if cid in committed]
+    latencies = [t - committed[cid] for cid, t, _ in step.arrivals if cid in committed]
+    received = Counter(user for cid, _, user in step.arrivals if cid in visible_to)
     if args.timeline:
         by_second: dict[int, list[float]] = defaultdict(list)
-        for cid, t in step.arrivals:
+        for cid, t, _ in step.arrivals:
             if cid in committed:
                 by_second[int(t - t0)].append(t - committed[cid])
         for second, values in sorted(by_second.items()):
@@ -517,9 +519,9 @@ async def run_step(
                 f"    {n} subscribers, second {second:3d}: {len(values):6,} events"
                 f"  p50 {quantile(values, 50) * 1000:8.1f} ms  p99 {quantile(values, 99) * 1000:8.1f} ms"
             )
-    got = sum(step.received.values())
-    lost = sum(max(expected[u] - step.received[u], 0) for u in expected)
-    extra = step.extra + sum(max(step.received[u] - expected[u], 0) for u in expected)
+    got = sum(received.values())
+    lost = sum(max(expected[u] - received[u], 0) for u in expected)
+    extra = step.extra + sum(max(received[u] - expected[u], 0) for u in expected)
     patch = [answered - sent for _t, sent, answered in step.writes]
     busy = [(b1_ - b0_) / max(t1_ - t0_, 1) * 100 for (b0_, t0_), (b1_, t1_) in zip(cores0, cores1, strict=True)]
     return {
