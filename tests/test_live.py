@@ -660,6 +660,17 @@ async def test_task_id_filter(server: ThreadedServer, http: httpx.AsyncClient, a
         assert got[0]["task"]["title"] == "watched"
 
 
+async def test_item_id_filter(server: ThreadedServer, http: httpx.AsyncClient, acme: Company) -> None:
+    watched = await new_item(http, acme.alice)
+    other = await new_item(http, acme.alice)
+    async with live_connection(server.url, acme.bob.token) as conn:
+        filtered = await live_sub(server, conn, acme.bob, KNOWLEDGE_EVENTS, {"item": watched["id"]})
+        await rest(http, acme.alice, "PATCH", f"/api/knowledge/{other['id']}", {"title": "not watched"})
+        await rest(http, acme.alice, "PATCH", f"/api/knowledge/{watched['id']}", {"title": "watched"})
+        event = await filtered.next()  # the fence: `other`'s change came before
+        assert (event["type"], event["itemId"], event["item"]["title"]) == ("UPDATED", watched["id"], "watched")
+
+
 # --------------------------------------------------------------------------- bad input
 
 
