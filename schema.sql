@@ -163,7 +163,7 @@ $$;
 CREATE FUNCTION fluxopus.could_read(kind text, old jsonb) RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
-  select case kind
+  select coalesce(case kind
     when 'task' then (select fluxopus.is_admin())
                      or (old ->> 'created_by')::uuid = (select fluxopus.uid())
                      or (old ->> 'assignee_id')::uuid = (select fluxopus.uid())
@@ -171,7 +171,7 @@ CREATE FUNCTION fluxopus.could_read(kind text, old jsonb) RETURNS boolean
     when 'skill_run' then (old ->> 'user_id')::uuid = (select fluxopus.uid()) or (select fluxopus.is_admin())
     when 'tag' then true
     else false
-  end
+  end, false)  -- a column compared with a NULL one (no assignee) is NULL, not false
 $$;
 
 --

@@ -22,7 +22,6 @@ import random
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -139,13 +138,6 @@ async def test_could_read_agrees_with_the_read_policies(
     assert outcomes == {kind: {True, False} for kind in ("task", "knowledge", "skill_run", "tag")}, outcomes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: could_read('task', ...) is NULL, not false, for a member who neither created nor is"
-    " assigned a task that has no assignee (`x = uid() or NULL` is NULL); harmless where it is used today"
-    " (NULL is falsy there), wrong under `not could_read(...)`. Fix: coalesce(..., false) in 015_live.sql",
-)
 async def test_could_read_answers_true_or_false(
     client: httpx.AsyncClient, database_url: str, acme: Company, globex: Company
 ) -> None:

@@ -210,7 +210,7 @@ revoke all on function fluxopus.entity_exists(text, uuid) from public;  -- the t
 create function fluxopus.could_read(kind text, old jsonb) returns boolean
 language sql stable
 as $$
-  select case kind
+  select coalesce(case kind
     when 'task' then (select fluxopus.is_admin())
                      or (old ->> 'created_by')::uuid = (select fluxopus.uid())
                      or (old ->> 'assignee_id')::uuid = (select fluxopus.uid())
@@ -218,7 +218,7 @@ as $$
     when 'skill_run' then (old ->> 'user_id')::uuid = (select fluxopus.uid()) or (select fluxopus.is_admin())
     when 'tag' then true
     else false
-  end
+  end, false)  -- a column compared with a NULL one (no assignee) is NULL, not false
 $$;
 
 -- Whether the caller can read the changed row now, under its table's RLS.
