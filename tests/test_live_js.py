@@ -1,7 +1,8 @@
 """Live events through the real graphql-ws client (tests/js/live_task_events.mjs under Node), as a
 frontend subscribes: the bearer token in connectionParams, a nested selection, and the README's
-resumable() helper, which keeps the last eventId in the payload graphql-ws sends again on reconnect and
-subscribes again when the token expires. Against a real server and the real database:
+resumable() helper, which keeps the last eventId in the payload graphql-ws sends again on reconnect, and
+subscribes again when the server ends a subscription (an expired token, SLOW_CONSUMER). Against a real
+server and the real database:
 
 - alice subscribes to taskEvents from Node; bob, a colleague, changes over REST a task assigned to alice
   and one of his own she cannot read. Alice gets the UPDATED event with the new values (and nothing for
@@ -9,7 +10,9 @@ subscribes again when the token expires. Against a real server and the real data
   makes resubscribes after her last event, so the change is replayed — once — before the live ones;
 - alice's token expires: the server ends her subscription (which of its two signals comes first
   varies), and the helper subscribes again on a new connection with a fresh token, after her last
-  event, so the change bob made in between is replayed.
+  event, so the change bob made in between is replayed;
+- a subscription that falls behind (FLUXOPUS_LIVE_QUEUE) is ended with SLOW_CONSUMER, and the helper
+  subscribes again after its last event: what overflowed is replayed, once.
 
 `npm ci --prefix tests/js` installs the client.
 
@@ -216,4 +219,50 @@ async def test_an_expired_token_resubscribes_with_a_fresh_one_after_the_last_eve
                 "while it was expired",
             )
             assert int(first["eventId"]) < int(missed["eventId"])
+            assert await asyncio.wait_for(node_client.process.wait(), TIMEOUT) == 0, await node_client.failure()
+
+
+@pytest.fixture(scope="module")
+def cramped(settings: Settings, database_url: str) -> Iterator[ThreadedServer]:
+    """One event may wait for a subscription: a second in the same batch closes it (SLOW_CONSUMER)."""
+    own = settings.model_copy(update={"indexer": False, "live_queue": 1})
+    with ThreadedServer(create_app(own, database_url=database_url)) as running:
+        yield running
+
+
+async def test_a_slow_consumer_subscribes_again_and_is_replayed_what_it_missed(
+    cramped: ThreadedServer, acme: Company
+) -> None:
+    """Two tasks created by one mutation (one transaction: one batch) overflow a queue of one; the server
+    ends the subscription with SLOW_CONSUMER and resumable() subscribes again after the last event
+    received, so both tasks arrive, once each."""
+    alice, bob = acme.alice, acme.bob
+    two = (
+        'mutation($a: ID!) { one: createTask(input: {title: "one", assigneeId: $a}) { id }'
+        ' two: createTask(input: {title: "two", assigneeId: $a}) { id } }'
+    )
+    async with httpx.AsyncClient(base_url=cramped.url, timeout=TIMEOUT) as http:
+        async with subscriber(cramped, [alice.token], events=3) as node_client:
+            assert await node_client.line() == {"connected": 1}
+            await listening(cramped, alice, 1)
+            created = await http.post(
+                "/api/tasks", json={"title": "first", "assignee_id": alice.id}, headers=bob.headers
+            )
+            assert created.status_code == 201, created.text
+            first = await node_client.event()
+            assert (first["type"], first["taskId"]) == ("CREATED", created.json()["id"])
+
+            response = await http.post(
+                "/graphql", json={"query": two, "variables": {"a": alice.id}}, headers=bob.headers
+            )
+            assert response.status_code == 200 and not response.json().get("errors"), response.text
+            made = response.json()["data"]
+            # graphql-ws closes a socket its last subscription left (lazy), and connects again for the next
+            await node_client.send("reconnect")
+            assert await node_client.line() == {"connected": 2}
+            burst = [await node_client.event(), await node_client.event()]
+            assert [(e["type"], e["taskId"], e["task"]["title"]) for e in burst] == [
+                ("CREATED", made["one"]["id"], "one"),
+                ("CREATED", made["two"]["id"], "two"),
+            ]
             assert await asyncio.wait_for(node_client.process.wait(), TIMEOUT) == 0, await node_client.failure()

@@ -1,7 +1,7 @@
 // A live `taskEvents` subscriber through the real graphql-ws client, as a frontend would run one:
 // the bearer token in connectionParams (read again on every connection), and resumable() — the
-// README's "Live events" helper, keep the two in step — so that neither a dropped socket nor an
-// expired token loses an event.
+// README's "Live events" helper, keep the two in step — so that neither a dropped socket, nor an
+// expired token, nor falling behind loses an event.
 //
 //   node live_task_events.mjs <ws url of /graphql> <token>[,<token>…] <events>
 //
@@ -27,10 +27,10 @@ const TASK_EVENTS = `subscription TaskEvents($lastEventId: ID) {
 }`
 
 // graphql-ws sends the same payload again when it resubscribes after a reconnect: keep the last
-// eventId in it, so the server replays what was committed while the socket was down. A token that
-// expires ends the subscription (the socket closes with 4401, or the subscription ends with
-// UNAUTHENTICATED just before): once the socket is closed, subscribe again — connectionParams reads
-// a fresh token for the new connection.
+// eventId in it, so the server replays what was committed while the socket was down. The server may
+// also end a subscription: SLOW_CONSUMER (it fell behind) — subscribe again at once, to be replayed
+// what it missed; an expired token (the socket closes with 4401, or UNAUTHENTICATED comes just
+// before) — once the socket is closed, subscribe again: the new connection reads a fresh token.
 export function resumable(client) {
   return {
     ...client,
@@ -40,17 +40,19 @@ export function resumable(client) {
       let stopped = false
       const start = () => {
         if (stopped) return
-        let expired = false
+        let ended = null
         stop = client.subscribe(resent, {
           next(result) {
-            if (result.errors?.some((e) => e.extensions?.code === 'UNAUTHENTICATED')) return void (expired = true)
+            const code = result.errors?.[0]?.extensions?.code
+            if (code === 'SLOW_CONSUMER' || code === 'UNAUTHENTICATED') return void (ended = code)
             const event = result.data && Object.values(result.data)[0]
             if (event?.eventId) resent.variables.lastEventId = event.eventId
             sink.next(result)
           },
           error: (error) => (error?.code === 4401 ? start() : sink.error(error)),
           complete() {
-            if (!expired) return sink.complete()
+            if (ended === 'SLOW_CONSUMER') return start()
+            if (ended !== 'UNAUTHENTICATED') return sink.complete()
             const off = client.on('closed', () => (off(), start()))
           },
         })
