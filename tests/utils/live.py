@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, cast
 
@@ -114,7 +114,8 @@ async def subscribed(sub: Subscription, settle: float = 0.3) -> Subscription:
 
 def hub_of(server: ThreadedServer) -> LiveHub:
     """The live hub of a ThreadedServer's app (in this process: its subscribers can be looked at)."""
-    hub = server.server.config.app.state.runtime.live
+    app: Any = server.server.config.app
+    hub = app.state.runtime.live
     assert hub is not None, "live events are off on this server"
     return cast(LiveHub, hub)
 
@@ -165,7 +166,7 @@ async def sse_subscription(
         assert source.response.headers["content-type"].startswith("text/event-stream")
         await listening(server, user, before + 1)
 
-        async def payloads() -> AsyncIterator[dict[str, Any]]:
+        async def payloads() -> AsyncGenerator[dict[str, Any], None]:
             async for message in source.aiter_sse():
                 if message.event == "complete":
                     return
