@@ -234,6 +234,29 @@ async def test_task_created_updated_deleted_over_rest_and_graphql(
         await sub.nothing(0.3)
 
 
+async def test_a_row_changed_then_deleted_before_delivery_is_deleted_once(
+    server: ThreadedServer, http: httpx.AsyncClient, acme: Company
+) -> None:
+    """Rows are read at delivery: an update delivered after its row was deleted is already the deletion,
+    and the deletion's own event must not say it again. One GraphQL mutation changes and deletes the task
+    in one transaction, so both changes reach the hub in one batch, the row gone."""
+    async with live_connection(server.url, acme.alice.token) as conn:
+        sub = await live_sub(server, conn, acme.alice, TASK_EVENTS)
+        task = await new_task(http, acme.alice, title="short-lived")
+        assert (await sub.next())["type"] == "CREATED"
+        await gql(
+            http,
+            acme.alice,
+            'mutation($id: ID!) { updateTask(id: $id, input: {title: "renamed"}) { id } deleteTask(id: $id) }',
+            {"id": task["id"]},
+        )
+        gone = await sub.next()
+        assert (gone["type"], gone["taskId"], gone["task"]) == ("DELETED", task["id"], None)
+        marker = await new_task(http, acme.alice, title="after")
+        after = await sub.next()  # not a second DELETED
+        assert (after["type"], after["taskId"]) == ("CREATED", marker["id"]), after
+
+
 async def test_knowledge_events_and_private_items(
     server: ThreadedServer, http: httpx.AsyncClient, acme: Company
 ) -> None:

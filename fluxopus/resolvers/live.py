@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 REPLAY_LIMIT = 10_000  # a subscriber further behind than this is told to RESYNC
 _BATCH = 1_000  # changes read at once
+_TOLD_GONE = 1_000  # deletions a subscriber remembers telling (to say each once)
 _GIVE_UP = 30  # catch-ups (a second apart) that read the log and failed to fan it out, before RESYNC
 
 
@@ -104,9 +105,23 @@ class Subscriber:
     limit: int
     _items: deque[tuple[int, BaseModel]] = field(default_factory=deque)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _told_gone: dict[UUID, None] = field(default_factory=dict)  # rows it was last told are DELETED (bounded)
     fell_behind: bool = False
     counted: bool = False  # in the hub's cut_off
     last_sent: int | None = None
+
+    def news(self, kind: ChangeType, entity_id: UUID) -> bool:
+        """Whether an event is news to this subscriber. Rows are read at delivery, so an update read
+        after the row was deleted is already a deletion: the deletion's own event then says it twice."""
+        if kind is ChangeType.deleted:
+            if entity_id in self._told_gone:
+                return False
+            self._told_gone[entity_id] = None
+            if len(self._told_gone) > _TOLD_GONE:
+                del self._told_gone[next(iter(self._told_gone))]
+        else:
+            self._told_gone.pop(entity_id, None)
+        return True
 
     def offer(self, change_id: int, event: BaseModel) -> bool:
         """Never waits: a subscriber with `limit` events waiting is cut off instead. Whether it was queued."""
@@ -190,6 +205,10 @@ class LiveHub:
     @property
     def subscriber_count(self) -> int:
         return sum(len(subs) for subs in self._subscribers.values())
+
+    def subscriptions_of(self, company_id: UUID, user_id: UUID) -> int:
+        """How many subscriptions of this user the hub is fanning changes out to now."""
+        return sum(1 for s in self._subscribers.get(company_id, ()) if s.user_id == user_id)
 
     def add(self, subscriber: Subscriber) -> None:
         self._subscribers.setdefault(subscriber.company_id, set()).add(subscriber)
@@ -367,8 +386,8 @@ def _events(read: _Read, subscribers: Iterable[Subscriber]) -> Iterable[tuple[Su
             for subscriber in by_identity.get(visibility.identity, ()):
                 if change.kind not in subscriber.kinds:
                     continue
-                event = subscriber.make(kind, change, model if kind not in (ChangeType.deleted,) else None)
-                if event is not None:
+                event = subscriber.make(kind, change, model if kind is not ChangeType.deleted else None)
+                if event is not None and subscriber.news(kind, change.entity_id):
                     yield subscriber, change.id, event
 
 

@@ -125,7 +125,7 @@ def subscriptions_of(server: ThreadedServer, user: User) -> int:
     hub, company, user_id = hub_of(server), uuid.UUID(user.company_id), uuid.UUID(user.id)
     while True:
         try:  # the server's thread may change the set meanwhile: look again
-            return sum(1 for s in list(hub._subscribers.get(company, ())) if s.user_id == user_id)
+            return hub.subscriptions_of(company, user_id)
         except RuntimeError:
             continue
 
