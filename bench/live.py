@@ -575,7 +575,9 @@ async def run_step(
 
 def row(r: dict[str, Any]) -> str:
     per_event = r["cpu_a"] / r["received"] * 1e6 if r["received"] else float("nan")
-    ours = r["cpu_a"] + r["cpu_b"] + r["cpu_pg"] + r["cpu_client"]
+    # PostgreSQL's backends are counted while they live: one that exited mid-step takes its time along.
+    pg = f"{r['cpu_pg'] / r['elapsed'] * 100:.0f}%" if r["cpu_pg"] >= 0 else "n/a"
+    ours = r["cpu_a"] + r["cpu_b"] + max(r["cpu_pg"], 0) + r["cpu_client"]
     other = max(sum(r["busy"]) - ours / r["elapsed"] * 100, 0)
     per_change = r["cpu_a"] / r["changes"] * 1e3 if r["changes"] else float("nan")
     return (
@@ -584,7 +586,7 @@ def row(r: dict[str, Any]) -> str:
         f" | {r['patch_p50'] * 1000:.0f} / {r['patch_p99'] * 1000:.0f}"
         f" | {r['expected']:,} / {r['received']:,} | {r['lost']:,} | {r['behind']:,.0f} | {r['extra']:,}"
         f" | {r['cpu_a'] / r['elapsed'] * 100:.0f}% | {per_event:.0f} µs | {per_change:.2f} ms"
-        f" | {r['cpu_b'] / r['elapsed'] * 100:.0f}% | {r['cpu_pg'] / r['elapsed'] * 100:.0f}%"
+        f" | {r['cpu_b'] / r['elapsed'] * 100:.0f}% | {pg}"
         f" | {r['cpu_client'] / r['elapsed'] * 100:.0f}% | {r['lag_p99'] * 1000:.0f} ms"
         f" | {' / '.join(f'{b:.0f}%' for b in r['busy'])} | {other:.0f}%"
         f" | {r['new_sessions']} |"
