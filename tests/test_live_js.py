@@ -186,14 +186,6 @@ async def test_an_expired_token_resubscribes_with_a_fresh_one_after_the_last_eve
     4401, or the subscription ends with UNAUTHENTICATED just before); resumable() subscribes again on a
     new connection, whose connectionParams read a fresh token, after the last event received."""
     alice, bob = acme.alice, acme.bob
-    short = mint_token(
-        SECRET,
-        user_id=UUID(alice.id),
-        email=alice.email,
-        role="member",
-        company_id=UUID(alice.company_id),
-        ttl=4,
-    )
     async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as http:
         created = await http.post(
             "/api/tasks", json={"title": "for alice", "assignee_id": alice.id}, headers=bob.headers
@@ -201,6 +193,15 @@ async def test_an_expired_token_resubscribes_with_a_fresh_one_after_the_last_eve
         assert created.status_code == 201, created.text
         hers = created.json()["id"]
 
+        # it must outlive the first event by a margin (Node starting, a loaded machine)
+        short = mint_token(
+            SECRET,
+            user_id=UUID(alice.id),
+            email=alice.email,
+            role="member",
+            company_id=UUID(alice.company_id),
+            ttl=6,
+        )
         async with subscriber(server, [short, alice.token], events=2) as node_client:
             assert await node_client.line() == {"connected": 1}
             await listening(server, alice, 1)
