@@ -15,7 +15,7 @@ from httpx_sse import aconnect_sse
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from fluxopus.resolvers.live import LiveHub
+from fluxopus.resolvers.live_hub import LiveHub
 from tests.utils.builders import User
 from tests.utils.server import ThreadedServer
 
