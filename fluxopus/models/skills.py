@@ -73,7 +73,7 @@ class SkillKnowledge(BaseModel):
         default=None,
         max_length=MAX_KNOWLEDGE_TAGS,
         description="Only items carrying at least one of these tags (tag ids; names are accepted when saving and"
-        " stored as ids); null: every item the caller may read",
+        " stored as ids); null or empty: every item the caller may read",
     )
     query: Annotated[str, StringConstraints(min_length=1, max_length=10_000)] | None = Field(
         default=None,

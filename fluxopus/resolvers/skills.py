@@ -80,7 +80,8 @@ async def _checked_knowledge(ctx: Context, settings: SkillKnowledge | None) -> d
         except PromptError as exc:
             raise Invalid(f"knowledge.query: {exc}") from None
     if settings.tags is not None:
-        settings = settings.model_copy(update={"tags": await _tag_ids(ctx, settings.tags)})
+        # No tags is no filter (rather than a filter nothing passes).
+        settings = settings.model_copy(update={"tags": await _tag_ids(ctx, settings.tags) if settings.tags else None})
     return settings.model_dump(mode="json")
 
 
