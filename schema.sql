@@ -41,10 +41,10 @@ CREATE FUNCTION fluxopus.bump_skill_version() RETURNS trigger
     AS $$
 begin
   if (new.name, new.description, new.instructions, new.input_schema, new.provider, new.model,
-      new.temperature, new.max_tokens)
+      new.temperature, new.max_tokens, new.knowledge)
      is distinct from
      (old.name, old.description, old.instructions, old.input_schema, old.provider, old.model,
-      old.temperature, old.max_tokens) then
+      old.temperature, old.max_tokens, old.knowledge) then
     new.version := old.version + 1;
   else
     new.version := old.version;
@@ -124,6 +124,22 @@ begin
     return cid;
   end if;
   return null;
+end
+$$;
+
+--
+-- Name: cite_run(jsonb, uuid, jsonb); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.cite_run(caller jsonb, run uuid, run_citations jsonb) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+begin
+  perform set_config('request.jwt.claims', caller::text, true);
+  update public.skill_runs r set citations = run_citations
+   where r.id = run and r.user_id = fluxopus.uid() and r.status in ('queued', 'running');
+  return found;
 end
 $$;
 
@@ -605,9 +621,10 @@ CREATE FUNCTION fluxopus.record_skill_version() RETURNS trigger
 begin
   if tg_op = 'INSERT' or new.version <> old.version then
     insert into public.skill_versions (skill_id, company_id, version, name, description, instructions,
-                                       input_schema, provider, model, temperature, max_tokens, created_by)
+                                       input_schema, provider, model, temperature, max_tokens, knowledge,
+                                       created_by)
     values (new.id, new.company_id, new.version, new.name, new.description, new.instructions,
-            new.input_schema, new.provider, new.model, new.temperature, new.max_tokens,
+            new.input_schema, new.provider, new.model, new.temperature, new.max_tokens, new.knowledge,
             coalesce(fluxopus.uid(), new.owner_id));
   end if;
   return null;
@@ -1140,6 +1157,8 @@ CREATE TABLE public.skill_runs (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     started_at timestamp with time zone DEFAULT now(),
     finished_at timestamp with time zone,
+    citations jsonb DEFAULT '[]'::jsonb NOT NULL,
+    CONSTRAINT skill_runs_citations_check CHECK ((jsonb_typeof(citations) = 'array'::text)),
     CONSTRAINT skill_runs_reserved_tokens_check CHECK ((reserved_tokens >= 0)),
     CONSTRAINT skill_runs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text])))
 );
@@ -1162,7 +1181,8 @@ CREATE TABLE public.skill_versions (
     temperature double precision,
     max_tokens integer NOT NULL,
     created_by uuid NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    knowledge jsonb
 );
 
 --
@@ -1185,9 +1205,11 @@ CREATE TABLE public.skills (
     version integer DEFAULT 1 NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    knowledge jsonb,
     CONSTRAINT skills_description_check CHECK ((char_length(description) <= 5000)),
     CONSTRAINT skills_input_schema_check CHECK (((input_schema IS NULL) OR (jsonb_typeof(input_schema) = 'object'::text))),
     CONSTRAINT skills_instructions_check CHECK (((char_length(instructions) >= 1) AND (char_length(instructions) <= 100000))),
+    CONSTRAINT skills_knowledge_check CHECK (((knowledge IS NULL) OR (jsonb_typeof(knowledge) = 'object'::text))),
     CONSTRAINT skills_max_tokens_check CHECK (((max_tokens >= 1) AND (max_tokens <= 32000))),
     CONSTRAINT skills_model_check CHECK (((char_length(model) >= 1) AND (char_length(model) <= 200))),
     CONSTRAINT skills_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
@@ -2573,6 +2595,12 @@ GRANT ALL ON FUNCTION fluxopus.change_membership(target uuid, new_role text) TO 
 --
 
 REVOKE ALL ON FUNCTION fluxopus.charge_tokens(caller jsonb, amount bigint, default_limit bigint) FROM PUBLIC;
+
+--
+-- Name: FUNCTION cite_run(caller jsonb, run uuid, run_citations jsonb); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.cite_run(caller jsonb, run uuid, run_citations jsonb) FROM PUBLIC;
 
 --
 -- Name: FUNCTION claims(); Type: ACL; Schema: fluxopus; Owner: -

@@ -24,13 +24,15 @@ from tests.utils.http import assert_error
 
 SKILL_FIELDS = {
     "id", "company_id", "owner_id", "name", "description", "instructions", "input_schema", "provider", "model",
-    "temperature", "max_tokens", "visibility", "version", "created_at", "updated_at",
+    "temperature", "max_tokens", "knowledge", "visibility", "version", "created_at", "updated_at",
 }  # fmt: skip
 VERSION_FIELDS = {
     "id", "skill_id", "version", "name", "description", "instructions", "input_schema", "provider", "model",
-    "temperature", "max_tokens", "created_by", "created_at",
+    "temperature", "max_tokens", "knowledge", "created_by", "created_at",
 }  # fmt: skip
-CONTENT = ("name", "description", "instructions", "input_schema", "provider", "model", "temperature", "max_tokens")
+CONTENT = (
+    "name", "description", "instructions", "input_schema", "provider", "model", "temperature", "max_tokens", "knowledge"
+)  # fmt: skip
 FULL_SKILL: dict[str, Any] = {
     "description": "Summarises a topic",
     "instructions": "Summarise {{ input.topic }} in {{ input.words }} words.",

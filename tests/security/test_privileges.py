@@ -152,8 +152,9 @@ async def as_user(database_url: str, user_id: str) -> AsyncIterator[asyncpg.Conn
         " null) where $1::text is not null",
         "select fluxopus.take_oauth_state($1::text)",
         "select fluxopus.reserve_tokens(1, 1000000, interval '1 hour') where $1::text is not null",
+        "select fluxopus.cite_run(jsonb_build_object('sub', $1::text), gen_random_uuid(), '[]')",
     ],
-    ids=["charge_tokens", "start_run", "finish_run", "take_oauth_state", "reserve_tokens"],
+    ids=["charge_tokens", "start_run", "finish_run", "take_oauth_state", "reserve_tokens", "cite_run"],
 )
 async def test_service_functions_are_refused_to_users(
     database_url: str, acme: Company, globex: Company, call: str
