@@ -63,24 +63,6 @@ CREATE FUNCTION fluxopus.can_read_entity(kind text, entity uuid) RETURNS boolean
     AS $$select case kind when 'knowledge' then exists (select 1 from knowledge x where x.id = entity) when 'skill' then exists (select 1 from skills x where x.id = entity) when 'task' then exists (select 1 from tasks x where x.id = entity) else false end$$;
 
 --
--- Name: can_read_now(text, uuid, jsonb); Type: FUNCTION; Schema: fluxopus; Owner: -
---
-
-CREATE FUNCTION fluxopus.can_read_now(kind text, entity uuid, detail jsonb) RETURNS boolean
-    LANGUAGE sql STABLE
-    AS $$
-  select case kind
-    when 'task' then exists (select 1 from public.tasks t where t.id = entity)
-    when 'knowledge' then exists (select 1 from public.knowledge k where k.id = entity)
-    when 'skill_run' then exists (select 1 from public.skill_runs r where r.id = entity)
-    when 'tag' then exists (select 1 from public.tags g where g.id = entity)
-    when 'entity_tag' then exists (select 1 from public.tags g where g.id = entity)
-                           and fluxopus.can_read_entity(detail ->> 'entity_type', (detail ->> 'entity_id')::uuid)
-    else false
-  end
-$$;
-
---
 -- Name: change_membership(uuid, text); Type: FUNCTION; Schema: fluxopus; Owner: -
 --
 
@@ -173,18 +155,16 @@ CREATE FUNCTION fluxopus.connection_secrets(connection uuid) RETURNS TABLE(acces
 $$;
 
 --
--- Name: could_read(text, jsonb); Type: FUNCTION; Schema: fluxopus; Owner: -
+-- Name: could_read(text, jsonb, uuid, boolean); Type: FUNCTION; Schema: fluxopus; Owner: -
 --
 
-CREATE FUNCTION fluxopus.could_read(kind text, old jsonb) RETURNS boolean
-    LANGUAGE sql STABLE
+CREATE FUNCTION fluxopus.could_read(kind text, old jsonb, me uuid, admin boolean) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
     AS $$
   select coalesce(case kind
-    when 'task' then (select fluxopus.is_admin())
-                     or (old ->> 'created_by')::uuid = (select fluxopus.uid())
-                     or (old ->> 'assignee_id')::uuid = (select fluxopus.uid())
-    when 'knowledge' then old ->> 'visibility' = 'company' or (old ->> 'owner_id')::uuid = (select fluxopus.uid())
-    when 'skill_run' then (old ->> 'user_id')::uuid = (select fluxopus.uid()) or (select fluxopus.is_admin())
+    when 'task' then admin or (old ->> 'created_by')::uuid = me or (old ->> 'assignee_id')::uuid = me
+    when 'knowledge' then old ->> 'visibility' = 'company' or (old ->> 'owner_id')::uuid = me
+    when 'skill_run' then (old ->> 'user_id')::uuid = me or admin
     when 'tag' then true
     else false
   end, false)  -- a column compared with a NULL one (no assignee) is NULL, not false
@@ -375,15 +355,33 @@ CREATE FUNCTION fluxopus.live_visibility(identities text[], change_ids bigint[])
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public'
     AS $$
+declare
+  me uuid;
+  admin boolean;
 begin
   perform set_config('role', 'authenticated', true);
   for i in 1 .. coalesce(array_length(identities, 1), 0) loop
     perform set_config('request.jwt.claims', identities[i], true);
+    me := fluxopus.uid();
+    admin := fluxopus.is_admin();
     return query
-      select i, c.id, fluxopus.can_read_now(c.kind, c.entity_id, c.detail),
-             c.old is not null and fluxopus.could_read(c.kind, c.old)
-        from public.change_log c
-       where c.id = any(change_ids);  -- change_log_read: the identity's company only
+      select i, c.id,
+             case c.kind
+               when 'task' then t.id is not null
+               when 'knowledge' then k.id is not null
+               when 'skill_run' then r.id is not null
+               when 'tag' then g.id is not null
+               when 'entity_tag' then g.id is not null and fluxopus.can_read_entity(
+                 c.detail ->> 'entity_type', (c.detail ->> 'entity_id')::uuid)
+               else false
+             end,
+             c.old is not null and fluxopus.could_read(c.kind, c.old, me, admin)
+        from public.change_log c  -- change_log_read: the identity's company only
+        left join public.tasks t on c.kind = 'task' and t.id = c.entity_id
+        left join public.knowledge k on c.kind = 'knowledge' and k.id = c.entity_id
+        left join public.skill_runs r on c.kind = 'skill_run' and r.id = c.entity_id
+        left join public.tags g on c.kind in ('tag', 'entity_tag') and g.id = c.entity_id
+       where c.id = any(change_ids);
   end loop;
 end
 $$;
@@ -2577,13 +2575,6 @@ REVOKE ALL ON FUNCTION fluxopus.can_read_entity(kind text, entity uuid) FROM PUB
 GRANT ALL ON FUNCTION fluxopus.can_read_entity(kind text, entity uuid) TO authenticated;
 
 --
--- Name: FUNCTION can_read_now(kind text, entity uuid, detail jsonb); Type: ACL; Schema: fluxopus; Owner: -
---
-
-REVOKE ALL ON FUNCTION fluxopus.can_read_now(kind text, entity uuid, detail jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION fluxopus.can_read_now(kind text, entity uuid, detail jsonb) TO authenticated;
-
---
 -- Name: FUNCTION change_membership(target uuid, new_role text); Type: ACL; Schema: fluxopus; Owner: -
 --
 
@@ -2624,11 +2615,11 @@ REVOKE ALL ON FUNCTION fluxopus.connection_secrets(connection uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION fluxopus.connection_secrets(connection uuid) TO authenticated;
 
 --
--- Name: FUNCTION could_read(kind text, old jsonb); Type: ACL; Schema: fluxopus; Owner: -
+-- Name: FUNCTION could_read(kind text, old jsonb, me uuid, admin boolean); Type: ACL; Schema: fluxopus; Owner: -
 --
 
-REVOKE ALL ON FUNCTION fluxopus.could_read(kind text, old jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION fluxopus.could_read(kind text, old jsonb) TO authenticated;
+REVOKE ALL ON FUNCTION fluxopus.could_read(kind text, old jsonb, me uuid, admin boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION fluxopus.could_read(kind text, old jsonb, me uuid, admin boolean) TO authenticated;
 
 --
 -- Name: FUNCTION count_knowledge_bytes(); Type: ACL; Schema: fluxopus; Owner: -

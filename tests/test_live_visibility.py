@@ -1,4 +1,4 @@
-"""`fluxopus.could_read(kind, old)` against the real read policies: the SQL mirror stays honest.
+"""`fluxopus.live_visibility` against the real read policies: the SQL mirror stays honest.
 
 Live events decide who saw a row before a change from the few columns the change log keeps of it
 (migration 015: `old`), with `fluxopus.could_read` re-stating each table's read policy over them; the
@@ -10,9 +10,10 @@ random assignees, statuses and visibilities. For every (user, row) pair, as that
 
     exists (select 1 from <table> where id = row)                          -- the table's policy
   = exists (select 1 from change_log where id = <the row's change>)        -- change_log_read
-    and fluxopus.could_read(kind, <the row's columns as the trigger keeps them>)
+    and fluxopus.could_read(kind, <the row's columns as the trigger keeps them>, uid(), is_admin())
 
-and that `fluxopus.can_read_now(kind, id, null)` says the same as the policy too.
+and that `fluxopus.live_visibility` — what the hub runs, as the service, for every identity at once —
+answers `visible_now` as the policy does for each row's last change.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ select r.kind, r.id,
          when 'skill_run' then exists (select 1 from skill_runs s where s.id = r.id)
          when 'tag' then exists (select 1 from tags g where g.id = r.id)
        end as policy,
-       exists (select 1 from change_log c where c.id = r.change_id) and fluxopus.could_read(r.kind, r.old) as mirror,
-       fluxopus.can_read_now(r.kind, r.id, null) as now
+       exists (select 1 from change_log c where c.id = r.change_id)
+         and fluxopus.could_read(r.kind, r.old, fluxopus.uid(), fluxopus.is_admin()) as mirror
   from jsonb_to_recordset(cast(:rows as jsonb)) as r(kind text, id uuid, change_id bigint, old jsonb)
 """
 
@@ -117,7 +118,30 @@ async def _answers(client: httpx.AsyncClient, database_url: str, acme: Company, 
         people += users
     async with operator_engine(database_url) as engine:
         rows = await _rows(engine, [acme.admin.company_id, globex.admin.company_id])
-        return [(user, found) for user in people for found in await _compare_as(engine, user, rows)]
+        now = await _visible_now(engine, people, rows)
+        return [
+            (user, {**found, "now": now[(user.id, found["kind"], str(found["id"]))]})
+            for user in people
+            for found in await _compare_as(engine, user, rows)
+        ]
+
+
+async def _visible_now(engine: AsyncEngine, people: list[User], rows: list[dict[str, Any]]) -> dict[Any, bool]:
+    """`visible_now` of each row's last change for each user, from one call as the hub makes it."""
+    identities = [json.dumps({"sub": user.id, "role": "authenticated"}) for user in people]
+    by_change = {row["change_id"]: row for row in rows}
+    async with engine.connect() as conn, conn.begin():
+        result = await conn.execute(
+            text("select * from fluxopus.live_visibility(:identities, :ids)"),
+            {"identities": identities, "ids": list(by_change)},
+        )
+        seen = {(people[r.identity - 1].id, r.change_id): r.visible_now for r in result}
+    # A change of another company is not the identity's to see at all (change_log_read): not visible.
+    return {
+        (user.id, row["kind"], row["id"]): seen.get((user.id, row["change_id"]), False)
+        for user in people
+        for row in rows
+    }
 
 
 async def test_could_read_agrees_with_the_read_policies(

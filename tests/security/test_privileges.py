@@ -21,8 +21,7 @@ from tests.utils.builders import Company, create_skill, create_task, set_budget
 # Functions of ours (schema fluxopus, and public outside extensions) that `authenticated` may execute.
 FUNCTIONS = {
     "fluxopus.can_read_entity(kind text, entity uuid)",
-    "fluxopus.can_read_now(kind text, entity uuid, detail jsonb)",
-    "fluxopus.could_read(kind text, old jsonb)",
+    "fluxopus.could_read(kind text, old jsonb, me uuid, admin boolean)",
     "fluxopus.change_membership(target uuid, new_role text)",
     "fluxopus.claims()",
     "fluxopus.company_id()",
