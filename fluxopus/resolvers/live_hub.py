@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 REPLAY_LIMIT = 10_000  # a subscriber further behind than this is told to RESYNC
 _BATCH = 1_000  # changes read at once
 _TOLD_GONE = 1_000  # deletions a subscriber remembers telling (to say each once)
+_EXPIRY_GRACE = 2.0  # seconds past a token's expiry before its subscriptions end (see LiveStream)
 _GIVE_UP = 30  # catch-ups (a second apart) that read the log and failed to fan it out, before RESYNC
 
 
@@ -419,9 +420,10 @@ class LiveStream:
                 for change_id, event in await self.hub.replay(self.subscriber, self.after):
                     upto = change_id
                     yield event
-            # A subscription lasts as long as the token that opened it (a WebSocket is also closed then,
-            # schema/router.py; a graphql-sse stream ends here).
-            expires = float(self.subscriber.claims.get("exp", math.inf))
+            # A subscription lasts as long as the token that opened it. A WebSocket is closed at expiry
+            # (4401, schema/router.py); a graphql-sse stream has no socket to close, so it ends here — a
+            # moment later, so that a WebSocket gets the one signal, not a race of two.
+            expires = float(self.subscriber.claims.get("exp", math.inf)) + _EXPIRY_GRACE
             while True:
                 try:
                     async with asyncio.timeout(max(expires - time.time(), 0.0) if expires < math.inf else None):
