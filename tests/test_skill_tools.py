@@ -173,7 +173,11 @@ async def run(client: httpx.AsyncClient, user: User, skill: Json, input: Json | 
     out = Stream()
     async with asyncio.timeout(SAFETY):
         async with aconnect_sse(
-            client, "POST", f"/api/skills/{skill['id']}/run", json={"input": input or {"repo": "r"}}, headers=user.headers
+            client,
+            "POST",
+            f"/api/skills/{skill['id']}/run",
+            json={"input": input or {"repo": "r"}},
+            headers=user.headers,
         ) as source:
             assert source.response.status_code == 200
             async for sse in source.aiter_sse():
@@ -551,7 +555,11 @@ async def test_a_disconnect_mid_tool_call_cancels_the_run_and_records_the_call(
         async with httpx.AsyncClient(base_url=server.url, timeout=SAFETY) as http:
             async with asyncio.timeout(SAFETY):
                 async with aconnect_sse(
-                    http, "POST", f"/api/skills/{skill['id']}/run", json={"input": {"repo": "r"}}, headers=company.alice.headers
+                    http,
+                    "POST",
+                    f"/api/skills/{skill['id']}/run",
+                    json={"input": {"repo": "r"}},
+                    headers=company.alice.headers,
                 ) as source:
                     async with aclosing(source.aiter_sse()) as events:
                         async for sse in events:

@@ -11,9 +11,9 @@ import jsonschema
 from pydantic import Field, StringConstraints
 from sqlalchemy.dialects.postgresql import JSONB
 
-from fluxopus.ai.tools import check_tools
 from fluxopus.models.common import Input, Output, PageQuery, Visibility, documented
 from fluxopus.models.entity import BigInt, Entity, Key, Server, Stored, Write
+from fluxopus.models.tools import check_tools
 
 
 @documented(

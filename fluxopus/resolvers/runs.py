@@ -42,7 +42,7 @@ from fluxopus.ai.providers import (
     max_prompt_tokens,
 )
 from fluxopus.ai.sandbox import TemplateLimit
-from fluxopus.ai.tools import ToolError, offered, result_text, wire_name
+from fluxopus.ai.tools import ToolError, offered, result_text
 from fluxopus.errors import Invalid, NotFound, Unavailable
 from fluxopus.models.common import Page, PageQuery
 from fluxopus.models.skills import (
@@ -56,6 +56,7 @@ from fluxopus.models.skills import (
     ToolCallRecord,
     ToolCallStatus,
 )
+from fluxopus.models.tools import wire_name
 from fluxopus.resolvers import budget
 from fluxopus.resolvers._sql import fetch_one, fetch_page
 from fluxopus.resolvers.context import Context

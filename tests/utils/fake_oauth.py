@@ -503,7 +503,6 @@ class FakeOAuth:
             self._revoke_grant(known.grant)
         return JSONResponse({"ok": True, "revoked": True})
 
-
     async def _api_token(self, request: Request, body: Json) -> _Token | None:
         """The live access token of an API request's `Authorization: Bearer`; records the request and waits
         while `hold` is set up (until released, or the client goes away)."""
