@@ -583,3 +583,68 @@ async def test_a_disconnect_mid_tool_call_cancels_the_run_and_records_the_call(
     assert row["status"] == "cancelled"
     assert [(c["tool"], c["status"]) for c in row["tool_calls"]] == [("github.list_issues", "cancelled")]
     assert len(requests_of(fakes["openai"], skill)) == 1  # the model was not asked again
+
+
+TOOL_SUBSCRIPTION = """
+subscription($id: ID!, $input: JSON!) {
+  runSkill(id: $id, input: $input) {
+    __typename type runId
+    ... on RunToolCall { callId tool arguments }
+    ... on RunToolResult { callId tool status result durationMs }
+    ... on RunCompleted { output }
+  }
+}
+"""
+
+
+async def test_the_graphql_subscription_streams_typed_tool_events(
+    server: ThreadedServer, client: httpx.AsyncClient, fakes: dict[str, Any], fake_oauth: FakeOAuth, company: Company
+) -> None:
+    await connect(client, company.alice, "github")
+    repo = unique("repo")
+    skill = await make_skill(client, company.alice, "anthropic", GITHUB_TOOLS)
+    fakes["anthropic"].script_turns(
+        skill["model"],
+        [
+            Script(chunks=[], tool_calls=[("github_list_issues", json.dumps({"owner": "acme", "repo": repo}))]),
+            Script(chunks=["none open"]),
+        ],
+    )
+    body = {"query": TOOL_SUBSCRIPTION, "variables": {"id": skill["id"], "input": {"repo": repo}}}
+    received: list[Json] = []
+    async with httpx.AsyncClient(base_url=server.url, timeout=SAFETY) as http, asyncio.timeout(SAFETY):
+        headers = company.alice.headers | {"Accept": "text/event-stream"}
+        async with aconnect_sse(http, "POST", "/graphql", json=body, headers=headers) as source:
+            async for message in source.aiter_sse():
+                if message.event == "next":
+                    received.append(json.loads(message.data)["data"]["runSkill"])
+
+    assert [e["__typename"] for e in received] == [
+        "RunStarted",
+        "RunToolCall",
+        "RunToolResult",
+        "RunDelta",
+        "RunCompleted",
+    ]
+    call, result = received[1], received[2]
+    assert (call["type"], call["tool"], call["arguments"]) == (
+        "tool.call",
+        "github.list_issues",
+        {"owner": "acme", "repo": repo},
+    )
+    assert (result["type"], result["callId"], result["status"], result["result"]) == (
+        "tool.result",
+        call["callId"],
+        "SUCCEEDED",
+        "[]",
+    )
+    assert isinstance(result["durationMs"], int)
+
+    run = await gql(
+        client,
+        company.alice,
+        "query($id: ID!) { skillRun(id: $id) { toolCalls { callId tool arguments status error durationMs } } }",
+        {"id": received[0]["runId"]},
+    )
+    (recorded,) = run["data"]["skillRun"]["toolCalls"]
+    assert recorded["callId"] == call["callId"] and recorded["status"] == "SUCCEEDED" and recorded["error"] is None
