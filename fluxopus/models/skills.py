@@ -265,7 +265,7 @@ class RunEvent(Output):
     error: str | None = Field(default=None, description="run.failed: why it failed")
 
 
-# The same events typed one model per kind, as GraphQL shows them (an interface and its four types): each
+# The same events typed one model per kind, as GraphQL shows them (an interface and its six types): each
 # has exactly the fields its kind sets, none of them null. REST's stream keeps RunEvent, its SSE `event:`
 # being the type.
 
