@@ -71,8 +71,10 @@ def _authority(server: ThreadedServer) -> tuple[str, int]:
 
 @pytest.fixture(scope="module")
 def tool_settings(ai_settings: Settings, fake_oauth: FakeOAuth, tool_server: ThreadedServer) -> Settings:
-    github = fake_oauth.client(dialect="github")
+    # GitHub apps may opt in to expiring, refreshable tokens: so this one does, for the refresh test.
+    github = fake_oauth.client(dialect="github", expires_in=3600, issue_refresh=True)
     slack = fake_oauth.client(dialect="slack")
+    notion = fake_oauth.client(dialect="notion")
     host, port = _authority(tool_server)
     providers = {
         "github": OAuthProviderSettings(
@@ -86,6 +88,12 @@ def tool_settings(ai_settings: Settings, fake_oauth: FakeOAuth, tool_server: Thr
             client_secret=SecretStr(slack.client_secret),
             api_url=f"{fake_oauth.url}/api",
             **fake_oauth.endpoints("slack"),
+        ),
+        "notion": OAuthProviderSettings(
+            client_id=notion.client_id,
+            client_secret=SecretStr(notion.client_secret),
+            api_url=f"{fake_oauth.url}/v1",
+            **fake_oauth.endpoints("notion"),
         ),
     }
     return ai_settings.model_copy(
@@ -410,6 +418,76 @@ async def test_the_step_limit_ends_the_loop_with_a_last_round_without_tools(
     assert [r.get("tool_choice") for r in sent] == [None] * MAX_STEPS + [none]
     row = await run_row(engine, skill)
     assert len(row["tool_calls"]) == MAX_STEPS
+
+
+async def test_two_calls_in_one_round_post_to_slack_and_search_notion(
+    client: httpx.AsyncClient, fakes: dict[str, Any], fake_oauth: FakeOAuth, engine: AsyncEngine, company: Company
+) -> None:
+    user = company.alice
+    await connect(client, user, "slack")
+    await connect(client, user, "notion")
+    skill = await make_skill(client, user, "anthropic", [{"name": "slack.post_message"}, {"name": "notion.search"}])
+    text = unique("standup")
+    fakes["anthropic"].script_turns(
+        skill["model"],
+        [
+            Script(
+                chunks=["Both at once. "],
+                tool_calls=[
+                    ("notion_search", json.dumps({"query": "roadmap"})),
+                    ("slack_post_message", json.dumps({"channel": "#team", "text": text})),
+                ],
+            ),
+            Script(chunks=["Posted."]),
+        ],
+    )
+    out = await run(client, user, skill)
+    assert out.names == ["run.started", "delta", "tool.call", "tool.result", "tool.call", "tool.result", "delta",
+                         "run.completed"]  # fmt: skip
+    search, post = out.of("tool.result")
+    assert search["status"] == post["status"] == "succeeded"
+    assert json.loads(search["result"])[0]["title"] == "Notes on roadmap"
+    assert json.loads(post["result"])["channel"] == "#team"
+    assert [m["text"] for m in fake_oauth.slack_messages if m["text"] == text] == [text]
+    second = requests_of(fakes["anthropic"], skill)[1]
+    assert len(tool_results_sent("anthropic", second)) == 2  # both results in the one user message
+    row = await run_row(engine, skill)
+    assert [c["tool"] for c in row["tool_calls"]] == ["notion.search", "slack.post_message"]
+
+
+async def test_an_expired_token_is_refreshed_before_the_call(
+    client: httpx.AsyncClient, fakes: dict[str, Any], fake_oauth: FakeOAuth, engine: AsyncEngine, company: Company
+) -> None:
+    user = company.bob
+    await connect(client, user, "github")
+    github = next(c for c in fake_oauth.client_by_id.values() if c.dialect == "github" and c.issue_refresh)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "update connections set expires_at = now() - interval '1 minute'"
+                " where user_id = :u and provider = 'github'"
+            ),
+            {"u": user.id},
+        )
+    refreshes = github.refreshes
+    skill = await make_skill(client, user, "openai", GITHUB_TOOLS)
+    fakes["openai"].script_turns(
+        skill["model"],
+        [Script(chunks=[], tool_calls=[("github_list_issues", '{"owner":"acme","repo":"fresh"}')]), Script()],
+    )
+    out = await run(client, user, skill)
+    assert out.of("tool.result")[0]["status"] == "succeeded", out.events
+    assert github.refreshes == refreshes + 1
+    (api_call,) = [c for c in fake_oauth.api_calls if c.path.endswith("/fresh/issues")]
+    assert api_call.headers["authorization"] == f"Bearer {github.issued[-2]}"  # the refreshed access token
+    async with engine.connect() as conn:
+        expires = (
+            await conn.execute(
+                text("select expires_at > now() from connections where user_id = :u and provider = 'github'"),
+                {"u": user.id},
+            )
+        ).scalar()
+    assert expires is True  # the refresh was committed, though the run's own transaction had ended
 
 
 # --------------------------------------------------------------------------- safety

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -205,6 +205,7 @@ async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
     specs: list[ToolSpec] = offered(list(run.tools))
     status, error = RunStatus.cancelled, None
     in_round, round_usage, round_parts = False, None, list[str]()
+    recordings: list[asyncio.Task[None]] = []  # tool calls being recorded: the settlement waits for them
     # The deadline applies to each wait on the provider, never across a `yield`: a timeout
     # scope left open while suspended would fire inside whoever is consuming the events.
     deadline = asyncio.get_running_loop().time() + ctx.ai.run_timeout
@@ -252,7 +253,7 @@ async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
                     tool=_declared_name(run, call.name),
                     arguments=call.parsed() or {},
                 )
-                record, content = await _call(ctx, run, call)
+                record, content = await _call(ctx, run, call, recordings)
                 results.append(ToolResult(call.id, content, record.status is not ToolCallStatus.succeeded))
                 yield RunEvent(
                     type=RunEventType.tool_result,
@@ -281,7 +282,7 @@ async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
             # A round cut short: unreported usage is estimated once the model has likely read the prompt.
             read = bool(round_parts) or status is RunStatus.cancelled
             used = _plus(used, round_usage or _estimate(run, steps, round_parts, [], read=read))
-        await _settle(ctx, run.id, status, output=output, usage=used, error=error)
+        await _settle(ctx, run.id, status, output=output, usage=used, error=error, after=recordings)
     if status is RunStatus.succeeded:
         yield RunEvent(type=RunEventType.completed, run_id=run.id, output=output, usage=used)
     else:
@@ -315,9 +316,12 @@ def _declared_name(run: _Run, name: str) -> str:
     return str(tool["name"]) if tool is not None else name[:100]
 
 
-async def _call(ctx: Context, run: _Run, call: ToolCall) -> tuple[ToolCallRecord, str]:
-    """Makes one call the model asked for and records it on the run; returns the record and what the
-    model reads. A cancellation (the client went away) is recorded, then goes on."""
+async def _call(
+    ctx: Context, run: _Run, call: ToolCall, recordings: list[asyncio.Task[None]]
+) -> tuple[ToolCallRecord, str]:
+    """Makes one call the model asked for and records it on the run (the task joins `recordings`);
+    returns the record and what the model reads. A cancellation (the client went away) is recorded,
+    then goes on."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     tool, arguments = run.tool(call.name), call.parsed()
@@ -349,7 +353,8 @@ async def _call(ctx: Context, run: _Run, call: ToolCall) -> tuple[ToolCallRecord
             error=error,
             duration_ms=round((loop.time() - started) * 1000),
         )
-        await _shielded(_record(ctx, run.id, record))
+        recordings.append(_background(_record(ctx, run.id, record)))
+        await asyncio.shield(recordings[-1])
     return record, content if status is ToolCallStatus.succeeded else f"Error: {error}"
 
 
@@ -361,19 +366,34 @@ async def _record(ctx: Context, run_id: UUID, record: ToolCallRecord) -> None:
         log.warning("recording a tool call of run %s failed", run_id, exc_info=True)
 
 
-async def _shielded(work: Any) -> None:
-    """Runs `work` in a task of its own, which a cancelled stream waits for but cannot cancel."""
+def _background(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """`work` in a task of its own, which a cancelled stream may wait for but cannot cancel. (A stream
+    cancelled by its transport may be cancelled again at each await: anyio's cancellation is
+    level-triggered, so a wait for such a task can end at once while the task goes on.)"""
     task = asyncio.create_task(work)
     _settling.add(task)
     task.add_done_callback(_settling.discard)
-    await asyncio.shield(task)
+    return task
 
 
 async def _settle(
-    ctx: Context, run_id: UUID, status: RunStatus, *, output: str, usage: RunUsage, error: str | None
+    ctx: Context,
+    run_id: UUID,
+    status: RunStatus,
+    *,
+    output: str,
+    usage: RunUsage,
+    error: str | None,
+    after: Sequence[asyncio.Task[None]] = (),
 ) -> None:
-    """Closes the run in a task of its own, which a cancelled stream waits for but cannot cancel."""
-    await _shielded(_finish(ctx, run_id, status, output=output, usage=usage, error=error))
+    """Closes the run in a task of its own, which a cancelled stream waits for but cannot cancel; once
+    the tool calls `after` are recorded (a closed run takes no more)."""
+
+    async def close() -> None:
+        await asyncio.gather(*after, return_exceptions=True)
+        await _finish(ctx, run_id, status, output=output, usage=usage, error=error)
+
+    await asyncio.shield(_background(close()))
 
 
 async def _finish(
