@@ -61,24 +61,6 @@ CREATE FUNCTION fluxopus.can_read_entity(kind text, entity uuid) RETURNS boolean
     AS $$select case kind when 'knowledge' then exists (select 1 from knowledge x where x.id = entity) when 'skill' then exists (select 1 from skills x where x.id = entity) when 'task' then exists (select 1 from tasks x where x.id = entity) else false end$$;
 
 --
--- Name: can_read_now(text, uuid, jsonb); Type: FUNCTION; Schema: fluxopus; Owner: -
---
-
-CREATE FUNCTION fluxopus.can_read_now(kind text, entity uuid, detail jsonb) RETURNS boolean
-    LANGUAGE sql STABLE
-    AS $$
-  select case kind
-    when 'task' then exists (select 1 from public.tasks t where t.id = entity)
-    when 'knowledge' then exists (select 1 from public.knowledge k where k.id = entity)
-    when 'skill_run' then exists (select 1 from public.skill_runs r where r.id = entity)
-    when 'tag' then exists (select 1 from public.tags g where g.id = entity)
-    when 'entity_tag' then exists (select 1 from public.tags g where g.id = entity)
-                           and fluxopus.can_read_entity(detail ->> 'entity_type', (detail ->> 'entity_id')::uuid)
-    else false
-  end
-$$;
-
---
 -- Name: change_membership(uuid, text); Type: FUNCTION; Schema: fluxopus; Owner: -
 --
 
@@ -126,6 +108,22 @@ end
 $$;
 
 --
+-- Name: cite_run(jsonb, uuid, jsonb); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.cite_run(caller jsonb, run uuid, run_citations jsonb) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+begin
+  perform set_config('request.jwt.claims', caller::text, true);
+  update public.skill_runs r set citations = run_citations
+   where r.id = run and r.user_id = fluxopus.uid() and r.status in ('queued', 'running');
+  return found;
+end
+$$;
+
+--
 -- Name: claims(); Type: FUNCTION; Schema: fluxopus; Owner: -
 --
 
@@ -155,21 +153,19 @@ CREATE FUNCTION fluxopus.connection_secrets(connection uuid) RETURNS TABLE(acces
 $$;
 
 --
--- Name: could_read(text, jsonb); Type: FUNCTION; Schema: fluxopus; Owner: -
+-- Name: could_read(text, jsonb, uuid, boolean); Type: FUNCTION; Schema: fluxopus; Owner: -
 --
 
-CREATE FUNCTION fluxopus.could_read(kind text, old jsonb) RETURNS boolean
-    LANGUAGE sql STABLE
+CREATE FUNCTION fluxopus.could_read(kind text, old jsonb, me uuid, admin boolean) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
     AS $$
-  select case kind
-    when 'task' then (select fluxopus.is_admin())
-                     or (old ->> 'created_by')::uuid = (select fluxopus.uid())
-                     or (old ->> 'assignee_id')::uuid = (select fluxopus.uid())
-    when 'knowledge' then old ->> 'visibility' = 'company' or (old ->> 'owner_id')::uuid = (select fluxopus.uid())
-    when 'skill_run' then (old ->> 'user_id')::uuid = (select fluxopus.uid()) or (select fluxopus.is_admin())
+  select coalesce(case kind
+    when 'task' then admin or (old ->> 'created_by')::uuid = me or (old ->> 'assignee_id')::uuid = me
+    when 'knowledge' then old ->> 'visibility' = 'company' or (old ->> 'owner_id')::uuid = me
+    when 'skill_run' then (old ->> 'user_id')::uuid = me or admin
     when 'tag' then true
     else false
-  end
+  end, false)  -- a column compared with a NULL one (no assignee) is NULL, not false
 $$;
 
 --
@@ -357,15 +353,33 @@ CREATE FUNCTION fluxopus.live_visibility(identities text[], change_ids bigint[])
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public'
     AS $$
+declare
+  me uuid;
+  admin boolean;
 begin
   perform set_config('role', 'authenticated', true);
   for i in 1 .. coalesce(array_length(identities, 1), 0) loop
     perform set_config('request.jwt.claims', identities[i], true);
+    me := fluxopus.uid();
+    admin := fluxopus.is_admin();
     return query
-      select i, c.id, fluxopus.can_read_now(c.kind, c.entity_id, c.detail),
-             c.old is not null and fluxopus.could_read(c.kind, c.old)
-        from public.change_log c
-       where c.id = any(change_ids);  -- change_log_read: the identity's company only
+      select i, c.id,
+             case c.kind
+               when 'task' then t.id is not null
+               when 'knowledge' then k.id is not null
+               when 'skill_run' then r.id is not null
+               when 'tag' then g.id is not null
+               when 'entity_tag' then g.id is not null and fluxopus.can_read_entity(
+                 c.detail ->> 'entity_type', (c.detail ->> 'entity_id')::uuid)
+               else false
+             end,
+             c.old is not null and fluxopus.could_read(c.kind, c.old, me, admin)
+        from public.change_log c  -- change_log_read: the identity's company only
+        left join public.tasks t on c.kind = 'task' and t.id = c.entity_id
+        left join public.knowledge k on c.kind = 'knowledge' and k.id = c.entity_id
+        left join public.skill_runs r on c.kind = 'skill_run' and r.id = c.entity_id
+        left join public.tags g on c.kind in ('tag', 'entity_tag') and g.id = c.entity_id
+       where c.id = any(change_ids);
   end loop;
 end
 $$;
@@ -1155,7 +1169,9 @@ CREATE TABLE public.skill_runs (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     started_at timestamp with time zone DEFAULT now(),
     finished_at timestamp with time zone,
+    citations jsonb DEFAULT '[]'::jsonb NOT NULL,
     tool_calls jsonb DEFAULT '[]'::jsonb NOT NULL,
+    CONSTRAINT skill_runs_citations_check CHECK ((jsonb_typeof(citations) = 'array'::text)),
     CONSTRAINT skill_runs_reserved_tokens_check CHECK ((reserved_tokens >= 0)),
     CONSTRAINT skill_runs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text])))
 );
@@ -1179,6 +1195,7 @@ CREATE TABLE public.skill_versions (
     max_tokens integer NOT NULL,
     created_by uuid NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    knowledge jsonb,
     tools jsonb DEFAULT '[]'::jsonb NOT NULL
 );
 
@@ -1202,10 +1219,12 @@ CREATE TABLE public.skills (
     version integer DEFAULT 1 NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    knowledge jsonb,
     tools jsonb DEFAULT '[]'::jsonb NOT NULL,
     CONSTRAINT skills_description_check CHECK ((char_length(description) <= 5000)),
     CONSTRAINT skills_input_schema_check CHECK (((input_schema IS NULL) OR (jsonb_typeof(input_schema) = 'object'::text))),
     CONSTRAINT skills_instructions_check CHECK (((char_length(instructions) >= 1) AND (char_length(instructions) <= 100000))),
+    CONSTRAINT skills_knowledge_check CHECK (((knowledge IS NULL) OR (jsonb_typeof(knowledge) = 'object'::text))),
     CONSTRAINT skills_max_tokens_check CHECK (((max_tokens >= 1) AND (max_tokens <= 32000))),
     CONSTRAINT skills_model_check CHECK (((char_length(model) >= 1) AND (char_length(model) <= 200))),
     CONSTRAINT skills_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
@@ -2580,13 +2599,6 @@ REVOKE ALL ON FUNCTION fluxopus.can_read_entity(kind text, entity uuid) FROM PUB
 GRANT ALL ON FUNCTION fluxopus.can_read_entity(kind text, entity uuid) TO authenticated;
 
 --
--- Name: FUNCTION can_read_now(kind text, entity uuid, detail jsonb); Type: ACL; Schema: fluxopus; Owner: -
---
-
-REVOKE ALL ON FUNCTION fluxopus.can_read_now(kind text, entity uuid, detail jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION fluxopus.can_read_now(kind text, entity uuid, detail jsonb) TO authenticated;
-
---
 -- Name: FUNCTION change_membership(target uuid, new_role text); Type: ACL; Schema: fluxopus; Owner: -
 --
 
@@ -2598,6 +2610,12 @@ GRANT ALL ON FUNCTION fluxopus.change_membership(target uuid, new_role text) TO 
 --
 
 REVOKE ALL ON FUNCTION fluxopus.charge_tokens(caller jsonb, amount bigint, default_limit bigint) FROM PUBLIC;
+
+--
+-- Name: FUNCTION cite_run(caller jsonb, run uuid, run_citations jsonb); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.cite_run(caller jsonb, run uuid, run_citations jsonb) FROM PUBLIC;
 
 --
 -- Name: FUNCTION claims(); Type: ACL; Schema: fluxopus; Owner: -
@@ -2621,11 +2639,11 @@ REVOKE ALL ON FUNCTION fluxopus.connection_secrets(connection uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION fluxopus.connection_secrets(connection uuid) TO authenticated;
 
 --
--- Name: FUNCTION could_read(kind text, old jsonb); Type: ACL; Schema: fluxopus; Owner: -
+-- Name: FUNCTION could_read(kind text, old jsonb, me uuid, admin boolean); Type: ACL; Schema: fluxopus; Owner: -
 --
 
-REVOKE ALL ON FUNCTION fluxopus.could_read(kind text, old jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION fluxopus.could_read(kind text, old jsonb) TO authenticated;
+REVOKE ALL ON FUNCTION fluxopus.could_read(kind text, old jsonb, me uuid, admin boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION fluxopus.could_read(kind text, old jsonb, me uuid, admin boolean) TO authenticated;
 
 --
 -- Name: FUNCTION count_knowledge_bytes(); Type: ACL; Schema: fluxopus; Owner: -

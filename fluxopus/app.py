@@ -25,7 +25,8 @@ from fluxopus.http_cors import Cors
 from fluxopus.http_limits import BodyLimit
 from fluxopus.integrations.oauth import OAuth
 from fluxopus.observability import AccessLog, Metrics, metrics_endpoint
-from fluxopus.resolvers.live import LiveHub
+from fluxopus.resolvers import live
+from fluxopus.resolvers.live_hub import LiveHub
 from fluxopus.rest_compat.errors import CatchAll, ErrorCode, domain_exception_handler, http_exception_handler
 from fluxopus.rest_compat.generate import rest_routes
 from fluxopus.rest_compat.openapi import build_openapi
@@ -58,6 +59,7 @@ async def _live(runtime: Runtime) -> AsyncIterator[None]:
     hub = LiveHub(
         runtime.service_engine,
         listen_dsn(runtime.engine),
+        live.KINDS,
         queue_limit=settings.live_queue,
         retention=dt.timedelta(seconds=settings.live_retention),
     )

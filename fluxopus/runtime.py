@@ -20,7 +20,7 @@ from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.integrations.oauth import OAuth
 from fluxopus.requestinfo import note_caller
 from fluxopus.resolvers.context import Context
-from fluxopus.resolvers.live import LiveHub
+from fluxopus.resolvers.live_hub import LiveHub
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:

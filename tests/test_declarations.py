@@ -240,6 +240,10 @@ def test_graphql_tags_fields_are_the_registrys() -> None:
     with_tags = {
         t.name
         for t in schema._schema.type_map.values()
-        if hasattr(t, "fields") and "tags" in t.fields and t.name not in ("Query",)
+        # A type's tags are `tags: [Tag!]!`; a skill's knowledge filter (SkillKnowledge.tags) names tag ids.
+        if hasattr(t, "fields")
+        and "tags" in t.fields
+        and str(t.fields["tags"].type) == "[Tag!]!"
+        and t.name not in ("Query",)
     }
     assert with_tags == {"Task", "Skill", "KnowledgeItem"} == {e.__name__ for e in tags.TAGGABLE.values()}

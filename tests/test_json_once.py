@@ -34,7 +34,8 @@ async def _seed(client: httpx.AsyncClient, database_url: str, acme: Company) -> 
         "type": "object",
         "properties": {"n": {"type": "number", "maximum": 1e20, "minimum": 0.1, "description": AWKWARD}},
     }
-    skill = await create_skill(client, admin, input_schema=schema, description=AWKWARD)
+    grounding = {"mode": "keyword", "top_k": 3, "query": AWKWARD, "tags": None, "enabled": False}
+    skill = await create_skill(client, admin, input_schema=schema, description=AWKWARD, knowledge=grounding)
     patched = await client.patch(
         f"/api/skills/{skill['id']}", json={"instructions": "v2 {{ input.n }}"}, headers=admin.headers
     )

@@ -253,6 +253,7 @@ async def test_streamed_run_reports_deltas_usage_and_records_the_run(
         "run_id": run_id,
         "output": "Hello Ada, welcome!",
         "usage": {"input_tokens": 11, "output_tokens": 5},
+        "citations": [],
     }
     assert out.text() == out.last["output"]
 

@@ -24,14 +24,15 @@ from tests.utils.http import assert_error
 
 SKILL_FIELDS = {
     "id", "company_id", "owner_id", "name", "description", "instructions", "input_schema", "provider", "model",
-    "temperature", "max_tokens", "tools", "visibility", "version", "created_at", "updated_at",
+    "temperature", "max_tokens", "knowledge", "tools", "visibility", "version", "created_at", "updated_at",
 }  # fmt: skip
 VERSION_FIELDS = {
     "id", "skill_id", "version", "name", "description", "instructions", "input_schema", "provider", "model",
-    "temperature", "max_tokens", "tools", "created_by", "created_at",
+    "temperature", "max_tokens", "knowledge", "tools", "created_by", "created_at",
 }  # fmt: skip
 CONTENT = (
-    "name", "description", "instructions", "input_schema", "provider", "model", "temperature", "max_tokens", "tools",
+    "name", "description", "instructions", "input_schema", "provider", "model", "temperature", "max_tokens",
+    "knowledge", "tools",
 )  # fmt: skip
 FULL_SKILL: dict[str, Any] = {
     "description": "Summarises a topic",

@@ -1,4 +1,5 @@
-"""Skill instructions are Jinja2 templates, rendered in a sandbox with the run's `input`.
+"""Skill instructions are Jinja2 templates, rendered in a sandbox with the run's `input` (and, for a
+skill grounded in knowledge, the search's hits as `knowledge`).
 
 Templates come from users, so they run in Jinja's SandboxedEnvironment (no attribute access
 to Python internals) with undefined names as errors, and with the arithmetic that can build
@@ -16,12 +17,13 @@ from typing import Any
 
 import jsonschema
 import referencing.exceptions
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, Undefined, pass_eval_context
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, Undefined, meta, pass_eval_context
 from jinja2.filters import do_join, do_replace
 from jinja2.sandbox import SandboxedEnvironment
 
 MAX_PROMPT_CHARS = 200_000
 MAX_INPUT_BYTES = 100_000
+MAX_QUERY_CHARS = 1000  # a knowledge search's query, as search takes it
 
 
 class PromptError(ValueError):
@@ -118,16 +120,76 @@ def _compiled(source: str) -> Template:
     return _env.from_string(source)
 
 
-def render(source: str, input: Mapping[str, Any]) -> str:
+@functools.lru_cache(maxsize=512)
+def _uses_knowledge(source: str) -> bool:
+    return "knowledge" in meta.find_undeclared_variables(_env.parse(source))
+
+
+def render(source: str, input: Mapping[str, Any], knowledge: list[dict[str, Any]] | None = None) -> str:
+    """The prompt. `knowledge`, the hits of a grounded skill's search (None: not grounded), is the
+    template's `knowledge`; a template that does not use it gets them appended (knowledge_block)."""
+    text = _render(source, {"input": input, "knowledge": knowledge or []})
+    if knowledge is not None and not _uses_knowledge(source):
+        text += knowledge_block(knowledge)
+    if len(text) > MAX_PROMPT_CHARS:
+        raise PromptError(f"The rendered prompt is over {MAX_PROMPT_CHARS} characters")
+    if not text.strip():
+        raise PromptError("The rendered prompt is empty")
+    return text
+
+
+def render_query(source: str, input: Mapping[str, Any]) -> str:
+    """A knowledge search's query from its template: one line of words, cut to what search takes; may
+    be empty (then nothing is searched)."""
+    return _one_line(_render(source, {"input": input}))
+
+
+def input_text(input: Any) -> str:
+    """The default query of a grounded skill: the input's values (strings, numbers), without its keys,
+    which are the skill's vocabulary rather than the user's."""
+    parts: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str | int | float) and not isinstance(value, bool):
+            parts.append(str(value))
+
+    walk(input)
+    return _one_line(" ".join(parts))
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) <= MAX_QUERY_CHARS:
+        return text
+    return text[:MAX_QUERY_CHARS].rsplit(" ", 1)[0]
+
+
+def knowledge_block(knowledge: list[dict[str, Any]]) -> str:
+    """What a grounded prompt ends with when its template does not place `knowledge` itself."""
+    if not knowledge:
+        return "\n\n---\nKnowledge: nothing in the company's knowledge matched this request.\n"
+    lines = ["\n\n---\nKnowledge (excerpts from the company's documents, best match first; cite them by number):"]
+    for number, hit in enumerate(knowledge, start=1):
+        lines.append(f"\n[{number}] {hit['title']}\n{hit['snippet']}")
+    return "\n".join(lines) + "\n"
+
+
+def _render(source: str, context: Mapping[str, Any]) -> str:
     try:
         # Streamed, so a loop that prints forever stops at the limit instead of filling memory.
         parts: list[str] = []
         size = 0
-        for part in _compiled(source).generate(input=input):
+        for part in _compiled(source).generate(**context):
             size += len(part)
             _too_big(size)
             parts.append(part)
-        text = "".join(parts)
+        return "".join(parts)
     except PromptError:
         raise
     except TemplateError as exc:
@@ -136,11 +198,6 @@ def render(source: str, input: Mapping[str, Any]) -> str:
         raise PromptError(f"Template error: {exc}") from None
     except RecursionError:
         raise PromptError("Template error: recursion too deep (a macro that calls itself without end?)") from None
-    if len(text) > MAX_PROMPT_CHARS:
-        raise PromptError(f"The rendered prompt is over {MAX_PROMPT_CHARS} characters")
-    if not text.strip():
-        raise PromptError("The rendered prompt is empty")
-    return text
 
 
 def validate_input(schema: dict[str, Any] | None, input: dict[str, Any]) -> None:

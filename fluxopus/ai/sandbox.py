@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from fluxopus.ai.prompts import PromptError, check_template, render
+from fluxopus.ai.prompts import PromptError, check_template, render, render_query
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,18 @@ class TemplateSandbox:
         self._workers: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
 
-    async def render(self, source: str, input: Mapping[str, Any]) -> str:
+    async def render(self, source: str, input: Mapping[str, Any], knowledge: list[dict[str, Any]] | None = None) -> str:
         """The rendered prompt; PromptError for a template or input the user must fix, TemplateLimit
-        for one over the bounds."""
-        answer: str = await self._call({"op": "render", "source": source, "input": input})
+        for one over the bounds. `knowledge`: a grounded skill's hits (prompts.render)."""
+        request: dict[str, Any] = {"op": "render", "source": source, "input": input}
+        if knowledge is not None:
+            request["knowledge"] = knowledge
+        answer: str = await self._call(request)
+        return answer
+
+    async def render_query(self, source: str, input: Mapping[str, Any]) -> str:
+        """A grounded skill's search query from its template (prompts.render_query)."""
+        answer: str = await self._call({"op": "query", "source": source, "input": input})
         return answer
 
     async def check(self, source: str) -> None:
@@ -164,7 +172,9 @@ def _answer(request: dict[str, Any], cpu_seconds: float, memory_mb: int) -> dict
         if request["op"] == "check":
             check_template(request["source"])
             return {"ok": None}
-        return {"ok": render(request["source"], request["input"])}
+        if request["op"] == "query":
+            return {"ok": render_query(request["source"], request["input"])}
+        return {"ok": render(request["source"], request["input"], request.get("knowledge"))}
     except _OutOfCpu:
         return {"limit": f"The template used more than {cpu_seconds:g} s of CPU time"}
     except MemoryError:

@@ -121,9 +121,16 @@ async def read_batch(
 
 
 async def latest_change(engine: AsyncEngine) -> int:
-    """The id of the last change committed (0 for none yet)."""
+    """The id of the last change committed (0 for none yet), also when the log was pruned empty."""
     async with service_transaction(engine) as conn:
-        found = (await conn.execute(text("select coalesce(max(id), 0) from change_log"))).scalar_one()
+        found = (
+            await conn.execute(
+                text(
+                    "select greatest(coalesce(max(id), 0), (select pruned_upto from change_log_horizon))"
+                    " from change_log"
+                )
+            )
+        ).scalar_one()
     return int(found)
 
 
@@ -153,7 +160,7 @@ async def prune(engine: AsyncEngine, retention: dt.timedelta) -> int:
     async with service_transaction(engine) as conn:
         result = await conn.execute(
             text(
-                "with gone as (delete from change_log where at < now() - :retention returning id)"
+                "with gone as (delete from change_log where at < now() - cast(:retention as interval) returning id)"
                 " update change_log_horizon set pruned_upto = greatest(pruned_upto, (select max(id) from gone))"
                 " where exists (select 1 from gone) returning (select count(*) from gone)"
             ),

@@ -26,7 +26,7 @@ from enum import Enum
 from typing import Any, ClassVar, Literal, Union
 from uuid import UUID
 
-from pydantic import AfterValidator, Field, create_model
+from pydantic import AfterValidator, BaseModel, Field, create_model
 from pydantic_core import PydanticUndefined
 from sqlalchemy import (
     ARRAY,
@@ -266,12 +266,17 @@ def column_type(annotation: Any) -> TypeEngine[Any]:
     if annotation in _COLUMN_TYPES:
         return _COLUMN_TYPES[annotation]()
     origin = typing.get_origin(annotation)
-    if origin is dict:
+    if origin is dict or _is_model(annotation):
         return JSONB(none_as_null=True)
     if origin is list:
         (item,) = typing.get_args(annotation)
-        return ARRAY(column_type(item))
+        return JSONB(none_as_null=True) if _is_model(item) else ARRAY(column_type(item))
     raise TypeError(f"no column type for {annotation!r}: add it to entity._COLUMN_TYPES")
+
+
+def _is_model(annotation: Any) -> bool:
+    """A nested pydantic model (a skill's knowledge settings, a run's citations): stored as jsonb."""
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _table(name: str, declared: dict[str, Declared], hidden: dict[str, Any]) -> Table:

@@ -8,12 +8,15 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import jsonschema
-from pydantic import Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.dialects.postgresql import JSONB
 
 from fluxopus.models.common import Input, Output, PageQuery, Visibility, documented
 from fluxopus.models.entity import BigInt, Entity, Key, Server, Stored, Write
+from fluxopus.models.knowledge import SearchMode
 from fluxopus.models.tools import check_tools
+
+MAX_KNOWLEDGE_TAGS = 20
 
 
 @documented(
@@ -53,6 +56,53 @@ class RunStatus(StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+
+
+# The nested models below are stored as jsonb and listed by REST straight from their rows (models.common.Rows),
+# so their fields are declared in the order jsonb keeps object keys (shorter keys first, then bytewise):
+# the bytes a list writes are then those the models would. tests/test_skill_grounding.py checks the order.
+
+
+class SkillKnowledge(BaseModel):
+    """How a skill's runs are grounded in the company's knowledge: before the model is called, a search
+    runs as the caller (it finds only what they may read) and its hits reach the instructions as
+    `knowledge`."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, from_attributes=True)
+
+    mode: SearchMode = Field(default=SearchMode.hybrid, description="How the search ranks items (default hybrid)")
+    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
+        default=None,
+        max_length=MAX_KNOWLEDGE_TAGS,
+        description="Only items carrying at least one of these tags (tag ids; names are accepted when saving and"
+        " stored as ids); null or empty: every item the caller may read",
+    )
+    query: Annotated[str, StringConstraints(min_length=1, max_length=10_000)] | None = Field(
+        default=None,
+        description="What to search for: a Jinja2 template rendered with `input` (cut to 1,000 characters), e.g."
+        " `{{ input.question }}`; null: the input's values as text",
+    )
+    top_k: int = Field(default=5, ge=1, le=20, description="How many items at most reach the prompt (1–20, default 5)")
+    enabled: bool = Field(default=True, description="Whether runs search at all (false keeps the settings, unused)")
+
+
+class CitedChunk(BaseModel):
+    """A passage of a cited item: one of the chunks it was embedded in."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    position: int = Field(description="The chunk's place in the item, 0 for the first")
+
+
+class Citation(BaseModel):
+    """A knowledge item a run was given, as the search found it when the run started."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    score: float = Field(description="The search's score: higher is better, comparable only within one run")
+    title: str = Field(description="The item's title when the run started")
+    chunks: list[CitedChunk] = Field(description="The passages that matched, best first")
+    item_id: UUID = Field(description="The item's id")
 
 
 class SkillContent(Entity):
@@ -101,6 +151,14 @@ class SkillContent(Entity):
     ]
     max_tokens: Annotated[
         int, Write(default=1024, ge=1, le=32000, doc="The most tokens a run's answer may have (1–32000, default 1024)")
+    ]
+    knowledge: Annotated[
+        SkillKnowledge | None,
+        Write(
+            doc="How runs are grounded in the company's knowledge; null: they are not",
+            input_doc="Ground runs in the company's knowledge: a search as the caller, its hits given to the"
+            " instructions as `knowledge`; null: no grounding",
+        ),
     ]
     tools: Annotated[
         list[dict[str, Any]],
@@ -216,6 +274,10 @@ class SkillRun(
     input_tokens: Annotated[int | None, Server("Tokens the prompt took; null until it finishes")]
     output_tokens: Annotated[int | None, Server("Tokens the answer took; null until it finishes")]
     error: Annotated[str | None, Server("Why it failed; null unless status is failed")]
+    citations: Annotated[
+        list[Citation],
+        Server("The knowledge items its prompt was given (skills with knowledge grounding), best first; else empty"),
+    ]
     created_at: Annotated[dt.datetime, Server("When it was asked for")]
     started_at: Annotated[dt.datetime | None, Server("When the model started answering; null while queued")]
     finished_at: Annotated[dt.datetime | None, Server("When it ended; null while it runs")]
@@ -263,6 +325,9 @@ class RunEvent(Output):
     output: str | None = Field(default=None, description="run.completed: the whole answer")
     usage: RunUsage | None = Field(default=None, description="run.completed: the tokens it took")
     error: str | None = Field(default=None, description="run.failed: why it failed")
+    citations: list[Citation] | None = Field(
+        default=None, description="run.completed: the knowledge items its prompt was given, best first"
+    )
 
 
 # The same events typed one model per kind, as GraphQL shows them (an interface and its six types): each
@@ -316,6 +381,9 @@ class RunCompleted(RunEventBase):
 
     output: str = Field(description="The whole answer (the deltas joined)")
     usage: RunUsage = Field(description="The tokens it took")
+    citations: list[Citation] = Field(
+        description="The knowledge items its prompt was given (skills with knowledge grounding), best first"
+    )
 
 
 class RunFailed(RunEventBase):

@@ -13,7 +13,7 @@ from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.integrations.oauth import OAuth
 
 if TYPE_CHECKING:
-    from fluxopus.resolvers.live import LiveHub
+    from fluxopus.resolvers.live_hub import LiveHub
 
 
 @dataclass

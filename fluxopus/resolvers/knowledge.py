@@ -9,6 +9,7 @@ chunk of an item the caller cannot read never comes back.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -87,34 +88,52 @@ async def search_knowledge(ctx: Context, *, query: SearchQuery) -> list[SearchHi
     # first, so a search does not hold a pooled connection while it waits for the budget or the model
     # (a request that opened its transaction already keeps it).
     async with ctx.ai.per_caller.turn(ctx.user_id):
-        return await _search(ctx, query)
+        found = await retrieve(ctx, q=query.q, mode=query.mode, limit=query.limit)
+    return [SearchHit(item=hit.item, score=hit.score, snippet=hit.snippet) for hit in found]
 
 
-async def _search(ctx: Context, query: SearchQuery) -> list[SearchHit]:
-    vector = await _embed_query(ctx, query.q) if query.mode is not SearchMode.keyword else None
+@dataclass(frozen=True)
+class Retrieved:
+    """An item a search found: its score, best passage and the chunks that matched (best first)."""
+
+    item: KnowledgeItem
+    score: float
+    snippet: str
+    positions: tuple[int, ...]
+
+
+async def retrieve(
+    ctx: Context, *, q: str, mode: SearchMode, limit: int, tag_ids: list[str] | None = None
+) -> list[Retrieved]:
+    """The search itself, as the caller (RLS: only items they may read), best first; `tag_ids` keeps items
+    carrying one of those tags. A semantic or hybrid search charges the query's embedding to the budget."""
+    vector = await _embed_query(ctx, q) if mode is not SearchMode.keyword else None
     await require_membership(ctx)
+    tagged = {"tags": list(tag_ids)} if tag_ids is not None else {}
     rankings: list[list[dict[str, Any]]] = []
     if vector is not None:
         await ctx.db.execute(sql.SEARCH_SETTINGS)
-        rows = await ctx.db.execute(sql.SEMANTIC, {"vector": vector})
+        rows = await ctx.db.execute(sql.SEMANTIC_TAGGED if tagged else sql.SEMANTIC, {"vector": vector} | tagged)
         rankings.append(_best_per_item(rows.mappings()))
-    if query.mode is not SearchMode.semantic:
-        params = {"q": query.q}
-        hits = _best_per_item((await ctx.db.execute(sql.ALL_WORDS, params)).mappings())
-        if not hits and query.mode is SearchMode.keyword:
-            wanted, excluded = _split_terms(query.q)
+    if mode is not SearchMode.semantic:
+        params = {"q": q} | tagged
+        all_words = sql.ALL_WORDS_TAGGED if tagged else sql.ALL_WORDS
+        hits = _best_per_item((await ctx.db.execute(all_words, params)).mappings())
+        if not hits and mode is SearchMode.keyword:
+            wanted, excluded = _split_terms(q)
             params |= {"any": " or ".join(wanted), "excluded": " or ".join(excluded)}
-            hits = _best_per_item((await ctx.db.execute(sql.ANY_WORD, params)).mappings())
+            any_word = sql.ANY_WORD_TAGGED if tagged else sql.ANY_WORD
+            hits = _best_per_item((await ctx.db.execute(any_word, params)).mappings())
         rankings.append(hits)
-    if query.mode is SearchMode.hybrid:
+    if mode is SearchMode.hybrid:
         scored = _fuse(rankings)
     else:
-        scored = [(hit["knowledge_id"], float(hit["score"]), hit["content"]) for hit in rankings[0]]
-    top = scored[: query.limit]
-    items = await _items(ctx, [item_id for item_id, _, _ in top])
+        scored = [(hit["knowledge_id"], float(hit["score"]), hit["content"], (hit["position"],)) for hit in rankings[0]]
+    top = scored[:limit]
+    items = await _items(ctx, [item_id for item_id, _, _, _ in top])
     return [
-        SearchHit(item=items[item_id], score=score, snippet=_snippet(snippet))
-        for item_id, score, snippet in top
+        Retrieved(item=items[item_id], score=score, snippet=_snippet(snippet), positions=positions)
+        for item_id, score, snippet, positions in top
         if item_id in items
     ]
 
@@ -161,17 +180,27 @@ def _best_per_item(rows: Any) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def _fuse(rankings: list[list[dict[str, Any]]]) -> list[tuple[UUID, float, str]]:
+def _fuse(rankings: list[list[dict[str, Any]]]) -> list[tuple[UUID, float, str, tuple[int, ...]]]:
     """Reciprocal rank fusion: score = Σ 1 / (k + rank). The snippet is the keyword headline
-    when there is one (it shows the words that matched), else the nearest chunk."""
+    when there is one (it shows the words that matched), else the nearest chunk; the chunks are each
+    ranking's best, the keyword one first."""
     scores: dict[UUID, float] = {}
     snippets: dict[UUID, str] = {}
+    positions: dict[UUID, tuple[int, ...]] = {}
     for ranking in rankings:
         for rank, hit in enumerate(ranking, start=1):
             item_id = hit["knowledge_id"]
             scores[item_id] = scores.get(item_id, 0.0) + 1.0 / (RRF_K + rank)
             snippets[item_id] = hit["content"]  # keyword ranking comes last, so it wins
-    return sorted(((i, s, snippets[i]) for i, s in scores.items()), key=lambda hit: -hit[1])
+            earlier = tuple(p for p in positions.get(item_id, ()) if p != hit["position"])
+            positions[item_id] = (hit["position"], *earlier)
+    return sorted(((i, s, snippets[i], positions[i]) for i, s in scores.items()), key=lambda hit: -hit[1])
+
+
+async def items_by_id(ctx: Context, ids: list[UUID]) -> list[KnowledgeItem | None]:
+    """For a DataLoader: each item as the caller may read it now, or None."""
+    found = await _items(ctx, list(set(ids)))
+    return [found.get(i) for i in ids]
 
 
 async def _items(ctx: Context, ids: list[UUID]) -> dict[UUID, KnowledgeItem]:

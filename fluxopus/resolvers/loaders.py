@@ -11,10 +11,11 @@ from uuid import UUID
 
 from strawberry.dataloader import DataLoader
 
+from fluxopus.models.knowledge import KnowledgeItem
 from fluxopus.models.members import Member
 from fluxopus.models.tags import TAGGABLE, EntityType, Tag
 from fluxopus.models.tasks import TimeLog
-from fluxopus.resolvers import members, tags, tasks
+from fluxopus.resolvers import knowledge, members, tags, tasks
 from fluxopus.resolvers.context import Context
 
 
@@ -25,6 +26,7 @@ class Loaders:
             kind: DataLoader(partial(tags.tags_of, ctx, kind)) for kind in TAGGABLE
         }
         self.member_by_user: DataLoader[UUID, Member | None] = DataLoader(partial(members.members_by_user, ctx))
+        self.knowledge_by_id: DataLoader[UUID, KnowledgeItem | None] = DataLoader(partial(knowledge.items_by_id, ctx))
 
 
 def loaders(ctx: Context) -> Loaders:

@@ -29,7 +29,7 @@ from sqlalchemy import Select, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 
-from fluxopus.ai.prompts import PromptError, validate_input
+from fluxopus.ai.prompts import PromptError, input_text, validate_input
 from fluxopus.ai.providers import (
     ChatProvider,
     Delta,
@@ -46,18 +46,21 @@ from fluxopus.ai.tools import ToolError, offered, result_text
 from fluxopus.errors import Invalid, NotFound, Unavailable
 from fluxopus.models.common import Page, PageQuery
 from fluxopus.models.skills import (
+    Citation,
+    CitedChunk,
     RunEvent,
     RunEventType,
     RunInput,
     RunStatus,
     RunUsage,
+    SkillKnowledge,
     SkillRun,
     SkillVersion,
     ToolCallRecord,
     ToolCallStatus,
 )
 from fluxopus.models.tools import wire_name
-from fluxopus.resolvers import budget
+from fluxopus.resolvers import budget, knowledge
 from fluxopus.resolvers._sql import fetch_one, fetch_page
 from fluxopus.resolvers.context import Context
 from fluxopus.resolvers.skills import get_skill, get_skill_version, skill_versions, skills
@@ -83,11 +86,12 @@ class _Run:
     temperature: float | None
     max_tokens: int
     refused: str | None = None  # the template went over the sandbox's bounds: the run fails at once
+    citations: tuple[Citation, ...] = ()  # the knowledge its prompt was given (a grounded skill)
     tools: tuple[dict[str, Any], ...] = ()  # the skill's tools, offered to the model (none when turned off)
     reserved: int = 0
 
     def tool(self, name: str) -> dict[str, Any] | None:
-        """The declared tool the model calls `name` (ai/tools.wire_name)."""
+        """The declared tool the model calls `name` (models/tools.wire_name)."""
         return next((t for t in self.tools if wire_name(t["name"]) == name), None)
 
 
@@ -153,10 +157,14 @@ async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:
     else:
         version = SkillVersion.model_validate(row)
     refused: str | None = None
+    hits: list[knowledge.Retrieved] | None = None  # None: the skill is not grounded
     try:
         validate_input(version.input_schema, data.input)
         provider, model = ctx.ai.resolve(version.provider, version.model)
-        prompt = await ctx.ai.templates.render(version.instructions, data.input)
+        if version.knowledge is not None and version.knowledge.enabled:
+            hits = await _retrieve(ctx, version.knowledge, data.input)
+        shown = None if hits is None else [_shown(hit) for hit in hits]
+        prompt = await ctx.ai.templates.render(version.instructions, data.input, knowledge=shown)
     except TemplateLimit as exc:  # it ran, and could not finish: recorded as a failed run, nothing reserved
         prompt, refused = "", str(exc)
     except (PromptError, LookupError) as exc:
@@ -174,19 +182,40 @@ async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:
         model=model,
         tokens=reserved,
     )
-    return _Run(
-        run_id,
-        id,
-        version.version,
-        provider,
-        model,
-        prompt,
-        version.temperature,
-        version.max_tokens,
-        refused,
-        tools,
-        reserved,
-    )
+    citations = tuple(_citation(hit) for hit in hits or ()) if not refused else ()
+    if citations:
+        recorded = [c.model_dump(mode="json") for c in citations]
+        await ctx.db.call_alone(func.fluxopus.cite_run, run_id, type_coerce(recorded, JSONB))
+    settings = (version.temperature, version.max_tokens)
+    return _Run(run_id, id, version.version, provider, model, prompt, *settings, refused, citations, tools, reserved)
+
+
+async def _retrieve(ctx: Context, settings: SkillKnowledge, input: dict[str, Any]) -> list[knowledge.Retrieved]:
+    """The grounding search, as the caller (their RLS transaction: only items they may read). Its
+    embedding is charged to the budget like a search's; an empty query searches nothing."""
+    if settings.query is None:
+        q = input_text(input)
+    else:
+        try:
+            q = await ctx.ai.templates.render_query(settings.query, input)
+        except TemplateLimit:
+            raise
+        except PromptError as exc:
+            raise PromptError(f"knowledge.query: {exc}") from None
+    if not q:
+        return []
+    async with ctx.ai.per_caller.turn(ctx.user_id):
+        return await knowledge.retrieve(ctx, q=q, mode=settings.mode, limit=settings.top_k, tag_ids=settings.tags)
+
+
+def _shown(hit: knowledge.Retrieved) -> dict[str, Any]:
+    """A hit as the instructions' template sees it in `knowledge`."""
+    return {"title": hit.item.title, "snippet": hit.snippet, "item_id": str(hit.item.id), "score": hit.score}
+
+
+def _citation(hit: knowledge.Retrieved) -> Citation:
+    chunks = [CitedChunk(position=p) for p in hit.positions]
+    return Citation(score=hit.score, title=hit.item.title, chunks=chunks, item_id=hit.item.id)
 
 
 async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
@@ -284,7 +313,9 @@ async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
             used = _plus(used, round_usage or _estimate(run, steps, round_parts, [], read=read))
         await _settle(ctx, run.id, status, output=output, usage=used, error=error, after=recordings)
     if status is RunStatus.succeeded:
-        yield RunEvent(type=RunEventType.completed, run_id=run.id, output=output, usage=used)
+        yield RunEvent(
+            type=RunEventType.completed, run_id=run.id, output=output, usage=used, citations=list(run.citations)
+        )
     else:
         yield RunEvent(type=RunEventType.failed, run_id=run.id, error=error)
 

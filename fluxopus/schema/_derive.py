@@ -35,27 +35,33 @@ T = TypeVar("T")
 _PLAIN = (str, int, float, bool, dt.date, dt.datetime)
 _source_of: dict[type, type[BaseModel]] = {}  # Strawberry type -> the model it shows
 _type_of: dict[type[BaseModel], type] = {}  # model -> its Strawberry output type
+_input_of: dict[type[BaseModel], type] = {}  # model -> its Strawberry input type (a nested input)
 
 
-def graphql_annotation(annotation: Any) -> Any:
-    """The Strawberry annotation for a pydantic field's type; unknown types fail here, at import."""
+def graphql_annotation(annotation: Any, *, input: bool = False) -> Any:
+    """The Strawberry annotation for a pydantic field's type (of an input's field: `input`); unknown types
+    fail here, at import."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return graphql_annotation(typing.get_args(annotation)[0])
+        return graphql_annotation(typing.get_args(annotation)[0], input=input)
     if origin in (Union, types.UnionType):
         args = typing.get_args(annotation)
         inner = [a for a in args if a is not type(None)]
         if len(inner) == 1 and len(args) == 2:
-            return graphql_annotation(inner[0]) | None
+            return graphql_annotation(inner[0], input=input) | None
         raise TypeError(f"no GraphQL type for the union {annotation!r}")
     if origin is list:
-        return list[graphql_annotation(typing.get_args(annotation)[0])]  # type: ignore[misc]
+        return list[graphql_annotation(typing.get_args(annotation)[0], input=input)]  # type: ignore[misc]
     if origin is dict or annotation is dict:
         return JSON
     if annotation is UUID:
         return strawberry.ID
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return graphql_enum(annotation)
+    if input and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation not in _input_of:
+            raise TypeError(f"{annotation.__name__} has no GraphQL input type yet: declare it with @input_type first")
+        return _input_of[annotation]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         if annotation not in _type_of:
             raise TypeError(f"{annotation.__name__} has no GraphQL type yet: declare it with @object_type first")
@@ -165,7 +171,7 @@ def input_type(
 
     def wrap(cls: type[T]) -> type[T]:
         def field(_: str, info: FieldInfo) -> tuple[Any, Any]:
-            annotation = graphql_annotation(info.annotation)
+            annotation = graphql_annotation(info.annotation, input=True)
             if partial:
                 return annotation | None, strawberry.field(default=UNSET, description=info.description)
             if info.default_factory is not None:
@@ -176,7 +182,9 @@ def input_type(
             return annotation, strawberry.field(description=info.description)
 
         _add_fields(cls, model, field)
-        return strawberry.input(cls, name=name, description=description or _doc(model))
+        typed = strawberry.input(cls, name=name, description=description or _doc(model))
+        _input_of.setdefault(model, typed)
+        return typed
 
     return wrap
 
@@ -199,5 +207,14 @@ def outs(cls: type[T], models: Iterable[BaseModel]) -> list[T]:
 
 
 def input_dict(value: object) -> dict[str, Any]:
-    """Only the fields the client sent: UNSET means 'leave alone', None means 'clear'."""
-    return {k: v for k, v in vars(value).items() if v is not UNSET}
+    """Only the fields the client sent: UNSET means 'leave alone', None means 'clear'. Nested inputs
+    become dicts too, for the pydantic model to check."""
+    return {k: _plain(v) for k, v in vars(value).items() if v is not UNSET}
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(type(value), "__strawberry_definition__") and not isinstance(value, Enum):
+        return input_dict(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

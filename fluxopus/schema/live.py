@@ -17,6 +17,7 @@ from fluxopus.models import live as m
 from fluxopus.models.common import parse, parse_uuid
 from fluxopus.resolvers import live
 from fluxopus.resolvers.context import Context
+from fluxopus.resolvers.live_hub import LiveStream
 from fluxopus.schema._derive import graphql_enum, input_dict, input_type, object_type, out
 from fluxopus.schema.knowledge import KnowledgeItem  # noqa: F401 - the types the events show
 from fluxopus.schema.skills import SkillRun  # noqa: F401
@@ -58,7 +59,7 @@ class TagEvent:
     event_id: strawberry.ID = _event_id()
 
 
-async def _released(ctx: Context, stream: live.LiveStream) -> AsyncIterator[BaseModel]:
+async def _released(ctx: Context, stream: LiveStream) -> AsyncIterator[BaseModel]:
     await ctx.db.rollback()  # the subscription's checks are done: wait without a connection
     async with aclosing(stream.events()) as events:
         async for event in events:

@@ -13,6 +13,7 @@ from fluxopus.models import skills as m
 from fluxopus.models.common import Page, PageQuery, Visibility, parse, parse_uuid
 from fluxopus.models.tags import EntityType
 from fluxopus.resolvers import budget, runs, skills, tools
+from fluxopus.resolvers.loaders import loaders
 from fluxopus.schema import compiled
 from fluxopus.schema._derive import (
     Limit,
@@ -26,6 +27,7 @@ from fluxopus.schema._derive import (
     out,
     outs,
 )
+from fluxopus.schema.knowledge import KnowledgeItem
 from fluxopus.schema.limits import MODEL_CALL_COST
 from fluxopus.schema.pagination import After, Before, Connection, First, Last, Node, connection
 from fluxopus.schema.tags import compiled_tags, tags_field
@@ -38,6 +40,31 @@ graphql_enum(m.ToolCallStatus)
 SkillId = Annotated[strawberry.ID, strawberry.argument(description="The skill's id")]
 RunInputArgument = Annotated[JSON, argument(m.RunInput, "input")]
 RunVersion = Annotated[int | None, argument(m.RunInput, "version")]
+
+
+@object_type(m.SkillKnowledge)
+class SkillKnowledge:
+    pass
+
+
+@input_type(m.SkillKnowledge, name="SkillKnowledgeInput")
+class SkillKnowledgeInput:
+    pass
+
+
+@object_type(m.CitedChunk)
+class CitedChunk:
+    pass
+
+
+@object_type(m.Citation)
+class Citation:
+    @strawberry.field(
+        description="The item as the reader sees it now; null when they may not read it (or it was deleted)"
+    )
+    async def item(self, parent: strawberry.Parent[m.Citation], info: strawberry.Info) -> KnowledgeItem | None:
+        found = await loaders(info.context).knowledge_by_id.load(parent.item_id)
+        return None if found is None else out(KnowledgeItem, found)
 
 
 @object_type(m.Skill)

@@ -21,8 +21,7 @@ from tests.utils.builders import Company, create_skill, create_task, set_budget
 # Functions of ours (schema fluxopus, and public outside extensions) that `authenticated` may execute.
 FUNCTIONS = {
     "fluxopus.can_read_entity(kind text, entity uuid)",
-    "fluxopus.can_read_now(kind text, entity uuid, detail jsonb)",
-    "fluxopus.could_read(kind text, old jsonb)",
+    "fluxopus.could_read(kind text, old jsonb, me uuid, admin boolean)",
     "fluxopus.change_membership(target uuid, new_role text)",
     "fluxopus.claims()",
     "fluxopus.company_id()",
@@ -154,9 +153,18 @@ async def as_user(database_url: str, user_id: str) -> AsyncIterator[asyncpg.Conn
         " null) where $1::text is not null",
         "select fluxopus.take_oauth_state($1::text)",
         "select fluxopus.reserve_tokens(1, 1000000, interval '1 hour') where $1::text is not null",
+        "select fluxopus.cite_run(jsonb_build_object('sub', $1::text), gen_random_uuid(), '[]')",
         "select fluxopus.record_tool_call(jsonb_build_object('sub', $1::text), gen_random_uuid(), '{}')",
     ],
-    ids=["charge_tokens", "start_run", "finish_run", "take_oauth_state", "reserve_tokens", "record_tool_call"],
+    ids=[
+        "charge_tokens",
+        "start_run",
+        "finish_run",
+        "take_oauth_state",
+        "reserve_tokens",
+        "cite_run",
+        "record_tool_call",
+    ],
 )
 async def test_service_functions_are_refused_to_users(
     database_url: str, acme: Company, globex: Company, call: str
