@@ -791,3 +791,47 @@ async def test_graphql_sse_receives_task_events(server: ThreadedServer, http: ht
             payload = await anext(payloads)
         event = payload["data"]["taskEvents"]
         assert (event["type"], event["taskId"], event["task"]["title"]) == ("CREATED", task["id"], task["title"])
+
+
+async def test_one_users_subscriptions_share_an_event_but_each_gets_its_own_selection(
+    server: ThreadedServer, http: httpx.AsyncClient, acme: Company
+) -> None:
+    """The hub hands one event object to all of a user's subscriptions that want it, and GraphQL
+    resolves it once per document and variables (schema/live.SharedEvents): subscriptions with the
+    same document get the same answer, others their own selection — never another's."""
+    tag = (await http.post("/api/tags", json={"name": unique("shared")[:40]}, headers=acme.alice.headers)).json()
+    nested = "subscription { taskEvents { type taskId task { title tags { name } } } }"
+    flat = "subscription { taskEvents { type taskId task { title } } }"
+    by_status = (
+        "subscription($f: TaskEventFilter, $t: Boolean!) { taskEvents(filter: $f) {"
+        " taskId task { status title @include(if: $t) } } }"
+    )
+    async with (
+        live_connection(server.url, acme.alice.token) as alice,
+        live_connection(server.url, acme.admin.token) as admin,
+    ):
+        same = [await live_sub(server, alice, acme.alice, nested) for _ in range(2)]
+        plain = await live_sub(server, alice, acme.alice, flat)
+        todo = await live_sub(server, alice, acme.alice, by_status, {"f": {"status": "TODO"}, "t": False})
+        titled = await live_sub(server, alice, acme.alice, by_status, {"f": {"status": "TODO"}, "t": True})
+        done = await live_sub(server, alice, acme.alice, by_status, {"f": {"status": "DONE"}, "t": False})
+        other = await live_sub(server, admin, acme.admin, nested)
+        task = await new_task(http, acme.alice, title="shared")
+        tagged = await http.post(
+            "/api/tags/entity",
+            json={"entityType": "task", "entityId": task["id"], "tagIds": [tag["id"]]},
+            headers=acme.alice.headers,
+        )
+        assert tagged.status_code in (200, 201), tagged.text
+        await update_task(http, acme.alice, task["id"], title="shared, tagged")
+        for sub in (*same, other):
+            created, updated = await sub.take(2)
+            assert created["task"]["title"] == "shared" and updated["task"]["title"] == "shared, tagged"
+            assert updated["task"]["tags"] == [{"name": tag["name"]}]
+        for created, updated in [await plain.take(2)]:
+            assert created["task"] == {"title": "shared"} and updated["task"] == {"title": "shared, tagged"}
+        assert [e["task"] for e in await todo.take(2)] == [{"status": "TODO"}, {"status": "TODO"}]
+        titles = [e["task"] for e in await titled.take(2)]
+        assert titles == [{"status": "TODO", "title": "shared"}, {"status": "TODO", "title": "shared, tagged"}]
+        marker = await new_task(http, acme.alice, title="done", status="done")
+        assert (await done.next()) == {"taskId": marker["id"], "task": {"status": "DONE"}}

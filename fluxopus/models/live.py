@@ -7,9 +7,10 @@ subscriber may see it now; null when the change deleted it or hid it from them.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from fluxopus.models.common import Output, documented
 from fluxopus.models.knowledge import IndexStatus, KnowledgeItem
@@ -52,7 +53,14 @@ class ChangeType(StrEnum):
     resync = "resync"
 
 
-class TaskEvent(Output):
+class LiveEvent(Output):
+    """What every live event has besides its fields: one event object is given to every subscription of a
+    user that wants it, and GraphQL keeps its rendering per document here (schema/live.SharedEvents)."""
+
+    _rendered: dict[Any, Any] = PrivateAttr(default_factory=dict)
+
+
+class TaskEvent(LiveEvent):
     """A task created, changed or deleted (time logged on it changes its `totalMinutes`)."""
 
     type: ChangeType = Field(description="What happened")
@@ -72,7 +80,7 @@ class TaskEventFilter(BaseModel):
     task_id: UUID | None = Field(default=None, description="Only this task (one the subscriber can read)")
 
 
-class KnowledgeEvent(Output):
+class KnowledgeEvent(LiveEvent):
     """A knowledge item created, changed, deleted, or indexed (STATUS: pending → indexed or failed)."""
 
     type: ChangeType = Field(description="What happened")
@@ -85,7 +93,7 @@ class KnowledgeEvent(Output):
     error: str | None = Field(default=None, description="For STATUS: why indexing failed, when it did")
 
 
-class SkillRunChange(Output):
+class SkillRunChange(LiveEvent):
     """A skill run started (CREATED) or finished (UPDATED: status, usage); seen by its runner and admins."""
 
     type: ChangeType = Field(description="What happened")
@@ -95,7 +103,7 @@ class SkillRunChange(Output):
     run: SkillRun | None = Field(description="The run as it is now; null for DELETED and RESYNC")
 
 
-class TagEvent(Output):
+class TagEvent(LiveEvent):
     """A tag of the company created, renamed or deleted, or put on or taken off an entity."""
 
     type: ChangeType = Field(description="What happened")

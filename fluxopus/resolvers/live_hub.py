@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 REPLAY_LIMIT = 10_000  # a subscriber further behind than this is told to RESYNC
 _BATCH = 1_000  # changes read at once
 _TOLD_GONE = 1_000  # deletions a subscriber remembers telling (to say each once)
+_EXPIRY_GRACE = 2.0  # seconds past a token's expiry before its subscriptions end (see LiveStream)
 _GIVE_UP = 30  # catch-ups (a second apart) that read the log and failed to fan it out, before RESYNC
 
 
@@ -72,21 +73,31 @@ def change_type(change: log_.Change, now: bool, before: bool) -> ChangeType | No
     return None
 
 
-# An event for one subscriber: what happened, the change, the row now (None when deleted or hidden).
-MakeEvent = Callable[[ChangeType, log_.Change, Any], BaseModel | None]
-Resync = Callable[[str], BaseModel]
+# What happened, the change, the row now (None when deleted or hidden from the subscriber).
+Wants = Callable[[ChangeType, log_.Change, Any], bool]
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A subscription field (taskEvents …): the kinds of change it follows and the event it says them
+    with — the same for every subscriber, so subscribers of one user share an event object, and GraphQL
+    resolves a shared event once per document (schema/live.SharedEvents)."""
+
+    name: str
+    kinds: frozenset[str]
+    event: Callable[[ChangeType, log_.Change, Any], BaseModel]
+    resync: Callable[[str], BaseModel]
 
 
 @dataclass(eq=False)
 class Subscriber:
     """One subscription: whose it is, what it wants, and the events waiting for it."""
 
-    kinds: frozenset[str]
+    feed: Feed
     company_id: UUID
     user_id: UUID
     claims: Mapping[str, Any]
-    make: MakeEvent  # None: the subscription's filter does not want it
-    resync: Resync
+    wants: Wants  # the subscription's filter
     limit: int
     _items: deque[tuple[int, BaseModel]] = field(default_factory=deque)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -282,11 +293,14 @@ class LiveHub:
         fresh = [ref for ref in refs if self.last_id is None or ref.id > self.last_id]
         if not fresh:
             return
-        wanted = [ref for ref in fresh if any(ref.kind in s.kinds for s in self._subscribers.get(ref.company_id, ()))]
+        interested: dict[tuple[UUID, str], list[Subscriber]] = {}
+        for ref in fresh:
+            if (ref.company_id, ref.kind) not in interested:
+                subs = self._subscribers.get(ref.company_id, ())
+                interested[ref.company_id, ref.kind] = [s for s in subs if ref.kind in s.feed.kinds]
+        wanted = [ref for ref in fresh if interested[ref.company_id, ref.kind]]
         if wanted:
-            subscribers = [
-                s for ref in wanted for s in self._subscribers.get(ref.company_id, ()) if ref.kind in s.kinds
-            ]
+            subscribers = {s for subs in interested.values() for s in subs}
             try:
                 batch = await self._read(wanted, subscribers)
             except Exception:
@@ -320,7 +334,7 @@ class LiveHub:
     def _resync_all(self, latest: int) -> None:
         for subs in self._subscribers.values():
             for subscriber in subs:
-                self._offer(subscriber, latest, subscriber.resync(str(latest)))
+                self._offer(subscriber, latest, subscriber.feed.resync(str(latest)))
 
     async def _prune(self) -> None:
         every = min(max(self.retention.total_seconds() / 10, 1.0), 60.0)
@@ -338,11 +352,15 @@ class LiveHub:
     async def replay(self, subscriber: Subscriber, after: int) -> list[tuple[int, BaseModel]]:
         """What `subscriber` missed after change `after`, in order; RESYNC when the log cannot say."""
         refs = await log_.changes_after(
-            self.engine, after, limit=REPLAY_LIMIT + 1, company_id=subscriber.company_id, kinds=sorted(subscriber.kinds)
+            self.engine,
+            after,
+            limit=REPLAY_LIMIT + 1,
+            company_id=subscriber.company_id,
+            kinds=sorted(subscriber.feed.kinds),
         )
         latest = await log_.latest_change(self.engine)
         if refs is None or len(refs) > REPLAY_LIMIT or after > latest:
-            return [(latest, subscriber.resync(str(latest)))]
+            return [(latest, subscriber.feed.resync(str(latest)))]
         if not refs:
             return []
         read = await self._read(refs, [subscriber])
@@ -364,20 +382,25 @@ def _events(
     for subscriber in set(subscribers):
         by_identity.setdefault(read.identities[subscriber.user_id], []).append(subscriber)
     seen: dict[int, list[log_.Seen]] = {}
-    for row in batch.seen:
-        seen.setdefault(row.change_id, []).append(row)
+    for answer in batch.seen:
+        seen.setdefault(answer.change_id, []).append(answer)
     for change in batch.changes:
         raw = batch.rows.get(change.id)
         model = kinds[change.kind].model.model_validate(raw) if raw is not None else None
-        for visibility in seen.get(change.id, ()):
-            kind = change_type(change, visibility.now and model is not None, visibility.before)
+        for seen_by in seen.get(change.id, ()):
+            kind = change_type(change, seen_by.now and model is not None, seen_by.before)
             if kind is None:
                 continue
-            for subscriber in by_identity.get(visibility.identity, ()):
-                if change.kind not in subscriber.kinds:
+            row = model if kind is not ChangeType.deleted else None
+            shared: dict[str, BaseModel] = {}  # by feed: one event object for this user's subscribers
+            for subscriber in by_identity.get(seen_by.identity, ()):
+                feed = subscriber.feed
+                if change.kind not in feed.kinds or not subscriber.wants(kind, change, row):
                     continue
-                event = subscriber.make(kind, change, model if kind is not ChangeType.deleted else None)
-                if event is not None and subscriber.news(kind, change.entity_id):
+                if subscriber.news(kind, change.entity_id):
+                    event = shared.get(feed.name)
+                    if event is None:
+                        event = shared[feed.name] = feed.event(kind, change, row)
                     yield subscriber, change.id, event
 
 
@@ -397,9 +420,10 @@ class LiveStream:
                 for change_id, event in await self.hub.replay(self.subscriber, self.after):
                     upto = change_id
                     yield event
-            # A subscription lasts as long as the token that opened it (a WebSocket is also closed then,
-            # schema/router.py; a graphql-sse stream ends here).
-            expires = float(self.subscriber.claims.get("exp", math.inf))
+            # A subscription lasts as long as the token that opened it. A WebSocket is closed at expiry
+            # (4401, schema/router.py); a graphql-sse stream has no socket to close, so it ends here — a
+            # moment later, so that a WebSocket gets the one signal, not a race of two.
+            expires = float(self.subscriber.claims.get("exp", math.inf)) + _EXPIRY_GRACE
             while True:
                 try:
                     async with asyncio.timeout(max(expires - time.time(), 0.0) if expires < math.inf else None):

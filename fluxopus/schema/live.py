@@ -6,12 +6,15 @@ subscriber, in a transaction of the event's own: no connection is held while a s
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Annotated, Any
 
 import strawberry
 from pydantic import BaseModel
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from fluxopus.models import live as m
 from fluxopus.models.common import parse, parse_uuid
@@ -57,6 +60,28 @@ class SkillRunChange:
 @object_type(m.TagEvent)
 class TagEvent:
     event_id: strawberry.ID = _event_id()
+
+
+class SharedEvents(StrawberryGraphQLCoreExecutionContext):
+    """Resolves a live event once per subscription document (and variables) for every subscription it
+    was given to. The hub gives one event object to all the subscriptions of one user that want it
+    (resolvers/live_hub.py), so their nested fields read the same rows under the same RLS: a user with
+    ten tabs on one feed costs one resolution, not ten. Any other operation executes as usual."""
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        event = self.root_value
+        if not isinstance(event, m.LiveEvent):
+            return super().execute_operation(serially)
+        rendered = event._rendered
+        key = (id(self.operation), repr(sorted(self.variable_values.coerced.items())))
+        found = rendered.get(key)
+        if found is None:
+            result = super().execute_operation(serially)
+            if inspect.isawaitable(result):
+                result = asyncio.ensure_future(result)  # awaited by each subscription it is shared with
+            # The operation is kept with its result, so its id cannot be reused while the event lives.
+            found = rendered[key] = (self.operation, result)
+        return found[1]
 
 
 async def _released(ctx: Context, stream: LiveStream) -> AsyncIterator[BaseModel]:

@@ -12,7 +12,7 @@ from fluxopus.schema.compiled import CompiledReads
 from fluxopus.schema.connections import ConnectionsMutation, ConnectionsQuery
 from fluxopus.schema.knowledge import KnowledgeMutation, KnowledgeQuery
 from fluxopus.schema.limits import DocumentLimits
-from fluxopus.schema.live import LiveSubscription
+from fluxopus.schema.live import LiveSubscription, SharedEvents
 from fluxopus.schema.members import MembersMutation, MembersQuery
 from fluxopus.schema.node import NodeQuery
 from fluxopus.schema.operation import FluxopusSchema, RlsOperation
@@ -60,4 +60,5 @@ schema = FluxopusSchema(
     # Reached only through the SkillRunEvent interface: listed so the schema has them.
     types=[RunStarted, RunDelta, RunToolCall, RunToolResult, RunCompleted, RunFailed],
     scalar_overrides={dt.datetime: DateTime, dt.date: Date, StrawberryJSON: JSON},
+    execution_context_class=SharedEvents,  # graphql-core 3.3 calls it an executor class
 )
