@@ -39,12 +39,10 @@ COMMENT ON EXTENSION vector IS 'vector data type and ivfflat and hnsw access met
 CREATE FUNCTION fluxopus.bump_skill_version() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
+declare
+  not_content text[] := array['id', 'company_id', 'owner_id', 'visibility', 'version', 'created_at', 'updated_at'];
 begin
-  if (new.name, new.description, new.instructions, new.input_schema, new.provider, new.model,
-      new.temperature, new.max_tokens, new.knowledge)
-     is distinct from
-     (old.name, old.description, old.instructions, old.input_schema, old.provider, old.model,
-      old.temperature, old.max_tokens, old.knowledge) then
+  if (to_jsonb(new) - not_content) is distinct from (to_jsonb(old) - not_content) then
     new.version := old.version + 1;
   else
     new.version := old.version;
@@ -618,14 +616,29 @@ CREATE FUNCTION fluxopus.record_skill_version() RETURNS trigger
     AS $$
 begin
   if tg_op = 'INSERT' or new.version <> old.version then
-    insert into public.skill_versions (skill_id, company_id, version, name, description, instructions,
-                                       input_schema, provider, model, temperature, max_tokens, knowledge,
-                                       created_by)
-    values (new.id, new.company_id, new.version, new.name, new.description, new.instructions,
-            new.input_schema, new.provider, new.model, new.temperature, new.max_tokens, new.knowledge,
-            coalesce(fluxopus.uid(), new.owner_id));
+    insert into public.skill_versions
+    select (jsonb_populate_record(null::public.skill_versions,
+              (to_jsonb(new) - array['id', 'owner_id', 'visibility', 'created_at', 'updated_at'])
+              || jsonb_build_object('id', gen_random_uuid(), 'skill_id', new.id, 'created_at', now(),
+                                    'created_by', coalesce(fluxopus.uid(), new.owner_id)))).*;
   end if;
   return null;
+end
+$$;
+
+--
+-- Name: record_tool_call(jsonb, uuid, jsonb); Type: FUNCTION; Schema: fluxopus; Owner: -
+--
+
+CREATE FUNCTION fluxopus.record_tool_call(caller jsonb, run uuid, call jsonb) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+begin
+  perform set_config('request.jwt.claims', caller::text, true);
+  update public.skill_runs r set tool_calls = r.tool_calls || jsonb_build_array(call)
+   where r.id = run and r.user_id = fluxopus.uid() and r.status in ('queued', 'running');
+  return found;
 end
 $$;
 
@@ -879,6 +892,7 @@ CREATE TABLE public.companies (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     monthly_token_budget bigint,
     storage_quota bigint,
+    tools_enabled boolean DEFAULT true NOT NULL,
     CONSTRAINT companies_monthly_token_budget_check CHECK ((monthly_token_budget >= 0)),
     CONSTRAINT companies_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
     CONSTRAINT companies_storage_quota_check CHECK ((storage_quota >= 0))
@@ -1156,6 +1170,7 @@ CREATE TABLE public.skill_runs (
     started_at timestamp with time zone DEFAULT now(),
     finished_at timestamp with time zone,
     citations jsonb DEFAULT '[]'::jsonb NOT NULL,
+    tool_calls jsonb DEFAULT '[]'::jsonb NOT NULL,
     CONSTRAINT skill_runs_citations_check CHECK ((jsonb_typeof(citations) = 'array'::text)),
     CONSTRAINT skill_runs_reserved_tokens_check CHECK ((reserved_tokens >= 0)),
     CONSTRAINT skill_runs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text])))
@@ -1180,7 +1195,8 @@ CREATE TABLE public.skill_versions (
     max_tokens integer NOT NULL,
     created_by uuid NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    knowledge jsonb
+    knowledge jsonb,
+    tools jsonb DEFAULT '[]'::jsonb NOT NULL
 );
 
 --
@@ -1204,6 +1220,7 @@ CREATE TABLE public.skills (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     knowledge jsonb,
+    tools jsonb DEFAULT '[]'::jsonb NOT NULL,
     CONSTRAINT skills_description_check CHECK ((char_length(description) <= 5000)),
     CONSTRAINT skills_input_schema_check CHECK (((input_schema IS NULL) OR (jsonb_typeof(input_schema) = 'object'::text))),
     CONSTRAINT skills_instructions_check CHECK (((char_length(instructions) >= 1) AND (char_length(instructions) <= 100000))),
@@ -1213,6 +1230,7 @@ CREATE TABLE public.skills (
     CONSTRAINT skills_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
     CONSTRAINT skills_provider_check CHECK ((provider = ANY (ARRAY['openai'::text, 'anthropic'::text, 'echo'::text]))),
     CONSTRAINT skills_temperature_check CHECK (((temperature >= (0)::double precision) AND (temperature <= (2)::double precision))),
+    CONSTRAINT skills_tools_check CHECK (((jsonb_typeof(tools) = 'array'::text) AND (jsonb_array_length(tools) <= 20))),
     CONSTRAINT skills_visibility_check CHECK ((visibility = ANY (ARRAY['private'::text, 'company'::text])))
 );
 
@@ -2170,6 +2188,12 @@ CREATE POLICY change_log_read ON public.change_log FOR SELECT TO authenticated U
 ALTER TABLE public.companies ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: companies companies_admin_update; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY companies_admin_update ON public.companies FOR UPDATE TO authenticated USING (((id = ( SELECT fluxopus.company_id() AS company_id)) AND ( SELECT fluxopus.is_admin() AS is_admin))) WITH CHECK ((id = ( SELECT fluxopus.company_id() AS company_id)));
+
+--
 -- Name: companies companies_read; Type: POLICY; Schema: public; Owner: -
 --
 
@@ -2746,6 +2770,12 @@ REVOKE ALL ON FUNCTION fluxopus.record_change(company uuid, kind text, op text, 
 REVOKE ALL ON FUNCTION fluxopus.record_skill_version() FROM PUBLIC;
 
 --
+-- Name: FUNCTION record_tool_call(caller jsonb, run uuid, call jsonb); Type: ACL; Schema: fluxopus; Owner: -
+--
+
+REVOKE ALL ON FUNCTION fluxopus.record_tool_call(caller jsonb, run uuid, call jsonb) FROM PUBLIC;
+
+--
 -- Name: FUNCTION reserve_tokens(amount bigint, default_limit bigint, stale_after interval); Type: ACL; Schema: fluxopus; Owner: -
 --
 
@@ -2806,6 +2836,12 @@ GRANT SELECT ON TABLE public.change_log TO authenticated;
 --
 
 GRANT SELECT ON TABLE public.companies TO authenticated;
+
+--
+-- Name: COLUMN companies.tools_enabled; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT UPDATE(tools_enabled) ON TABLE public.companies TO authenticated;
 
 --
 -- Name: TABLE connections; Type: ACL; Schema: public; Owner: -

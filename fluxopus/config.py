@@ -156,6 +156,7 @@ class OAuthProviderSettings(BaseModel):
     revoke_url: str | None = None
     discovery_url: str | None = None
     tenant: str | None = None  # Microsoft Entra ID: common, organizations, or a tenant id
+    api_url: str | None = None  # where skill tools call the provider's API (GitHub Enterprise: …/api/v3)
     title: str | None = None
     pkce: bool | None = None
 
@@ -272,6 +273,13 @@ class Settings(BaseSettings):
     template_cpu_seconds: float = Field(default=0.5, gt=0, le=60)
     template_memory_mb: int = Field(default=128, ge=16, le=4096)
 
+    # Skill tools (ai/tools.py): the hosts generic HTTP tools may call (comma-separated, host or
+    # host:port; an address in a private, loopback or link-local range only when listed as that
+    # address itself), the rounds of tool calls a run may make, and seconds to wait for one call.
+    tool_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    tool_max_steps: int = Field(default=5, ge=1, le=50)
+    tool_timeout: float = Field(default=20.0, gt=0)
+
     # Monthly tokens per company (input + output) unless the company has its own budget.
     token_budget: int = Field(default=1_000_000, ge=0)
     # Bytes of knowledge (titles and content) per company unless the company has its own quota.
@@ -352,6 +360,14 @@ class Settings(BaseSettings):
         return init_settings, env_settings, dotenv_settings, OAuthEnvironment(settings_cls), file_secret_settings
 
     _split_old_keys = field_validator("encryption_old_keys", mode="before")(_words)
+
+    @field_validator("tool_hosts", mode="before")
+    @classmethod
+    def _tool_hosts(cls, value: object) -> object:
+        hosts = _words(value)
+        if isinstance(hosts, list):
+            return [str(h).strip().lower().rstrip(".") for h in hosts if str(h).strip()]
+        return hosts
 
     @field_validator("encryption_key", "encryption_old_keys")
     @classmethod

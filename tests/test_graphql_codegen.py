@@ -54,6 +54,8 @@ subscription Run($id: ID!, $input: JSON!) {
     runId
     ... on RunStarted { model version }
     ... on RunDelta { text }
+    ... on RunToolCall { tool arguments }
+    ... on RunToolResult { tool status result }
     ... on RunCompleted { output usage { inputTokens outputTokens } }
     ... on RunFailed { error }
   }
@@ -93,6 +95,8 @@ export function show(event: RunSubscription["runSkill"]): string {
   switch (event.__typename) {
     case "RunStarted": return `${event.runId} on ${event.model} v${event.version}`;
     case "RunDelta": return event.text;
+    case "RunToolCall": return `${event.tool}(${JSON.stringify(event.arguments)})`;
+    case "RunToolResult": return `${event.tool}: ${event.status} ${event.result}`;
     case "RunCompleted": return `${event.output} (${event.usage.inputTokens + event.usage.outputTokens} tokens)`;
     case "RunFailed": return event.error;
   }

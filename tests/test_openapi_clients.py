@@ -79,13 +79,23 @@ def client(generated: ModuleType, server: ThreadedServer, acme: Company) -> Iter
         yield client
 
 
-def test_the_python_client_runs_every_operation(client: Any) -> None:
+def test_the_python_client_runs_every_operation(
+    client: Any, generated: ModuleType, server: ThreadedServer, acme: Company
+) -> None:
     m = importlib.import_module(f"{PACKAGE}.models")
     called: set[str] = set()
+    admin = generated.AuthenticatedClient(base_url=server.url, token=acme.admin.token)
+    with admin:
+        run_every_operation(client, admin, m, called)
+    assert called == OPERATIONS, OPERATIONS - called
 
-    def call(tag: str, operation: str, expect: int, /, *args: Any, **kwargs: Any) -> Any:
+
+def run_every_operation(client: Any, admin: Any, m: Any, called: set[str]) -> None:
+    """Every operation, as the member `client` (and, where only an admin may, as `admin`)."""
+
+    def call(tag: str, operation: str, expect: int, /, *args: Any, as_: Any = None, **kwargs: Any) -> Any:
         module = importlib.import_module(f"{PACKAGE}.api.{tag}.{operation}")
-        response = module.sync_detailed(*args, client=client, **kwargs)
+        response = module.sync_detailed(*args, client=as_ or client, **kwargs)
         assert response.status_code == expect, (operation, response.status_code, response.content[:500])
         assert not isinstance(response.parsed, m.Error), (operation, response.parsed)
         called.add(operation)
@@ -130,6 +140,10 @@ def test_the_python_client_runs_every_operation(client: Any) -> None:
     assert [r.id for r in listed("skills", "list_skill_runs", skill.id)] == [run.id]
     budget = call("skills", "token_budget", 200).parsed
     assert budget.used + budget.reserved > 0
+    off = call("skills", "update_tool_settings", 200, as_=admin, body=m.ToolSettingsInput(enabled=False)).parsed
+    assert off.enabled is False and "github.list_issues" in off.built_in
+    assert call("skills", "tool_settings", 200).parsed.enabled is False
+    call("skills", "update_tool_settings", 200, as_=admin, body=m.ToolSettingsInput(enabled=True))
 
     # Knowledge
     item = call(
@@ -174,8 +188,6 @@ def test_the_python_client_runs_every_operation(client: Any) -> None:
     gone = importlib.import_module(f"{PACKAGE}.api.tasks.get_task").sync_detailed(task.id, client=client)
     assert gone.status_code == 404 and isinstance(gone.parsed, m.Error), gone.content
     assert gone.parsed.code == m.ErrorCode.NOT_FOUND
-
-    assert called == OPERATIONS, OPERATIONS - called
 
 
 # --- TypeScript: openapi-typescript + openapi-fetch ------------------------------------------
@@ -229,7 +241,7 @@ def test_the_typescript_client_type_checks_and_runs_every_operation(
 ) -> None:
     node = shutil.which("node")
     assert node, "Node.js is required for the TypeScript client"
-    env = os.environ | {"API_URL": server.url, "API_TOKEN": acme.bob.token}
+    env = os.environ | {"API_URL": server.url, "API_TOKEN": acme.bob.token, "ADMIN_TOKEN": acme.admin.token}
     result = subprocess.run(
         [node, "out/client.js"], capture_output=True, text=True, timeout=120, cwd=typescript_client, env=env
     )

@@ -24,14 +24,15 @@ from tests.utils.http import assert_error
 
 SKILL_FIELDS = {
     "id", "company_id", "owner_id", "name", "description", "instructions", "input_schema", "provider", "model",
-    "temperature", "max_tokens", "knowledge", "visibility", "version", "created_at", "updated_at",
+    "temperature", "max_tokens", "knowledge", "tools", "visibility", "version", "created_at", "updated_at",
 }  # fmt: skip
 VERSION_FIELDS = {
     "id", "skill_id", "version", "name", "description", "instructions", "input_schema", "provider", "model",
-    "temperature", "max_tokens", "knowledge", "created_by", "created_at",
+    "temperature", "max_tokens", "knowledge", "tools", "created_by", "created_at",
 }  # fmt: skip
 CONTENT = (
-    "name", "description", "instructions", "input_schema", "provider", "model", "temperature", "max_tokens", "knowledge"
+    "name", "description", "instructions", "input_schema", "provider", "model", "temperature", "max_tokens",
+    "knowledge", "tools",
 )  # fmt: skip
 FULL_SKILL: dict[str, Any] = {
     "description": "Summarises a topic",
@@ -45,6 +46,7 @@ FULL_SKILL: dict[str, Any] = {
     "model": "claude-test",
     "temperature": 0.5,  # exactly representable, so the echo cannot differ by float rounding
     "max_tokens": 2048,
+    "tools": [{"name": "github.list_issues"}],
     "visibility": "company",
 }
 JSON_ACCEPT = {"Accept": "application/json"}
@@ -381,6 +383,7 @@ CONTENT_CHANGES: list[dict[str, Any]] = [
     {"model": "gpt-test"},
     {"temperature": 1.5},
     {"max_tokens": 77},
+    {"tools": [{"name": "slack.post_message"}]},
     {"description": None},
 ]
 
@@ -508,6 +511,36 @@ BAD_CREATE: list[tuple[str, dict[str, Any]]] = [
     ("unknown-field", {"prompt": "x"}),
     ("owner-not-writable", {"owner_id": str(uuid.uuid4())}),
     ("version-not-writable", {"version": 3}),
+    ("tools-not-a-list", {"tools": {"name": "github.list_issues"}}),
+    ("tools-unknown-built-in", {"tools": [{"name": "github.delete_repo"}]}),
+    ("tools-built-in-with-a-url", {"tools": [{"name": "github.list_issues", "url": "https://example.org"}]}),
+    ("tools-twice", {"tools": [{"name": "notion.search"}, {"name": "notion.search"}]}),
+    (
+        "tools-host-not-allowed",
+        {
+            "tools": [
+                {"name": "w", "description": "d", "parameters": {"type": "object"}, "url": "https://example.org/w"}
+            ]
+        },
+    ),
+    (
+        "tools-schema-not-an-object",
+        {
+            "tools": [
+                {"name": "w", "description": "d", "parameters": {"type": "object"}, "url": "https://example.org/w"}
+                | {"parameters": {"type": "string"}}
+            ]
+        },
+    ),
+    (
+        "tools-21",
+        {
+            "tools": [
+                {"name": f"t{i}", "description": "d", "parameters": {"type": "object"}, "url": "https://example.org"}
+                for i in range(21)
+            ]
+        },
+    ),
 ]
 MALFORMED_JSON = [b'{"name": "x",', b"name=x", b"", b"[]", b'"x"', b"null", b'{"name": "x"} trailing']
 
@@ -555,6 +588,25 @@ BAD_PATCH: list[tuple[str, dict[str, Any]]] = [
     ("version-not-writable", {"version": 9}),
     ("owner-not-writable", {"owner_id": str(uuid.uuid4())}),
     ("company-not-writable", {"company_id": str(uuid.uuid4())}),
+    ("tools-null", {"tools": None}),
+    (
+        "tools-http-without-description",
+        {
+            "tools": [
+                {"name": "w", "description": "d", "parameters": {"type": "object"}, "url": "https://example.org/w"}
+                | {"description": ""}
+            ]
+        },
+    ),
+    (
+        "tools-http-ftp-url",
+        {
+            "tools": [
+                {"name": "w", "description": "d", "parameters": {"type": "object"}, "url": "https://example.org/w"}
+                | {"url": "ftp://example.org/w"}
+            ]
+        },
+    ),
 ]
 
 

@@ -1,16 +1,21 @@
-"""Chat model providers behind one small interface: stream text deltas, then the usage.
+"""Chat model providers behind one small interface: stream text deltas (and tool calls), then the usage.
 
 `openai` (ai/openai_chat.py) and `anthropic` (ai/anthropic_messages.py) wrap the official
 SDKs and are imported only when configured (each SDK takes seconds to import); `echo`, here,
 needs nothing and streams the prompt back, so a fresh install can run skills end to end.
 Every provider failure becomes a ProviderError with a message fit for the run's `error` field.
+
+Tools: a request may offer `tools`; a model that calls them ends its answer with ToolCalls, and the
+run (resolvers/runs.py) asks again with the `steps` so far — each step the model's text and calls and
+the results — which each provider writes in its own wire format. `final` asks for text only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +23,49 @@ from typing import Any, Protocol
 @dataclass(frozen=True)
 class Delta:
     text: str
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as the model is offered it: `name` fits both APIs' pattern ^[a-zA-Z0-9_-]{1,64}$."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]  # a JSON Schema object
+    label: str = ""  # the name the skill declares it by (github.list_issues), when it differs
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model asks for a tool: `arguments` as the model wrote them (JSON text, not checked yet)."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def parsed(self) -> dict[str, Any] | None:
+        """The arguments as an object, or None when they are not a JSON object."""
+        try:
+            value = json.loads(self.arguments or "{}")
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    call_id: str
+    content: str  # what the model reads: the tool's answer, or why there is none
+    is_error: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    """One round of a tool-using conversation: what the model said and asked, and what it got back."""
+
+    text: str
+    calls: tuple[ToolCall, ...]
+    results: tuple[ToolResult, ...]
 
 
 @dataclass(frozen=True)
@@ -35,8 +83,16 @@ class ChatProvider(Protocol):
     default_model: str
 
     def stream(
-        self, *, model: str, prompt: str, temperature: float | None, max_tokens: int
-    ) -> AsyncGenerator[Delta | Usage, None]: ...
+        self,
+        *,
+        model: str,
+        prompt: str,
+        temperature: float | None,
+        max_tokens: int,
+        tools: Sequence[ToolSpec] = (),
+        steps: Sequence[Step] = (),
+        final: bool = False,
+    ) -> AsyncGenerator[Delta | ToolCall | Usage, None]: ...
 
     async def aclose(self) -> None: ...
 
@@ -73,7 +129,8 @@ _WORDS = re.compile(r"\S+\s*|\s+")
 
 
 class EchoProvider:
-    """The offline stand-in: streams the rendered prompt back a few words at a time.
+    """The offline stand-in: streams the rendered prompt back a few words at a time, then a line naming
+    the tools it was offered (it never calls one).
 
     Tokens are counted as whitespace-separated words, and the output stops at max_tokens."""
 
@@ -88,8 +145,18 @@ class EchoProvider:
         pass
 
     async def stream(
-        self, *, model: str, prompt: str, temperature: float | None, max_tokens: int
-    ) -> AsyncGenerator[Delta | Usage, None]:
+        self,
+        *,
+        model: str,
+        prompt: str,
+        temperature: float | None,
+        max_tokens: int,
+        tools: Sequence[ToolSpec] = (),
+        steps: Sequence[Step] = (),
+        final: bool = False,
+    ) -> AsyncGenerator[Delta | ToolCall | Usage, None]:
+        if tools:
+            prompt += "\n\n[echo: tools offered: " + ", ".join(t.label or t.name for t in tools) + "]"
         words = _WORDS.findall(prompt)[:max_tokens]
         for start in range(0, len(words), self.chunk_words):
             if self.delay:

@@ -63,6 +63,10 @@ class AiServices:
     storage_quota: int  # default bytes of knowledge per company
     templates: TemplateSandbox
     per_caller: PerCaller = field(default_factory=lambda: PerCaller(limit=4, timeout=30.0))
+    # Skill tools (ai/tools.py): hosts HTTP tools may reach, rounds of tool calls per run, seconds per call.
+    tool_hosts: tuple[str, ...] = ()
+    tool_max_steps: int = 5
+    tool_timeout: float = 20.0
 
     async def aclose(self) -> None:
         """Closes the providers' HTTP clients (their pooled connections belong to the serving loop) and
@@ -144,4 +148,7 @@ def ai_services(settings: Settings) -> AiServices:
             memory_mb=settings.template_memory_mb,
         ),
         per_caller=PerCaller(limit=settings.model_calls_per_user, timeout=settings.db_pool_timeout),
+        tool_hosts=tuple(settings.tool_hosts),
+        tool_max_steps=settings.tool_max_steps,
+        tool_timeout=settings.tool_timeout,
     )

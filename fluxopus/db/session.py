@@ -280,6 +280,23 @@ class RlsTransaction:
             self._conn, self._driver = conn, driver
             return
 
+    @asynccontextmanager
+    async def apart(self) -> AsyncIterator[RlsTransaction]:
+        """A short transaction of its own, under the same claims, ended with the block: committed, or
+        rolled back if the block raises anything but a DomainError (a refusal may follow writes worth
+        keeping, such as a connection found revoked). For work in the middle of a run, whose own
+        transaction the edge committed before the model was asked: nothing may stay open meanwhile."""
+        other = RlsTransaction(self.engine, self.claims, self.auth_error, self.service_engine)
+        try:
+            yield other
+        except DomainError:
+            await other.commit()
+            raise
+        except BaseException:
+            await other.rollback()
+            raise
+        await other.commit()
+
     async def commit(self) -> None:
         """End the transaction, keeping its work; the next statement opens a new one. Called only by
         the transport edges: at the end of a request or operation, and as their named early step before

@@ -270,13 +270,14 @@ def _configure(name: str, config: OAuthProviderSettings, base_url: str) -> OAuth
             "revoke_url": config.revoke_url,
             "scopes": tuple(config.scopes) if config.scopes is not None else None,
             "pkce": config.pkce,
+            "api_url": config.api_url.rstrip("/") if config.api_url else None,
         }.items()
         if value is not None
     }
     fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(ProviderSpec)} | overrides
     for key in ("authorize_url", "token_url"):
         fields[key] = fields[key].replace("{tenant}", tenant)
-    for key in ("authorize_url", "token_url", "userinfo_url", "revoke_url", "discovery_url"):
+    for key in ("authorize_url", "token_url", "userinfo_url", "revoke_url", "discovery_url", "api_url"):
         url = fields.get(key) if key != "discovery_url" else config.discovery_url
         if url and not re.match(r"^https?://", url):
             raise ValueError(f"OAuth provider {name}: {key} must be an http(s) URL")

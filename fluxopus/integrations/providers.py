@@ -153,6 +153,7 @@ class ProviderSpec:
     headers: Mapping[str, str] = field(default_factory=dict)  # sent on every request to the provider
     identify: Identify = userinfo_account
     revoke: Revoke | None = rfc7009_revoke
+    api_url: str | None = None  # the REST API skill tools call (ai/tools.py), without a trailing slash
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ BUILT_IN: dict[str, ProviderSpec] = {
         ),
         ProviderSpec(
             name="github",
+            api_url="https://api.github.com",
             title="GitHub",
             authorize_url="https://github.com/login/oauth/authorize",
             token_url="https://github.com/login/oauth/access_token",
@@ -243,6 +245,7 @@ BUILT_IN: dict[str, ProviderSpec] = {
         ),
         ProviderSpec(
             name="slack",
+            api_url="https://slack.com/api",
             title="Slack",
             authorize_url="https://slack.com/oauth/v2/authorize",
             token_url="https://slack.com/api/oauth.v2.access",
@@ -257,6 +260,7 @@ BUILT_IN: dict[str, ProviderSpec] = {
         ),
         ProviderSpec(
             name="notion",
+            api_url="https://api.notion.com/v1",
             title="Notion",
             authorize_url="https://api.notion.com/v1/oauth/authorize",
             token_url="https://api.notion.com/v1/oauth/token",

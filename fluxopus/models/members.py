@@ -8,7 +8,7 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import Field, StringConstraints
-from sqlalchemy import BigInteger, Column, FetchedValue, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, FetchedValue, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from fluxopus.models.common import Input, Output, documented
@@ -39,6 +39,7 @@ companies = Table(
     Column("created_at", column_type(dt.datetime), nullable=False),
     Column("monthly_token_budget", BigInteger),
     Column("storage_quota", BigInteger),
+    Column("tools_enabled", Boolean, nullable=False),
 )
 
 members = Table(

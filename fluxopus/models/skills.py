@@ -9,10 +9,12 @@ from uuid import UUID
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy.dialects.postgresql import JSONB
 
 from fluxopus.models.common import Input, Output, PageQuery, Visibility, documented
-from fluxopus.models.entity import BigInt, Entity, Key, Server, Write
+from fluxopus.models.entity import BigInt, Entity, Key, Server, Stored, Write
 from fluxopus.models.knowledge import SearchMode
+from fluxopus.models.tools import check_tools
 
 MAX_KNOWLEDGE_TAGS = 20
 
@@ -158,6 +160,21 @@ class SkillContent(Entity):
             " instructions as `knowledge`; null: no grounding",
         ),
     ]
+    tools: Annotated[
+        list[dict[str, Any]],
+        Stored(JSONB()),
+        Write(
+            default_factory=list,
+            check=check_tools,
+            doc="Tools the model may call (openai and anthropic providers): built-in ones as {name} —"
+            " github.list_issues, github.create_issue, slack.post_message, notion.search — acting with the"
+            " caller's connection; HTTP tools as {name, description, parameters (a JSON Schema object), url,"
+            " method} on a host the server allows",
+            input_doc='Up to 20 tools: {"name": "github.list_issues"} for a built-in one; {name, description,'
+            " parameters, url, method (default POST)} for an HTTP tool, whose host must be on the server's"
+            " FLUXOPUS_TOOL_HOSTS. Default none",
+        ),
+    ]
 
 
 class Skill(
@@ -211,6 +228,32 @@ class RunInput(Input):
     )
 
 
+@documented(
+    succeeded="The tool answered; the model read its answer",
+    failed="The tool was called and failed, or could not be (no connection): the model read why",
+    refused="Never called: invalid arguments, a host off the allow-list, an unknown tool or the step limit",
+    cancelled="Interrupted: the run was cancelled while the tool was working",
+)
+class ToolCallStatus(StrEnum):
+    """How a tool call ended."""
+
+    succeeded = "succeeded"
+    failed = "failed"
+    refused = "refused"
+    cancelled = "cancelled"
+
+
+class ToolCallRecord(Output):
+    """One tool call of a run, as recorded: never a token, nor the tool's answer."""
+
+    call_id: str = Field(description="The call's id, as the model named it (tool.call and tool.result events carry it)")
+    tool: str = Field(description="The tool, as the skill declares it, e.g. github.list_issues")
+    arguments: dict[str, Any] = Field(description="The arguments the model gave (a JSON object; {} if unreadable)")
+    status: ToolCallStatus = Field(description="How it ended")
+    error: str | None = Field(default=None, description="Why it did not succeed; null when it did")
+    duration_ms: int = Field(description="How long it took, in milliseconds")
+
+
 class SkillRun(
     Entity,
     table="skill_runs",
@@ -238,6 +281,9 @@ class SkillRun(
     created_at: Annotated[dt.datetime, Server("When it was asked for")]
     started_at: Annotated[dt.datetime | None, Server("When the model started answering; null while queued")]
     finished_at: Annotated[dt.datetime | None, Server("When it ended; null while it runs")]
+    tool_calls: Annotated[
+        list[ToolCallRecord], Stored(JSONB()), Server("The tools the model called, in order (empty when none)")
+    ]
 
 
 class RunUsage(Output):
@@ -248,10 +294,13 @@ class RunUsage(Output):
 
 
 class RunEventType(StrEnum):
-    """A run's events, in order: started, deltas (many), then completed or failed."""
+    """A run's events, in order: started, deltas (many) and tool calls with their results, then completed or
+    failed."""
 
     started = "run.started"
     delta = "delta"
+    tool_call = "tool.call"
+    tool_result = "tool.result"
     completed = "run.completed"
     failed = "run.failed"
 
@@ -265,6 +314,14 @@ class RunEvent(Output):
     version: int | None = Field(default=None, description="run.started: the skill version that runs")
     model: str | None = Field(default=None, description="run.started: the model that answers")
     text: str | None = Field(default=None, description="delta: the next piece of the answer")
+    call_id: str | None = Field(default=None, description="tool.call, tool.result: the call's id")
+    tool: str | None = Field(default=None, description="tool.call, tool.result: the tool, as the skill declares it")
+    arguments: dict[str, Any] | None = Field(default=None, description="tool.call: the arguments the model gave")
+    status: ToolCallStatus | None = Field(default=None, description="tool.result: how the call ended")
+    result: str | None = Field(
+        default=None, description="tool.result: what the model reads: the tool's answer (JSON, cut) or why none"
+    )
+    duration_ms: int | None = Field(default=None, description="tool.result: how long the call took (ms)")
     output: str | None = Field(default=None, description="run.completed: the whole answer")
     usage: RunUsage | None = Field(default=None, description="run.completed: the tokens it took")
     error: str | None = Field(default=None, description="run.failed: why it failed")
@@ -273,7 +330,7 @@ class RunEvent(Output):
     )
 
 
-# The same events typed one model per kind, as GraphQL shows them (an interface and its four types): each
+# The same events typed one model per kind, as GraphQL shows them (an interface and its six types): each
 # has exactly the fields its kind sets, none of them null. REST's stream keeps RunEvent, its SSE `event:`
 # being the type.
 
@@ -299,6 +356,26 @@ class RunDelta(RunEventBase):
     text: str = Field(description="The text to append to what came before")
 
 
+class RunToolCall(RunEventBase):
+    """The model calls a tool; its tool.result follows (the arguments are checked first)."""
+
+    call_id: str = Field(description="The call's id: its RunToolResult carries it too")
+    tool: str = Field(description="The tool, as the skill declares it, e.g. github.list_issues")
+    arguments: dict[str, Any] = Field(description="The arguments the model gave (a JSON object; {} if unreadable)")
+
+
+class RunToolResult(RunEventBase):
+    """What a tool call gave the model: the tool's answer, or why there is none."""
+
+    call_id: str = Field(description="The call's id, as in its RunToolCall")
+    tool: str = Field(description="The tool, as the skill declares it")
+    status: ToolCallStatus = Field(description="How the call ended")
+    result: str = Field(
+        description="What the model reads: the tool's answer (JSON, cut to 4,000 characters) or why none"
+    )
+    duration_ms: int = Field(description="How long the call took, in milliseconds")
+
+
 class RunCompleted(RunEventBase):
     """The last event of a run that succeeded."""
 
@@ -319,6 +396,8 @@ class RunFailed(RunEventBase):
 TYPED_EVENTS: dict[RunEventType, type[RunEventBase]] = {
     RunEventType.started: RunStarted,
     RunEventType.delta: RunDelta,
+    RunEventType.tool_call: RunToolCall,
+    RunEventType.tool_result: RunToolResult,
     RunEventType.completed: RunCompleted,
     RunEventType.failed: RunFailed,
 }
@@ -336,3 +415,16 @@ class TokenBudget(Output):
     used: int = Field(description="Tokens finished runs took this month")
     reserved: int = Field(description="Held by runs in progress")
     limit: int = Field(description="The most tokens the company may use this month; runs past it are refused")
+
+
+class ToolSettings(Output):
+    """Whether the company's skill runs may call tools, and which built-in tools this server has."""
+
+    enabled: bool = Field(description="Runs offer the model their skill's tools; false: no run calls any tool")
+    built_in: list[str] = Field(description="The built-in tools' names, e.g. github.list_issues")
+
+
+class ToolSettingsInput(Input):
+    """Admins only: turn the company's tools on or off."""
+
+    enabled: bool = Field(description="true lets runs call their skill's tools; false stops every tool call")

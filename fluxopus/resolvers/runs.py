@@ -6,13 +6,20 @@ StartedRun; the transport edge then commits — its named early step — before 
 and the outcome is written by another short, autocommitted statement. A stream that is abandoned (the
 client went away) is cancelled here, and its run is still closed — as `cancelled`, charged
 with the tokens used so far — by a task the cancellation cannot interrupt.
+
+Tools: a skill's tools (unless its company turned them off) are offered to the model; each call it
+makes is checked, made for the caller (resolvers/tools.py), streamed as tool.call and tool.result,
+recorded on the run (by a statement of its own, like the settlement; a call interrupted by a
+cancellation too) and fed back, for at most `tool_max_steps` rounds — one last round then asks
+for text only — and within the tokens reserved: a run with tools reserves a round's worth for
+each, and stops when what it spent and the next round could take would pass that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +30,19 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 
 from fluxopus.ai.prompts import PromptError, input_text, validate_input
-from fluxopus.ai.providers import ChatProvider, Delta, ProviderError, estimate_tokens, max_prompt_tokens
+from fluxopus.ai.providers import (
+    ChatProvider,
+    Delta,
+    ProviderError,
+    Step,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    estimate_tokens,
+    max_prompt_tokens,
+)
 from fluxopus.ai.sandbox import TemplateLimit
+from fluxopus.ai.tools import ToolError, offered, result_text
 from fluxopus.errors import Invalid, NotFound, Unavailable
 from fluxopus.models.common import Page, PageQuery
 from fluxopus.models.skills import (
@@ -38,11 +56,15 @@ from fluxopus.models.skills import (
     SkillKnowledge,
     SkillRun,
     SkillVersion,
+    ToolCallRecord,
+    ToolCallStatus,
 )
+from fluxopus.models.tools import wire_name
 from fluxopus.resolvers import budget, knowledge
 from fluxopus.resolvers._sql import fetch_one, fetch_page
 from fluxopus.resolvers.context import Context
 from fluxopus.resolvers.skills import get_skill, get_skill_version, skill_versions, skills
+from fluxopus.resolvers.tools import call_tool, tools_enabled
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +87,12 @@ class _Run:
     max_tokens: int
     refused: str | None = None  # the template went over the sandbox's bounds: the run fails at once
     citations: tuple[Citation, ...] = ()  # the knowledge its prompt was given (a grounded skill)
+    tools: tuple[dict[str, Any], ...] = ()  # the skill's tools, offered to the model (none when turned off)
+    reserved: int = 0
+
+    def tool(self, name: str) -> dict[str, Any] | None:
+        """The declared tool the model calls `name` (models/tools.wire_name)."""
+        return next((t for t in self.tools if wire_name(t["name"]) == name), None)
 
 
 @dataclass(frozen=True)
@@ -141,7 +169,10 @@ async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:
         prompt, refused = "", str(exc)
     except (PromptError, LookupError) as exc:
         raise Invalid(str(exc)) from None
+    tools = tuple(version.tools) if version.tools and not refused and await tools_enabled(ctx) else ()
     reserved = 0 if refused else max_prompt_tokens(prompt) + version.max_tokens
+    if tools and provider.name != "echo":  # a round's worth for each round of tool calls, and the last
+        reserved *= ctx.ai.tool_max_steps + 1
     run_id = await budget.start_run(
         ctx,
         skill_id=id,
@@ -156,7 +187,7 @@ async def _start(ctx: Context, id: UUID, data: RunInput) -> _Run:
         recorded = [c.model_dump(mode="json") for c in citations]
         await ctx.db.call_alone(func.fluxopus.cite_run, run_id, type_coerce(recorded, JSONB))
     settings = (version.temperature, version.max_tokens)
-    return _Run(run_id, id, version.version, provider, model, prompt, *settings, refused, citations)
+    return _Run(run_id, id, version.version, provider, model, prompt, *settings, refused, citations, tools, reserved)
 
 
 async def _retrieve(ctx: Context, settings: SkillKnowledge, input: dict[str, Any]) -> list[knowledge.Retrieved]:
@@ -198,28 +229,76 @@ async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
         yield RunEvent(type=RunEventType.failed, run_id=run.id, error=run.refused)
         return
     parts: list[str] = []
-    usage: RunUsage | None = None
+    used = RunUsage(input_tokens=0, output_tokens=0)  # what the finished rounds took
+    steps: list[Step] = []
+    specs: list[ToolSpec] = offered(list(run.tools))
     status, error = RunStatus.cancelled, None
-    stream = run.provider.stream(
-        model=run.model, prompt=run.prompt, temperature=run.temperature, max_tokens=run.max_tokens
-    )
+    in_round, round_usage, round_parts = False, None, list[str]()
+    recordings: list[asyncio.Task[None]] = []  # tool calls being recorded: the settlement waits for them
     # The deadline applies to each wait on the provider, never across a `yield`: a timeout
     # scope left open while suspended would fire inside whoever is consuming the events.
     deadline = asyncio.get_running_loop().time() + ctx.ai.run_timeout
     try:
-        async with aclosing(stream):
-            while True:
-                async with asyncio.timeout_at(deadline):
-                    item = await anext(stream, None)
-                if item is None:
-                    break
-                if isinstance(item, Delta):
-                    parts.append(item.text)
-                    yield RunEvent(type=RunEventType.delta, run_id=run.id, text=item.text)
-                else:
-                    usage = RunUsage(input_tokens=item.input_tokens, output_tokens=item.output_tokens)
+        while True:
+            calls: list[ToolCall] = []
+            in_round, round_usage, round_parts = True, None, []
+            stream = run.provider.stream(
+                model=run.model,
+                prompt=run.prompt,
+                temperature=run.temperature,
+                max_tokens=run.max_tokens,
+                tools=specs,
+                steps=steps,
+                final=len(steps) >= ctx.ai.tool_max_steps,
+            )
+            async with aclosing(stream):
+                while True:
+                    async with asyncio.timeout_at(deadline):
+                        item = await anext(stream, None)
+                    if item is None:
+                        break
+                    if isinstance(item, Delta):
+                        parts.append(item.text)
+                        round_parts.append(item.text)
+                        yield RunEvent(type=RunEventType.delta, run_id=run.id, text=item.text)
+                    elif isinstance(item, ToolCall):
+                        calls.append(item)
+                    else:
+                        round_usage = RunUsage(input_tokens=item.input_tokens, output_tokens=item.output_tokens)
+            in_round = False
+            used = _plus(
+                used, round_usage or _estimate(run, steps, round_parts, calls, read=bool(round_parts or calls))
+            )
+            if not calls:
+                break
+            if len(steps) >= ctx.ai.tool_max_steps:
+                raise _Stopped(f"The model kept calling tools after the run's {ctx.ai.tool_max_steps} rounds of them")
+            results: list[ToolResult] = []
+            for call in calls:
+                yield RunEvent(
+                    type=RunEventType.tool_call,
+                    run_id=run.id,
+                    call_id=call.id,
+                    tool=_declared_name(run, call.name),
+                    arguments=call.parsed() or {},
+                )
+                record, content = await _call(ctx, run, call, recordings)
+                results.append(ToolResult(call.id, content, record.status is not ToolCallStatus.succeeded))
+                yield RunEvent(
+                    type=RunEventType.tool_result,
+                    run_id=run.id,
+                    call_id=call.id,
+                    tool=record.tool,
+                    status=record.status,
+                    result=content,
+                    duration_ms=record.duration_ms,
+                )
+            steps.append(Step("".join(round_parts), tuple(calls), tuple(results)))
+            upcoming = max_prompt_tokens(run.prompt + _transcript(steps)) + run.max_tokens
+            if used.input_tokens + used.output_tokens + upcoming > run.reserved:
+                raise _Stopped(f"The run's reserved tokens are spent after {len(steps)} rounds of tool calls")
         status = RunStatus.succeeded
-    except ProviderError as exc:
+    except (ProviderError, _Stopped) as exc:
         status, error = RunStatus.failed, str(exc)
     except TimeoutError:
         status, error = RunStatus.failed, f"The run took longer than {ctx.ai.run_timeout:g} s"
@@ -228,29 +307,124 @@ async def _events(ctx: Context, run: _Run) -> AsyncGenerator[RunEvent, None]:
         status, error = RunStatus.failed, "The run failed unexpectedly"
     finally:
         output = "".join(parts)
-        if usage is None:
-            # Unreported usage is estimated once the model has likely read the prompt.
-            charged = bool(parts) or status is RunStatus.cancelled
-            usage = RunUsage(
-                input_tokens=estimate_tokens(run.prompt) if charged else 0, output_tokens=estimate_tokens(output)
-            )
-        await _settle(ctx, run.id, status, output=output, usage=usage, error=error)
+        if in_round:
+            # A round cut short: unreported usage is estimated once the model has likely read the prompt.
+            read = bool(round_parts) or status is RunStatus.cancelled
+            used = _plus(used, round_usage or _estimate(run, steps, round_parts, [], read=read))
+        await _settle(ctx, run.id, status, output=output, usage=used, error=error, after=recordings)
     if status is RunStatus.succeeded:
         yield RunEvent(
-            type=RunEventType.completed, run_id=run.id, output=output, usage=usage, citations=list(run.citations)
+            type=RunEventType.completed, run_id=run.id, output=output, usage=used, citations=list(run.citations)
         )
     else:
         yield RunEvent(type=RunEventType.failed, run_id=run.id, error=error)
 
 
-async def _settle(
-    ctx: Context, run_id: UUID, status: RunStatus, *, output: str, usage: RunUsage, error: str | None
-) -> None:
-    """Closes the run in a task of its own, which a cancelled stream waits for but cannot cancel."""
-    task = asyncio.create_task(_finish(ctx, run_id, status, output=output, usage=usage, error=error))
+class _Stopped(Exception):
+    """The run ends here: too many rounds of tool calls, or its tokens are spent."""
+
+
+def _plus(a: RunUsage, b: RunUsage) -> RunUsage:
+    return RunUsage(input_tokens=a.input_tokens + b.input_tokens, output_tokens=a.output_tokens + b.output_tokens)
+
+
+def _transcript(steps: list[Step]) -> str:
+    """The rounds so far as text, to bound what the next request sends."""
+    return "".join(
+        s.text + "".join(c.name + c.arguments for c in s.calls) + "".join(r.content for r in s.results) for s in steps
+    )
+
+
+def _estimate(run: _Run, steps: list[Step], texts: list[str], calls: list[ToolCall], *, read: bool) -> RunUsage:
+    """A round's usage its provider did not report; its prompt counts once the model has `read` it."""
+    answer = "".join(texts) + "".join(c.name + c.arguments for c in calls)
+    prompt = estimate_tokens(run.prompt + _transcript(steps)) if read else 0
+    return RunUsage(input_tokens=prompt, output_tokens=estimate_tokens(answer))
+
+
+def _declared_name(run: _Run, name: str) -> str:
+    tool = run.tool(name)
+    return str(tool["name"]) if tool is not None else name[:100]
+
+
+async def _call(
+    ctx: Context, run: _Run, call: ToolCall, recordings: list[asyncio.Task[None]]
+) -> tuple[ToolCallRecord, str]:
+    """Makes one call the model asked for and records it on the run (the task joins `recordings`);
+    returns the record and what the model reads. A cancellation (the client went away) is recorded,
+    then goes on."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    tool, arguments = run.tool(call.name), call.parsed()
+    status, error, content = ToolCallStatus.succeeded, None, ""
+    try:
+        if tool is None:
+            names = ", ".join(wire_name(t["name"]) for t in run.tools)
+            raise ToolError(f"There is no tool {call.name[:100]!r}; the tools are: {names}", refused=True)
+        if arguments is None:
+            raise ToolError("The arguments are not a JSON object", refused=True)
+        async with asyncio.timeout(ctx.ai.tool_timeout):
+            content = result_text(await call_tool(ctx, tool, arguments))
+    except ToolError as exc:
+        status, error = (ToolCallStatus.refused if exc.refused else ToolCallStatus.failed), exc.message
+    except TimeoutError:
+        status, error = ToolCallStatus.failed, f"The tool did not answer within {ctx.ai.tool_timeout:g} s"
+    except asyncio.CancelledError:
+        status, error = ToolCallStatus.cancelled, "The run was cancelled while the tool was working"
+        raise
+    except Exception:
+        log.exception("tool %s of run %s failed", call.name[:100], run.id)
+        status, error = ToolCallStatus.failed, "The tool failed unexpectedly"
+    finally:
+        record = ToolCallRecord(
+            call_id=call.id[:200],
+            tool=_declared_name(run, call.name),
+            arguments=arguments or {},
+            status=status,
+            error=error,
+            duration_ms=round((loop.time() - started) * 1000),
+        )
+        recordings.append(_background(_record(ctx, run.id, record)))
+        await asyncio.shield(recordings[-1])
+    return record, content if status is ToolCallStatus.succeeded else f"Error: {error}"
+
+
+async def _record(ctx: Context, run_id: UUID, record: ToolCallRecord) -> None:
+    try:
+        call = type_coerce(record.model_dump(mode="json"), JSONB)
+        await ctx.db.call_alone(func.fluxopus.record_tool_call, run_id, call)
+    except (Unavailable, DBAPIError):
+        log.warning("recording a tool call of run %s failed", run_id, exc_info=True)
+
+
+def _background(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """`work` in a task of its own, which a cancelled stream may wait for but cannot cancel. (A stream
+    cancelled by its transport may be cancelled again at each await: anyio's cancellation is
+    level-triggered, so a wait for such a task can end at once while the task goes on.)"""
+    task = asyncio.create_task(work)
     _settling.add(task)
     task.add_done_callback(_settling.discard)
-    await asyncio.shield(task)
+    return task
+
+
+async def _settle(
+    ctx: Context,
+    run_id: UUID,
+    status: RunStatus,
+    *,
+    output: str,
+    usage: RunUsage,
+    error: str | None,
+    after: Sequence[asyncio.Task[None]] = (),
+) -> None:
+    """Closes the run in a task of its own, which a cancelled stream waits for but cannot cancel; once
+    the tool calls `after` are recorded (a closed run takes no more)."""
+
+    async def close() -> None:
+        await asyncio.gather(*after, return_exceptions=True)
+        await _finish(ctx, run_id, status, output=output, usage=usage, error=error)
+
+    await asyncio.shield(_background(close()))
 
 
 async def _finish(

@@ -8,6 +8,7 @@ from uuid import UUID
 from sqlalchemy import Select, Text, cast, delete, func, insert, or_, select, update
 
 from fluxopus.ai.prompts import PromptError
+from fluxopus.ai.tools import refused_hosts
 from fluxopus.errors import Invalid, NotFound
 from fluxopus.models.common import Deleted, Input, Page, PageQuery
 from fluxopus.models.skills import Skill, SkillContent, SkillFilter, SkillKnowledge, SkillVersion
@@ -48,6 +49,7 @@ async def create_skill(ctx: Context, *, data: Input) -> Skill:
     await require_membership(ctx)
     values = data.model_dump()
     await _check_instructions(ctx, values["instructions"])
+    _check_hosts(ctx, values["tools"])
     values["knowledge"] = await _checked_knowledge(ctx, getattr(data, "knowledge", None))
     row = (await ctx.db.execute(insert(skills).values(**values).returning(*skills.c))).mappings().one()
     return Skill.model_validate(row)
@@ -57,6 +59,8 @@ async def update_skill(ctx: Context, *, id: UUID, data: Input) -> Skill:
     changes = data.model_dump(exclude_unset=True)
     if changes.get("instructions") is not None:
         await _check_instructions(ctx, changes["instructions"])
+    if changes.get("tools"):
+        _check_hosts(ctx, changes["tools"])
     if "knowledge" in changes:
         changes["knowledge"] = await _checked_knowledge(ctx, getattr(data, "knowledge", None))
     # An empty PATCH still goes through the update policy, so it answers 403 like a real one.
@@ -68,6 +72,14 @@ async def _check_instructions(ctx: Context, source: str) -> None:
         await ctx.ai.templates.check(source)
     except PromptError as exc:
         raise Invalid(f"instructions: {exc}") from None
+
+
+def _check_hosts(ctx: Context, tools: list[dict[str, Any]]) -> None:
+    refused = refused_hosts(tools, ctx.ai.tool_hosts)
+    if refused:
+        raise Invalid(
+            f"tools: {refused[0][:200]} is not on this server's allow-list for HTTP tools (FLUXOPUS_TOOL_HOSTS)"
+        )
 
 
 async def _checked_knowledge(ctx: Context, settings: SkillKnowledge | None) -> dict[str, Any] | None:

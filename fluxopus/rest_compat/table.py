@@ -32,10 +32,12 @@ from fluxopus.models.skills import (
     SkillRun,
     SkillVersion,
     TokenBudget,
+    ToolSettings,
+    ToolSettingsInput,
 )
 from fluxopus.models.tags import AssignTags, EntityRef, Tag
 from fluxopus.models.tasks import Task, TaskFilter, TimeLog
-from fluxopus.resolvers import budget, connections, knowledge, runs, skills, tags, tasks
+from fluxopus.resolvers import budget, connections, knowledge, runs, skills, tags, tasks, tools
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,23 @@ ROUTES: list[Route] = [
     ),
     Route(
         "GET", "/usage", budget.token_budget, "This month's token budget of the caller's company", "Skills", TokenBudget
+    ),
+    Route(
+        "GET",
+        "/tools/settings",
+        tools.tool_settings,
+        "Whether the company's skill runs may call tools, and the built-in tools",
+        "Skills",
+        ToolSettings,
+    ),
+    Route(
+        "PUT",
+        "/tools/settings",
+        tools.update_tool_settings,
+        "Admins only: turn the company's tools on or off",
+        "Skills",
+        ToolSettings,
+        body=ToolSettingsInput,
     ),
     Route(
         "GET",

@@ -22,6 +22,8 @@ from fluxopus.schema.skills import (
     RunDelta,
     RunFailed,
     RunStarted,
+    RunToolCall,
+    RunToolResult,
     SkillsMutation,
     SkillsQuery,
     SkillsSubscription,
@@ -56,7 +58,7 @@ schema = FluxopusSchema(
     subscription=Subscription,
     extensions=[DocumentLimits, CompiledReads, RlsOperation],
     # Reached only through the SkillRunEvent interface: listed so the schema has them.
-    types=[RunStarted, RunDelta, RunCompleted, RunFailed],
+    types=[RunStarted, RunDelta, RunToolCall, RunToolResult, RunCompleted, RunFailed],
     scalar_overrides={dt.datetime: DateTime, dt.date: Date, StrawberryJSON: JSON},
     execution_context_class=SharedEvents,  # graphql-core 3.3 calls it an executor class
 )

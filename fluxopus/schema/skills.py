@@ -12,7 +12,7 @@ from fluxopus.errors import NotFound
 from fluxopus.models import skills as m
 from fluxopus.models.common import Page, PageQuery, Visibility, parse, parse_uuid
 from fluxopus.models.tags import EntityType
-from fluxopus.resolvers import budget, runs, skills
+from fluxopus.resolvers import budget, runs, skills, tools
 from fluxopus.resolvers.loaders import loaders
 from fluxopus.schema import compiled
 from fluxopus.schema._derive import (
@@ -35,6 +35,7 @@ from fluxopus.schema.tags import compiled_tags, tags_field
 graphql_enum(Visibility)
 graphql_enum(m.Provider)
 graphql_enum(m.RunStatus)
+graphql_enum(m.ToolCallStatus)
 
 SkillId = Annotated[strawberry.ID, strawberry.argument(description="The skill's id")]
 RunInputArgument = Annotated[JSON, argument(m.RunInput, "input")]
@@ -76,6 +77,11 @@ class SkillVersion:
     pass
 
 
+@object_type(m.ToolCallRecord)
+class ToolCallRecord:
+    pass
+
+
 @object_type(m.SkillRun)
 class SkillRun(Node):
     pass
@@ -88,9 +94,10 @@ class RunUsage:
 
 @interface_type(
     m.RunEventBase,
-    description="One event of a run's stream: RunStarted, RunDelta (many), then RunCompleted or RunFailed."
-    " Select what each kind has with fragments (`... on RunDelta { text }`); `type` names the kind as REST's"
-    " stream does (run.started, delta, run.completed, run.failed)",
+    description="One event of a run's stream: RunStarted, RunDelta (many) and RunToolCall with its RunToolResult"
+    " (when the model calls tools), then RunCompleted or RunFailed. Select what each kind has with fragments"
+    " (`... on RunDelta { text }`); `type` names the kind as REST's stream does (run.started, delta, tool.call,"
+    " tool.result, run.completed, run.failed)",
 )
 class SkillRunEvent:
     pass
@@ -103,6 +110,21 @@ class RunStarted(SkillRunEvent):
 
 @object_type(m.RunDelta)
 class RunDelta(SkillRunEvent):
+    pass
+
+
+@object_type(m.RunToolCall)
+class RunToolCall(SkillRunEvent):
+    pass
+
+
+@object_type(m.RunToolResult)
+class RunToolResult(SkillRunEvent):
+    pass
+
+
+@object_type(m.ToolSettings)
+class ToolSettings:
     pass
 
 
@@ -252,6 +274,10 @@ class SkillsQuery:
         except NotFound:
             return None
 
+    @strawberry.field(description="Whether the company's skill runs may call tools, and the built-in tools")
+    async def tool_settings(self, info: strawberry.Info) -> ToolSettings:
+        return out(ToolSettings, await tools.tool_settings(info.context))
+
     @strawberry.field(description="The company's token budget this month")
     async def usage(self, info: strawberry.Info) -> TokenBudget:
         return out(TokenBudget, await budget.token_budget(info.context))
@@ -294,6 +320,13 @@ class SkillsMutation:
     ) -> Skill:
         skill = await skills.restore_skill_version(info.context, id=parse_uuid(skill_id, "skillId"), version=version)
         return out(Skill, skill)
+
+    @strawberry.mutation(description="Admins only. Turns the company's tools on or off; returns the settings")
+    async def update_tool_settings(
+        self, info: strawberry.Info, enabled: Annotated[bool, argument(m.ToolSettingsInput, "enabled")]
+    ) -> ToolSettings:
+        data = parse(m.ToolSettingsInput, {"enabled": enabled})
+        return out(ToolSettings, await tools.update_tool_settings(info.context, data=data))
 
     # standalone: it commits its run record before the model answers, so schema/limits.py refuses it
     # beside other fields; cost: a model call.

@@ -1,7 +1,7 @@
 // Every operation of openapi.json through openapi-fetch, typed by what openapi-typescript generates
 // from the document (tests/test_openapi_clients.py puts the types beside this file as api.d.ts,
 // type-checks it with tsc --strict, compiles and runs it against a real server).
-// Env: API_URL, API_TOKEN. Prints one JSON line: the operations called and what they answered.
+// Env: API_URL, API_TOKEN (a member's), ADMIN_TOKEN (their company's admin's). Prints one JSON line: the operations called and what they answered.
 import createClient from "openapi-fetch";
 import type { components, operations, paths } from "./api.js";
 
@@ -13,6 +13,11 @@ const baseUrl = process.env.API_URL!;
 const api = createClient<paths, "application/json">({
   baseUrl,
   headers: { Authorization: `Bearer ${process.env.API_TOKEN}` },
+});
+
+const asAdmin = createClient<paths, "application/json">({
+  baseUrl,
+  headers: { Authorization: `Bearer ${process.env.ADMIN_TOKEN}` },
 });
 
 const called: OperationId[] = [];
@@ -84,6 +89,10 @@ const run: Schemas["SkillRun"] = await ok(
 await ok("list_skill_runs", 200, api.GET("/api/skills/{id}/runs", skillPath));
 const budget: Schemas["TokenBudget"] = await ok("token_budget", 200, api.GET("/api/usage"));
 if (!(budget.limit > 0)) fail("token_budget");
+const toolsOff = await ok("update_tool_settings", 200, asAdmin.PUT("/api/tools/settings", { body: { enabled: false } }));
+const seenOff: Schemas["ToolSettings"] = await ok("tool_settings", 200, api.GET("/api/tools/settings"));
+if (toolsOff.enabled || seenOff.enabled || !seenOff.built_in.includes("github.list_issues")) fail("tool_settings");
+await ok("update_tool_settings", 200, asAdmin.PUT("/api/tools/settings", { body: { enabled: true } }));
 
 // Knowledge
 const item: Schemas["KnowledgeItem"] = await ok(

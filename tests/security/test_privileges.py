@@ -64,6 +64,8 @@ COLUMNS = {
         "access_token account account_id error expires_at refresh_token scopes status token_type".split()
     ),
     ("users", "SELECT"): {"id", "email", "created_at"},
+    # Admins turn their company's skill tools on or off (policy companies_admin_update, migration 017).
+    ("companies", "UPDATE"): {"tools_enabled"},
 }
 
 
@@ -152,8 +154,17 @@ async def as_user(database_url: str, user_id: str) -> AsyncIterator[asyncpg.Conn
         "select fluxopus.take_oauth_state($1::text)",
         "select fluxopus.reserve_tokens(1, 1000000, interval '1 hour') where $1::text is not null",
         "select fluxopus.cite_run(jsonb_build_object('sub', $1::text), gen_random_uuid(), '[]')",
+        "select fluxopus.record_tool_call(jsonb_build_object('sub', $1::text), gen_random_uuid(), '{}')",
     ],
-    ids=["charge_tokens", "start_run", "finish_run", "take_oauth_state", "reserve_tokens", "cite_run"],
+    ids=[
+        "charge_tokens",
+        "start_run",
+        "finish_run",
+        "take_oauth_state",
+        "reserve_tokens",
+        "cite_run",
+        "record_tool_call",
+    ],
 )
 async def test_service_functions_are_refused_to_users(
     database_url: str, acme: Company, globex: Company, call: str
@@ -162,6 +173,21 @@ async def test_service_functions_are_refused_to_users(
     async with as_user(database_url, acme.alice.id) as conn:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.fetchval(call, globex.admin.id)
+
+
+async def test_only_an_admin_turns_tools_off_and_only_for_their_company(
+    database_url: str, acme: Company, globex: Company
+) -> None:
+    """companies: UPDATE of tools_enabled alone, by an admin, on their own company (migration 017)."""
+    async with as_user(database_url, acme.alice.id) as conn:
+        assert await conn.execute("update companies set tools_enabled = false") == "UPDATE 0"
+    async with as_user(database_url, acme.admin.id) as conn:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("update companies set name = 'renamed'")
+    async with as_user(database_url, acme.admin.id) as conn:
+        other = uuid.UUID(globex.admin.company_id)
+        assert await conn.execute("update companies set tools_enabled = false where id = $1", other) == "UPDATE 0"
+        assert await conn.execute("update companies set tools_enabled = tools_enabled") == "UPDATE 1"
 
 
 async def test_a_user_cannot_insert_a_run_record(client: httpx.AsyncClient, database_url: str, acme: Company) -> None:

@@ -2,6 +2,11 @@
 
 The official SDKs run unmodified against them (`base_url=fake.url`). Behaviour is scripted per model name,
 so concurrent tests that use different model names do not interfere.
+
+Tool use: a Script's `tool_calls` makes the answer call tools in the provider's streaming format (OpenAI's
+`tool_calls` deltas, Anthropic's `tool_use` blocks with `input_json_delta`), unless the request says
+`tool_choice` none, as the real APIs honour it. `script_turns` scripts a conversation: each request for the
+model takes the next script (the last one repeats).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class Script:
     malformed: bool = False  # after the first chunk send a `data:` line that is not JSON, then end the body
     drop_after: int | None = None  # send this many chunks, then close the socket mid-body
     stream_error: str | None = None  # after the first chunk send the provider's mid-stream error event, then end
+    # After the text: call these tools, (name, arguments as JSON text); each argument string is streamed in pieces.
+    tool_calls: list[tuple[str, str]] | None = None
 
 
 async def _wait_for(gate: threading.Event, timeout: float = 30.0) -> None:
@@ -83,6 +90,8 @@ class _FakeProvider:
         self.api_key = api_key
         self.requests: list[Json] = []
         self._scripts: dict[str, Script] = {}
+        self._turns: dict[str, list[Script]] = {}
+        self._served: Counter[str] = Counter()
         self._disconnects: Counter[str] = Counter()
         self._completed: Counter[str] = Counter()
         self._lock = threading.Lock()  # the server thread writes, the test thread reads
@@ -93,6 +102,12 @@ class _FakeProvider:
     def script(self, model: str, script: Script) -> None:
         with self._lock:
             self._scripts[model] = script
+
+    def script_turns(self, model: str, scripts: list[Script]) -> None:
+        """Each request for `model` answers with the next script; the last one answers every later request."""
+        with self._lock:
+            self._turns[model] = list(scripts)
+            self._served[model] = 0
 
     def disconnects(self, model: str) -> int:
         with self._lock:
@@ -140,7 +155,12 @@ class _FakeProvider:
             return self._error(401, "invalid api key")
         model = str(body.get("model", ""))
         with self._lock:
-            script = self._scripts.get(model) or Script()
+            turns = self._turns.get(model)
+            if turns:
+                script = turns[min(self._served[model], len(turns) - 1)]
+                self._served[model] += 1
+            else:
+                script = self._scripts.get(model) or Script()
         if script.hang:
             while not self._closing:
                 if await request.is_disconnected():
@@ -169,11 +189,21 @@ class _FakeProvider:
             await asyncio.sleep(script.delay * len(chunks))
             self._count(self._completed, model)
             return JSONResponse(self._complete(body, "".join(chunks), (n_in, n_out), truncated))
+        calls = None if self._tools_off(body) else script.tool_calls
         head, deltas, tail = self._frames(body, chunks, (n_in, n_out), truncated)
+        if calls:
+            tail = self._tool_frames(body, calls, (n_in, n_out))
         return StreamingResponse(self._drive(model, script, head, deltas, tail), media_type="text/event-stream")
 
     def _invalid(self, request: Request, body: Json) -> str | None:
         return None
+
+    def _tools_off(self, body: Json) -> bool:
+        raise NotImplementedError
+
+    def _tool_frames(self, body: Json, calls: list[tuple[str, str]], usage: tuple[int, int]) -> list[str]:
+        """The frames after the text of an answer that calls `calls`, to the end of the stream."""
+        raise NotImplementedError
 
     async def _drive(
         self, model: str, script: Script, head: list[str], deltas: list[str], tail: list[str]
@@ -269,6 +299,27 @@ class FakeOpenAI(_FakeProvider):
             tail.append(_sse({**env, "choices": [], "usage": self._usage(usage)}))
         return head, [chunk({"content": c}) for c in chunks], [*tail, "data: [DONE]\n\n"]
 
+    def _tools_off(self, body: Json) -> bool:
+        return not body.get("tools") or body.get("tool_choice") == "none"
+
+    def _tool_frames(self, body: Json, calls: list[tuple[str, str]], usage: tuple[int, int]) -> list[str]:
+        env = self._envelope(body, "chat.completion.chunk")
+
+        def chunk(delta: Json, finish: str | None = None) -> str:
+            return _sse({**env, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
+
+        frames = []
+        for i, (name, arguments) in enumerate(calls):
+            opening = {"index": i, "id": f"call_{uuid.uuid4().hex[:24]}", "type": "function"}
+            frames.append(chunk({"tool_calls": [opening | {"function": {"name": name, "arguments": ""}}]}))
+            for start in range(0, len(arguments), 7):  # the arguments arrive in pieces, as OpenAI streams them
+                piece = arguments[start : start + 7]
+                frames.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
+        frames.append(chunk({}, "tool_calls"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            frames.append(_sse({**env, "choices": [], "usage": self._usage(usage)}))
+        return [*frames, "data: [DONE]\n\n"]
+
     @staticmethod
     def _envelope(body: Json, kind: str) -> Json:
         head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": kind, "created": int(time.time())}
@@ -344,3 +395,19 @@ class FakeAnthropic(_FakeProvider):
             _event({"type": "message_stop"}),
         ]
         return head, deltas, tail
+
+    def _tools_off(self, body: Json) -> bool:
+        return not body.get("tools") or (body.get("tool_choice") or {}).get("type") == "none"
+
+    def _tool_frames(self, body: Json, calls: list[tuple[str, str]], usage: tuple[int, int]) -> list[str]:
+        frames = [_event({"type": "content_block_stop", "index": 0})]
+        for i, (name, arguments) in enumerate(calls, start=1):
+            block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": name, "input": {}}
+            frames.append(_event({"type": "content_block_start", "index": i, "content_block": block}))
+            for start in range(0, len(arguments), 7):
+                delta = {"type": "input_json_delta", "partial_json": arguments[start : start + 7]}
+                frames.append(_event({"type": "content_block_delta", "index": i, "delta": delta}))
+            frames.append(_event({"type": "content_block_stop", "index": i}))
+        delta = {"stop_reason": "tool_use", "stop_sequence": None}
+        frames.append(_event({"type": "message_delta", "delta": delta, "usage": {"output_tokens": usage[1]}}))
+        return [*frames, _event({"type": "message_stop"})]

@@ -8,6 +8,11 @@ A client's `dialect` makes it answer as a provider that departs from the standar
 GitHub (errors in HTTP 200, `GET /user`, `DELETE /applications/{client_id}/grant`), Slack (`ok` envelopes,
 the workspace in the token response, `auth.revoke` by bearer token) and Notion (a JSON token body with HTTP
 Basic and a Notion-Version header, the workspace in the token response, JSON revocation).
+
+A few of their APIs too, for skill tools, authenticated by the access tokens this fake issued: GitHub's
+`GET`/`POST /repos/{owner}/{repo}/issues`, Slack's `POST /api/chat.postMessage` (errors in HTTP 200) and
+Notion's `POST /v1/search`. `api_calls` records what they were asked; `hold` (an Event) keeps them
+answering until it is set or the client goes away.
 """
 
 from __future__ import annotations
@@ -191,7 +196,14 @@ class FakeOAuth:
             Route("/user", self._github_user),  # GitHub's "who am I"
             Route("/applications/{client_id}/grant", self._github_delete_grant, methods=["DELETE"]),
             Route("/api/auth.revoke", self._slack_revoke, methods=["GET", "POST"]),
+            Route("/repos/{owner}/{repo}/issues", self._github_issues, methods=["GET", "POST"]),
+            Route("/api/chat.postMessage", self._slack_post, methods=["POST"]),
+            Route("/v1/search", self._notion_search, methods=["POST"]),
         ]
+        self.issues: dict[tuple[str, str], list[Json]] = {}
+        self.slack_messages: list[Json] = []
+        self.api_calls: list[Received] = []
+        self.hold: threading.Event | None = None
         self._server = ThreadedServer(Starlette(routes=routes))
         self._server.__enter__()
 
@@ -490,6 +502,67 @@ class FakeOAuth:
         with self._lock:
             self._revoke_grant(known.grant)
         return JSONResponse({"ok": True, "revoked": True})
+
+    async def _api_token(self, request: Request, body: Json) -> _Token | None:
+        """The live access token of an API request's `Authorization: Bearer`; records the request and waits
+        while `hold` is set up (until released, or the client goes away)."""
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        with self._lock:
+            self.api_calls.append(_received(request, body))
+            token = self._live_token(value) if scheme.lower() == "bearer" else None
+        hold = self.hold
+        while hold is not None and not hold.is_set():
+            if await request.is_disconnected():
+                break
+            await asyncio.sleep(0.02)
+        return token
+
+    async def _github_issues(self, request: Request) -> Response:
+        body = (await _read_body(request) or {}) if request.method == "POST" else {}
+        token = await self._api_token(request, body)
+        if token is None:
+            return JSONResponse({"message": "Bad credentials", "documentation_url": _GITHUB_DOCS}, status_code=401)
+        key = (request.path_params["owner"], request.path_params["repo"])
+        with self._lock:
+            issues = self.issues.setdefault(key, [])
+            if request.method == "GET":
+                state = request.query_params.get("state", "open")
+                shown = [i for i in reversed(issues) if state == "all" or i["state"] == state]
+                return JSONResponse(shown[: int(request.query_params.get("per_page", 30))])
+            if not isinstance(body.get("title"), str) or not body["title"]:
+                return JSONResponse({"message": "Validation Failed", "documentation_url": _GITHUB_DOCS}, 422)
+            number = len(issues) + 1
+            issue = {
+                "number": number,
+                "title": body["title"],
+                "body": body.get("body"),
+                "state": "open",
+                "html_url": f"https://github.com/{key[0]}/{key[1]}/issues/{number}",
+                "user": {"login": token.account.get("login", "someone")},
+            }
+            issues.append(issue)
+        return JSONResponse(issue, status_code=201)
+
+    async def _slack_post(self, request: Request) -> Response:
+        body = await _read_body(request) or {}
+        token = await self._api_token(request, body)
+        if token is None:
+            return JSONResponse({"ok": False, "error": "invalid_auth"})
+        if not body.get("channel"):
+            return JSONResponse({"ok": False, "error": "channel_not_found"})
+        message = {"channel": body["channel"], "text": body.get("text"), "ts": f"{time.time():.6f}"}
+        with self._lock:
+            self.slack_messages.append(message)
+        return JSONResponse({"ok": True, "channel": message["channel"], "ts": message["ts"]})
+
+    async def _notion_search(self, request: Request) -> Response:
+        body = await _read_body(request) or {}
+        token = await self._api_token(request, body)
+        if token is None or request.headers.get("notion-version") is None:
+            return JSONResponse({"object": "error", "status": 401, "code": "unauthorized"}, status_code=401)
+        title = {"type": "title", "title": [{"plain_text": f"Notes on {body.get('query', '')}"}]}
+        page = {"object": "page", "id": "page-1", "url": "https://www.notion.so/page-1", "properties": {"Name": title}}
+        return JSONResponse({"object": "list", "results": [page], "has_more": False})
 
 
 _GITHUB_DOCS = "https://docs.github.com/rest"
