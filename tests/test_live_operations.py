@@ -19,7 +19,7 @@ from fluxopus.app import create_app
 from fluxopus.auth.jwt import mint_token
 from fluxopus.config import Settings
 from tests.utils.builders import SECRET, Company
-from tests.utils.live import live_connection, subscribed
+from tests.utils.live import listening, live_connection, live_sub
 from tests.utils.server import ThreadedServer
 
 TASK_EVENTS = "subscription { taskEvents { type taskId } }"
@@ -43,7 +43,7 @@ async def test_metrics_count_live_subscribers_and_events(server: ThreadedServer,
         assert sample(before, "fluxopus_live_listening") == 1
         subscribers = sample(before, "fluxopus_live_subscribers")
         async with live_connection(server.url, acme.admin.token) as admin:
-            sub = await subscribed(await admin.subscribe(TASK_EVENTS))
+            sub = await live_sub(server, admin, acme.admin, TASK_EVENTS)
             during = (await http.get("/metrics")).text
             assert sample(during, "fluxopus_live_subscribers") == subscribers + 1
             await http.post("/api/tasks", json={"title": "counted"}, headers=acme.alice.headers)
@@ -73,7 +73,8 @@ async def test_one_listen_connection_whatever_the_number_of_subscribers(
         live_connection(server.url, acme.alice.token) as alice,
     ):
         subs = [await connection.subscribe(TASK_EVENTS) for connection in (admin, alice) for _ in range(10)]
-        await subscribed(subs[-1])
+        await listening(server, acme.admin, 10)
+        await listening(server, acme.alice, 10)
         async with httpx.AsyncClient(base_url=server.url) as http:
             await http.post(
                 "/api/tasks", json={"title": "to everyone", "assignee_id": acme.alice.id}, headers=acme.bob.headers

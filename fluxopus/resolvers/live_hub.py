@@ -103,7 +103,6 @@ class Subscriber:
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _told_gone: dict[UUID, None] = field(default_factory=dict)  # rows it was last told are DELETED (bounded)
     fell_behind: bool = False
-    counted: bool = False  # in the hub's cut_off
     last_sent: int | None = None
 
     def news(self, kind: ChangeType, entity_id: UUID) -> bool:
@@ -325,10 +324,10 @@ class LiveHub:
         return _Read(batch, identities)
 
     def _offer(self, subscriber: Subscriber, change_id: int, event: BaseModel) -> None:
+        was_behind = subscriber.fell_behind
         if subscriber.offer(change_id, event):
             self.events_sent += 1
-        elif subscriber.fell_behind and not subscriber.counted:
-            subscriber.counted = True
+        elif not was_behind:  # this offer cut it off
             self.cut_off += 1
 
     def _resync_all(self, latest: int) -> None:

@@ -106,12 +106,6 @@ async def live_connection(base_url: str, token: str) -> AsyncIterator[Connection
                 await connection.reader
 
 
-async def subscribed(sub: Subscription, settle: float = 0.3) -> Subscription:
-    """Gives the server a moment to register the subscription (its checks run before it listens)."""
-    await asyncio.sleep(settle)
-    return sub
-
-
 def hub_of(server: ThreadedServer) -> LiveHub:
     """The live hub of a ThreadedServer's app (in this process: its subscribers can be looked at)."""
     app: Any = server.server.config.app
