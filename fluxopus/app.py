@@ -28,7 +28,7 @@ from fluxopus.observability import AccessLog, Metrics, metrics_endpoint
 from fluxopus.resolvers import live
 from fluxopus.resolvers.live_hub import LiveHub
 from fluxopus.rest_compat.errors import CatchAll, ErrorCode, domain_exception_handler, http_exception_handler
-from fluxopus.rest_compat.generate import rest_routes
+from fluxopus.rest_compat.generate import RestFirst, rest_routes
 from fluxopus.rest_compat.openapi import build_openapi
 from fluxopus.runtime import Runtime, build_mail, build_verifier
 from fluxopus.schema.compiled import Statements
@@ -139,10 +139,15 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
         openapi_url=None,  # the static document below is generated from the route table
         docs_url=None,
         redoc_url=None,
+        # Our own metrics and logs (observability.py) describe requests; FastAPI's native OpenTelemetry
+        # would otherwise ask the global providers whether it is wanted on every request (5 µs).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(DomainError, domain_exception_handler)
+    rest = rest_routes("/api")
+    app.add_middleware(RestFirst, routes=rest, prefix="/api/")  # added first: innermost, past the rest
     statements = Statements() if settings.graphql_compiled_reads else None
     graphql = graphql_router(settings, statements)
     if statements is not None:
@@ -172,7 +177,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, databas
 
     if settings.uses_dev_signing_key:  # an external JWT secret or JWKS means sign-in happens elsewhere
         app.include_router(gotrue_router(), prefix="/auth/v1")
-    app.router.routes.extend(rest_routes("/api"))
+    app.router.routes.extend(rest)  # also here: OpenAPI's and the access log's route table, and 405s
     app.include_router(graphql, prefix="/graphql")
 
     @app.get("/", include_in_schema=False)
