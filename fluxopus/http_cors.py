@@ -31,8 +31,10 @@ ALLOW_HEADERS = (
     # graphql-sse's single-connection mode (schema/sse_single.py); Last-Event-ID: EventSource reconnecting
     "X-GraphQL-Event-Stream-Token",
     "Last-Event-ID",
+    # a REST list's total on request: `Prefer: count=exact|planned|estimated` (rest_compat/prefer.py)
+    "Prefer",
 )
-EXPOSE_HEADERS = ("X-Total-Count", "X-Request-Id", "Retry-After")
+EXPOSE_HEADERS = ("X-Total-Count", "Preference-Applied", "X-Request-Id", "Retry-After")
 
 
 class Cors(CORSMiddleware):

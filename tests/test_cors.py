@@ -26,7 +26,7 @@ from tests.utils.server import ThreadedServer
 
 APP_ORIGIN = "http://app.example.test:5173"
 OTHER_ORIGIN = "http://evil.example.test"
-PAGE_HEADERS = "authorization, content-type, x-graphql-event-stream-token, x-request-id, apikey, x-client-info"
+PAGE_HEADERS = "authorization, content-type, x-graphql-event-stream-token, x-request-id, apikey, x-client-info, prefer"
 
 
 def preflight(origin: str, method: str = "GET", headers: str | None = "authorization") -> dict[str, str]:
@@ -92,12 +92,14 @@ async def test_an_allowed_origin_is_refused_what_is_not_allowed(cors_client: htt
 
 
 async def test_responses_to_an_allowed_origin_expose_the_totals(cors_client: httpx.AsyncClient, acme: Company) -> None:
-    response = await cors_client.get("/api/tasks", headers={**acme.alice.headers, "Origin": APP_ORIGIN})
+    asked = {**acme.alice.headers, "Origin": APP_ORIGIN, "Prefer": "count=exact"}
+    response = await cors_client.get("/api/tasks", params={"limit": 1}, headers=asked)
     assert response.status_code == 200, response.text
     assert response.headers["access-control-allow-origin"] == APP_ORIGIN
     exposed = {h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")}
-    assert {"x-total-count", "x-request-id"} <= exposed
+    assert {"x-total-count", "preference-applied", "x-request-id"} <= exposed
     assert "x-total-count" in response.headers
+    assert response.headers["preference-applied"] == "count=exact"
     # Errors too: a page must be able to read why it was refused.
     denied = await cors_client.get("/api/tasks", headers={"Origin": APP_ORIGIN})
     assert denied.status_code == 401 and denied.headers["access-control-allow-origin"] == APP_ORIGIN

@@ -1,6 +1,7 @@
-"""A page on another origin, in headless Chromium, uses the API the ways frontends do: REST (reading
-X-Total-Count), GraphQL over HTTP, graphql-ws, and graphql-sse in both its modes (distinct connections
-and single connection), each a query and a `runSkill` subscription streamed by the offline echo provider.
+"""A page on another origin, in headless Chromium, uses the API the ways frontends do: REST (asking for
+X-Total-Count with `Prefer: count=exact`), GraphQL over HTTP, graphql-ws, and graphql-sse in both its modes
+(distinct connections and single connection), each a query and a `runSkill` subscription streamed by the
+offline echo provider.
 
 The page (tests/js/cross_origin.html, with graphql-ws's and graphql-sse's UMD builds from
 tests/js/node_modules) is served from a second 127.0.0.1 port, so its origin differs from the API's;
@@ -106,7 +107,9 @@ def test_a_page_on_an_allowed_origin_uses_every_transport(
     assert not failed, (failed, outcome["console"])
     rest = steps["rest"]["value"]
     assert rest["status"] == 200 and isinstance(rest["body"], list), rest
-    assert rest["total"] is not None and rest["total"].isdigit(), rest  # X-Total-Count is exposed
+    # Prefer passed the preflight; X-Total-Count and Preference-Applied are exposed
+    assert rest["total"] is not None and rest["total"].isdigit(), rest
+    assert rest["applied"] == "count=exact", rest
     assert steps["http"]["value"] == {"status": 200, "body": {"data": {"me": {"id": acme.alice.id}}}}
     for name in ("ws", "sseDistinct", "sseSingle"):
         value = steps[name]["value"]

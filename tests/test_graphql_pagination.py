@@ -34,7 +34,8 @@ async def page(client: httpx.AsyncClient, user: User, **variables: Any) -> dict[
 
 
 async def rest_ids(client: httpx.AsyncClient, user: User, **params: Any) -> tuple[list[str], int]:
-    response = await client.get("/api/tasks", params={"limit": 200, **params}, headers=user.headers)
+    headers = {**user.headers, "Prefer": "count=exact"}
+    response = await client.get("/api/tasks", params={"limit": 200, **params}, headers=headers)
     assert response.status_code == 200, response.text
     return [t["id"] for t in response.json()], int(response.headers["X-Total-Count"])
 

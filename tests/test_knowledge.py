@@ -129,7 +129,8 @@ async def patch(client: httpx.AsyncClient, user: User, item_id: str, **fields: A
 
 
 async def listing(client: httpx.AsyncClient, user: User, **params: Any) -> tuple[list[dict[str, Any]], int]:
-    response = await client.get("/api/knowledge", params=params, headers=user.headers)
+    """A page and the exact total (asked for: without `Prefer`, a full page has none)."""
+    response = await client.get("/api/knowledge", params=params, headers={**user.headers, "Prefer": "count=exact"})
     assert response.status_code == 200, response.text
     return response.json(), int(response.headers["X-Total-Count"])
 

@@ -2,10 +2,11 @@
 
 The statement the REST list runs is captured and explained (EXPLAIN ANALYZE, BUFFERS) as its caller,
 first with 10,000 visible tasks, then with 100,000: a task's `total_minutes` is computed for the
-page's rows only, and the blocks the page reads do not grow with the visible set. The statement also
+page's rows only, and the blocks the page reads do not grow with the visible set. By default that
+statement is all the list runs: it counts nothing. With `Prefer: count=exact` the statement also
 counts the total (X-Total-Count, in the same round trip): an exact count reads every visible row, so
-it is checked apart — once, as an index-only scan. (Timings are for bench/; blocks and loops are what
-the plan did, not how fast the machine was.)
+it is checked apart — once, over the filtered rows alone. (Timings are for bench/; blocks and loops
+are what the plan did, not how fast the machine was.)
 """
 
 from __future__ import annotations
@@ -49,13 +50,16 @@ async def seed(database_url: str, owner: User, tasks: int) -> None:
 
 
 async def page_statement(
-    client: httpx.AsyncClient, sql_counter: StatementCounter, user: User
+    client: httpx.AsyncClient, sql_counter: StatementCounter, user: User, prefer: str | None = None
 ) -> tuple[str, tuple[Any, ...]]:
     """The SELECT that GET /api/tasks runs for the page, with its parameters."""
     sql_counter.statements.clear()
     sql_counter.arguments.clear()
-    response = await client.get("/api/tasks", params={"limit": PAGE}, headers=user.headers)
+    headers = user.headers if prefer is None else {**user.headers, "Prefer": prefer}
+    response = await client.get("/api/tasks", params={"limit": PAGE}, headers=headers)
     assert response.status_code == 200 and response.json(), response.text
+    assert len(sql_counter.statements) == 1, sql_counter.statements  # the page and nothing else
+    assert ("x-total-count" in response.headers) == (prefer is not None), response.headers
     [page] = [
         (statement, arguments)
         for statement, arguments in zip(sql_counter.statements, sql_counter.arguments, strict=True)
@@ -107,6 +111,7 @@ async def test_a_page_costs_its_rows_not_the_visible_set(
         conn = await asyncpg.connect(asyncpg_dsn(database_url))
         try:
             await conn.execute("delete from tasks where company_id = $1", acme.admin.company_id)
+            await conn.execute("analyze tasks; analyze time_logs")  # and its statistics (count=planned reads them)
         finally:
             await conn.close()
 
@@ -115,15 +120,18 @@ async def _measure(client: httpx.AsyncClient, sql_counter: StatementCounter, dat
     costs: list[dict[str, Any]] = []
     for visible in (10_000, 100_000):
         await seed(database_url, acme.admin, visible - sum(c["visible"] for c in costs))
+        # No preference: the page, no count at all (in the statement or beside it).
         statement, parameters = await page_statement(client, sql_counter, acme.admin)
+        assert "count(" not in statement.lower() and "over ()" not in statement.lower(), statement
+        uncounted = await explain(database_url, acme.admin, statement, parameters)
+        assert not [n for n in nodes(uncounted) if n.get("Parent Relationship") == "InitPlan" and _aggregates(n)]
+        assert not [n for n in nodes(uncounted) if n["Node Type"] == "Aggregate" and n["Actual Loops"] == 1]
+        # count=exact: the page with its total beside it.
+        statement, parameters = await page_statement(client, sql_counter, acme.admin, "count=exact")
         assert "over ()" not in statement.lower(), statement  # no window count over everything visible
         plan = await explain(database_url, acme.admin, statement, parameters)
         # The total: the one uncorrelated subquery that aggregates, run once.
-        [count] = [
-            n
-            for n in nodes(plan)
-            if n.get("Parent Relationship") == "InitPlan" and any(m["Node Type"] == "Aggregate" for m in nodes(n))
-        ]
+        [count] = [n for n in nodes(plan) if n.get("Parent Relationship") == "InitPlan" and _aggregates(n)]
         page = nodes(plan, skip=count)
         subplans = [n for n in page if n.get("Parent Relationship") == "SubPlan"]
         costs.append(
@@ -131,12 +139,13 @@ async def _measure(client: httpx.AsyncClient, sql_counter: StatementCounter, dat
                 "visible": visible,
                 "rows": plan["Actual Rows"],
                 "blocks": blocks(page),
+                "uncounted": {"rows": uncounted["Actual Rows"], "blocks": blocks(nodes(uncounted))},
                 "subplans": subplans,
                 "count": count,
             }
         )
     for cost in costs:
-        assert cost["rows"] == PAGE, cost
+        assert cost["rows"] == cost["uncounted"]["rows"] == PAGE, cost
         # total_minutes is computed for the page's rows only
         assert cost["subplans"] and all(s["Actual Loops"] <= PAGE for s in cost["subplans"]), cost["subplans"]
         # The count runs once, over the filtered rows alone: no derived columns (subplans), no sort.
@@ -150,16 +159,24 @@ async def _measure(client: httpx.AsyncClient, sql_counter: StatementCounter, dat
         assert rows["Actual Rows"] == cost["visible"] and rows["Actual Loops"] == 1, rows
     small, large = costs
     print(f"page of {PAGE}: {small['blocks']} blocks with 10,000 visible, {large['blocks']} with 100,000")
+    print(f"uncounted: {small['uncounted']['blocks']} blocks, {large['uncounted']['blocks']} blocks")
+
+
+def _aggregates(plan: dict[str, Any]) -> bool:
+    return any(n["Node Type"] == "Aggregate" for n in nodes(plan))
 
 
 async def test_the_total_still_counts_every_visible_row(client: httpx.AsyncClient, acme: Company) -> None:
-    """X-Total-Count is exact: counted with a page that has rows, apart when past the end."""
+    """With count=exact, X-Total-Count is exact: counted with a page that has rows, apart when past the
+    end. Without it, only the short page, which tells its total, has one."""
     for _ in range(3):
         response = await client.post("/api/tasks", json={"title": "counted"}, headers=acme.alice.headers)
         assert response.status_code == 201
-    full = await client.get("/api/tasks", params={"limit": 2}, headers=acme.alice.headers)
-    short = await client.get("/api/tasks", params={"limit": 10}, headers=acme.alice.headers)
-    past = await client.get("/api/tasks", params={"limit": 2, "offset": 10}, headers=acme.alice.headers)
-    assert (len(full.json()), full.headers["x-total-count"]) == (2, "3")
-    assert (len(short.json()), short.headers["x-total-count"]) == (3, "3")
-    assert (past.json(), past.headers["x-total-count"]) == ([], "3")
+    exact = {**acme.alice.headers, "Prefer": "count=exact"}
+    for headers, counted in ((exact, True), (acme.alice.headers, False)):
+        full = await client.get("/api/tasks", params={"limit": 2}, headers=headers)
+        short = await client.get("/api/tasks", params={"limit": 10}, headers=headers)
+        past = await client.get("/api/tasks", params={"limit": 2, "offset": 10}, headers=headers)
+        assert (len(full.json()), full.headers.get("x-total-count")) == (2, "3" if counted else None)
+        assert (len(short.json()), short.headers["x-total-count"]) == (3, "3")
+        assert (past.json(), past.headers.get("x-total-count")) == ([], "3" if counted else None)

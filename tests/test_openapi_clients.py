@@ -1,7 +1,8 @@
 """Clients generated from openapi.json, unmodified, run every operation against a real server:
 openapi-python-client (Python) and openapi-typescript + openapi-fetch (TypeScript, type-checked with
-tsc, then run by Node.js). Lists show their `X-Total-Count`; a skill runs in JSON mode (the `Accept`
-parameter the document declares); the OAuth connection flow goes through the fake provider."""
+tsc, then run by Node.js). Lists show their `X-Total-Count`, asked for with the `Prefer` header parameter;
+a skill runs in JSON mode (the `Accept` parameter the document declares); the OAuth connection flow goes
+through the fake provider."""
 
 from __future__ import annotations
 
@@ -102,8 +103,10 @@ def run_every_operation(client: Any, admin: Any, m: Any, called: set[str]) -> No
         return response
 
     def listed(tag: str, operation: str, /, *args: Any, **kwargs: Any) -> list[Any]:
-        response = call(tag, operation, 200, *args, **kwargs)
+        # The documented Prefer header parameter: the total is counted only when asked.
+        response = call(tag, operation, 200, *args, prefer="count=exact", **kwargs)
         assert response.headers["X-Total-Count"] == str(len(response.parsed)), operation
+        assert response.headers["Preference-Applied"] == "count=exact", operation
         return list(response.parsed)
 
     # Tasks and time logs

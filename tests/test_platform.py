@@ -531,6 +531,7 @@ async def test_cors_lets_configured_origins_read_the_api(
         listed = await client.get("/api/tasks", headers={"Origin": "http://app.test", **acme.alice.headers})
         assert listed.headers["access-control-allow-origin"] == "http://app.test"
         assert "x-total-count" in listed.headers["access-control-expose-headers"].lower()
+        assert "preference-applied" in listed.headers["access-control-expose-headers"].lower()
         other = await client.get("/api/tasks", headers={"Origin": "http://evil.test", **acme.alice.headers})
         assert "access-control-allow-origin" not in other.headers
 

@@ -94,7 +94,8 @@ async def patch_skill(client: httpx.AsyncClient, user: User, skill_id: str, **fi
 
 
 async def list_page(client: httpx.AsyncClient, user: User, path: str, **params: Any) -> tuple[list[Any], int]:
-    response = await client.get(path, params=params, headers=user.headers)
+    """A page and the exact total (asked for: without `Prefer`, a full page has none)."""
+    response = await client.get(path, params=params, headers={**user.headers, "Prefer": "count=exact"})
     assert response.status_code == 200, response.text
     assert isinstance(response.json(), list)
     return response.json(), int(response.headers["X-Total-Count"])

@@ -82,7 +82,8 @@ def assert_time_log_shape(log: dict[str, Any]) -> None:
 
 
 async def list_tasks(client: httpx.AsyncClient, user: User, **params: Any) -> tuple[list[dict[str, Any]], int]:
-    response = await client.get("/api/tasks", params=params, headers=user.headers)
+    """A page of tasks and the exact total (asked for: without `Prefer`, a full page has none)."""
+    response = await client.get("/api/tasks", params=params, headers={**user.headers, "Prefer": "count=exact"})
     assert response.status_code == 200, response.text
     body = response.json()
     assert isinstance(body, list)
@@ -117,7 +118,8 @@ async def add_time_log(client: httpx.AsyncClient, user: User, task_id: str, **fi
 async def list_time_logs(
     client: httpx.AsyncClient, user: User, task_id: str, **params: Any
 ) -> tuple[list[dict[str, Any]], int]:
-    response = await client.get(f"/api/tasks/{task_id}/time-logs", params=params, headers=user.headers)
+    headers = {**user.headers, "Prefer": "count=exact"}
+    response = await client.get(f"/api/tasks/{task_id}/time-logs", params=params, headers=headers)
     assert response.status_code == 200, response.text
     body = response.json()
     assert isinstance(body, list)

@@ -11,6 +11,7 @@ prepared statement per connection, so PostgreSQL plans it once per connection to
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
@@ -45,6 +46,14 @@ class Prepared:
         self._processors = tuple(compiled.binds[n].type.bind_processor(_DIALECT) for n in self._names)
         columns = getattr(statement, "selected_columns", None)
         self.keys: tuple[str, ...] = tuple(columns.keys()) if columns is not None else ()
+
+    def explained(self) -> Prepared:
+        """The same statement under `EXPLAIN (FORMAT JSON)`, same parameters: the planner's plan for
+        those values (one row, one column, the plan as JSON), the statement itself not run."""
+        plan = copy.copy(self)
+        plan.sql = "EXPLAIN (FORMAT JSON) " + self.sql
+        plan.keys = ("QUERY PLAN",)
+        return plan
 
     def args(self, values: Mapping[str, Any]) -> list[Any]:
         out = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, get_args, overload
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -120,12 +120,21 @@ class Rows(Sequence[M]):
         return len(self.raw)
 
 
+# How a REST list's total is made, as the caller asked with `Prefer: count=…` (RFC 7240, as PostgREST):
+# counted, the planner's estimate, or counted when the planner expects few rows. None: not asked for.
+CountMode = Literal["exact", "planned", "estimated"]
+COUNT_MODES: tuple[CountMode, ...] = get_args(CountMode)
+
+
 @dataclass(frozen=True)
 class Page(Generic[T]):
     items: Sequence[T]
-    # How many rows match, ignoring limit/offset. Counted only when asked (REST's X-Total-Count), in
-    # the request's transaction: a GraphQL list, which shows no total, never pays for it.
+    # How many rows match, ignoring limit/offset. Counted only when asked (a connection's totalCount),
+    # in the request's transaction: a GraphQL list, which shows no total, never pays for it.
     count: Callable[[], Awaitable[int]]
+    # The total REST sends (X-Total-Count) as the context's count mode makes it (resolvers/_sql.fetch_page);
+    # None when it is not known: no count was asked for and the page does not tell it.
+    total: int | None = None
 
     @staticmethod
     def known(total: int) -> Callable[[], Awaitable[int]]:

@@ -11,6 +11,7 @@ from fluxopus.auth.mail import Mail
 from fluxopus.db.session import RlsTransaction
 from fluxopus.errors import DomainError, Unauthorized
 from fluxopus.integrations.oauth import OAuth
+from fluxopus.models.common import CountMode
 
 if TYPE_CHECKING:
     from fluxopus.resolvers.live_hub import LiveHub
@@ -28,9 +29,9 @@ class Context:
     auth_error: DomainError | None = None  # why claims is None: Unauthorized, or Unavailable
     live: LiveHub | None = None  # the process' live events (resolvers/live.py); None when off
     cache: dict[str, Any] = field(default_factory=dict)
-    # Lists count their total with the page, in its statement: REST sends it (X-Total-Count) with every
-    # list, GraphQL shows none, so only REST sets this.
-    count_lists: bool = False
+    # How lists make their total (Page.total): REST sets it from the request's `Prefer: count=…`; None
+    # (GraphQL, or REST without the preference) counts nothing beyond what the page itself tells.
+    count_mode: CountMode | None = None
 
     @property
     def user_id(self) -> UUID:

@@ -17,6 +17,7 @@ from fluxopus.db.session import DATABASE_UNAVAILABLE, database_gone
 from fluxopus.errors import DomainError, Unavailable
 from fluxopus.models.common import Page, Rows, parse, parse_json, parse_uuid
 from fluxopus.rest_compat.errors import ErrorCode, UnsupportedMediaType, domain_error_response, error_response
+from fluxopus.rest_compat.prefer import count_preference
 from fluxopus.rest_compat.sse import ClientGone, cancel_on_disconnect, event_stream, wants_event_stream
 from fluxopus.rest_compat.table import ROUTES, Route
 from fluxopus.runtime import Runtime
@@ -42,7 +43,8 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
                 _check_json(request)
                 kwargs["data"] = parse_json(route.body, await request.body())
             ctx = runtime.context(claims)
-            ctx.count_lists = True
+            if route.paginated:
+                ctx.count_mode = count_preference(request.scope["headers"])
             try:
                 result = await route.resolver(ctx, **kwargs)
                 if route.events is not None:
@@ -52,7 +54,6 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
                     if wants_event_stream(request):
                         return event_stream(result.events())
                     result = await cancel_on_disconnect(request, result.finished())
-                total = await result.count() if isinstance(result, Page) else None
             except BaseException:
                 await ctx.db.rollback()
                 raise
@@ -73,7 +74,10 @@ def make_endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
             return RedirectResponse(result.url, status_code=302, headers=headers)
         headers = {}
         if isinstance(result, Page):
-            headers["X-Total-Count"] = str(total)
+            if result.total is not None:
+                headers["X-Total-Count"] = str(result.total)
+            if ctx.count_mode is not None:
+                headers["Preference-Applied"] = f"count={ctx.count_mode}"
             result = result.items
         body = result.json() if isinstance(result, Rows) else adapter.dump_json(result)
         return Response(body, status_code=route.status, headers=headers, media_type="application/json")

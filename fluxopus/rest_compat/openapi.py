@@ -11,8 +11,10 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from fluxopus.models.common import COUNT_MODES
 from fluxopus.models.connections import PROVIDER_NAME
 from fluxopus.models.skills import RunEventType
+from fluxopus.resolvers._sql import ESTIMATED_EXACT_UP_TO
 from fluxopus.rest_compat.errors import CODES_BY_STATUS, ErrorCode
 from fluxopus.rest_compat.table import ROUTES, Route
 
@@ -135,7 +137,17 @@ def _operation(route: Route, schemas: dict[str, Any], refs: dict[Any, dict[str, 
     }
     if route.paginated:
         success["headers"] = {
-            "X-Total-Count": {"description": "Rows matching, ignoring limit/offset", "schema": {"type": "integer"}}
+            "X-Total-Count": {
+                "description": "Rows matching, ignoring limit/offset. Sent when a count was asked for "
+                "(`Prefer: count=…`: exact, or the planner's estimate), and without one only when the page "
+                "itself tells the total: a page shorter than `limit` that has rows, or an empty page at offset 0",
+                "schema": {"type": "integer", "minimum": 0},
+            },
+            "Preference-Applied": {
+                "description": "`count=exact`, `count=planned` or `count=estimated`: the count preference "
+                "honoured (RFC 7240); absent when none was sent or it was not one of these",
+                "schema": {"type": "string", "enum": [f"count={mode}" for mode in COUNT_MODES]},
+            },
         }
     if route.events is not None:
         success["content"]["text/event-stream"] = {"schema": _event_stream_schema(route)}
@@ -157,6 +169,8 @@ def _operation(route: Route, schemas: dict[str, Any], refs: dict[Any, dict[str, 
     parameters = _parameters(route, schemas)
     if route.events is not None or route.redirect:
         parameters.append(_accept_parameter(route))
+    if route.paginated:
+        parameters.append(PREFER_PARAMETER)
     op: dict[str, Any] = {
         "operationId": route.operation_id,
         "summary": route.summary,
@@ -174,6 +188,21 @@ def _operation(route: Route, schemas: dict[str, Any], refs: dict[Any, dict[str, 
             "content": {"application/json": {"schema": refs[(route.body, "validation")]}},
         }
     return op
+
+
+# RFC 7240, as PostgREST: how a list's X-Total-Count is made (rest_compat/prefer.py).
+PREFER_PARAMETER: dict[str, Any] = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "description": "Ask for the list's total in `X-Total-Count`: `count=exact` counts the matching rows "
+    "(reads every one of them); `count=planned` gives PostgreSQL's planner estimate (cheap, approximate, never "
+    "below the rows up to this page's end); `count=estimated` counts exactly when the planner expects at most "
+    f"{ESTIMATED_EXACT_UP_TO:,} rows and estimates above that. Without it nothing is counted (the total is sent "
+    "only when the page tells it). Other preferences may be listed beside it (`return=minimal, count=exact`); "
+    "unknown ones are ignored",
+    "schema": {"type": "string", "example": "count=exact"},
+}
 
 
 def _accept_parameter(route: Route) -> dict[str, Any]:
@@ -237,8 +266,8 @@ def build_openapi(routes: list[Route] = ROUTES) -> dict[str, Any]:
             "version": "0.1.0",
             "description": "REST compatibility layer over the Fluxopus GraphQL domain. "
             "Authenticate with `Authorization: Bearer <jwt>` (a Supabase session token). "
-            'Errors are `{"error": "<message>", "code": "<code>"}` (`Error`); lists are bare arrays with '
-            "the total in `X-Total-Count`.",
+            'Errors are `{"error": "<message>", "code": "<code>"}` (`Error`); lists are bare arrays, with '
+            "the total in `X-Total-Count` when asked for with `Prefer: count=exact|planned|estimated`.",
             "license": {"name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0"},
         },
         "servers": [{"url": "/"}],

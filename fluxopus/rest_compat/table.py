@@ -51,7 +51,8 @@ class Route:
     status: int = 200
     body: type[BaseModel] | None = None  # passed as `data`
     query: type[BaseModel] | None = None  # passed as `query`
-    paginated: bool = False  # resolver returns Page; REST answers a bare array + X-Total-Count
+    # The resolver returns Page; REST answers a bare array, X-Total-Count as `Prefer: count=…` asks (prefer.py).
+    paginated: bool = False
     # A run: the resolver returns it started (resolvers/runs.StartedRun); the edge commits, then streams
     # these events as `text/event-stream` by default, or waits for the result (`Accept: application/json`).
     events: type[BaseModel] | None = None

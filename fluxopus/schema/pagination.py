@@ -1,9 +1,9 @@
 """Relay-style connections beside the plain lists: `tasksConnection(first, after, last, before)` answers
 `edges { cursor node }`, `nodes`, `pageInfo` and `totalCount` over the same resolver, so the same rows,
-order, filters and row-level security as `tasks(limit, offset)` and REST's list (whose X-Total-Count is
-the same count). A cursor is opaque to clients: base64 of the item's position in the list's order,
-checked when it comes back (anything else is BAD_USER_INPUT). Positions, not keys: a row inserted
-before the cursor between two requests shifts the next page by one, as REST's offset pages do.
+order, filters and row-level security as `tasks(limit, offset)` and REST's list (whose X-Total-Count with
+`Prefer: count=exact` is the same count). A cursor is opaque to clients: base64 of the item's position in
+the list's order, checked when it comes back (anything else is BAD_USER_INPUT). Positions, not keys: a row
+inserted before the cursor between two requests shifts the next page by one, as REST's offset pages do.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ class Connection(Generic[T]):
     nodes: list[T] = strawberry.field(description="The page's items, in the list's order (the edges' nodes)")
     page_info: PageInfo = strawberry.field(description="Whether there is more, and the cursors to ask for it")
     total_count: int = strawberry.field(
-        description="How many items the whole list has for the caller, filters applied (REST's X-Total-Count)"
+        description="How many items the whole list has for the caller, filters applied: counted exactly "
+        "(REST's X-Total-Count with `Prefer: count=exact`)"
     )
 
 

@@ -20,6 +20,9 @@ const asAdmin = createClient<paths, "application/json">({
   headers: { Authorization: `Bearer ${process.env.ADMIN_TOKEN}` },
 });
 
+// Lists count their total only when asked (RFC 7240's Prefer, as PostgREST).
+const counted = { Prefer: "count=exact" };
+
 const called: OperationId[] = [];
 const totals: Partial<Record<OperationId, number>> = {};
 
@@ -41,6 +44,8 @@ async function ok<T>(
   const total = response.headers.get("X-Total-Count");
   if (total !== null) {
     if (!Array.isArray(data) || Number(total) !== data.length) fail(`${operation}: X-Total-Count ${total}`);
+    const applied = response.headers.get("Preference-Applied");
+    if (applied !== "count=exact") fail(`${operation}: Preference-Applied ${applied}`);
     totals[operation] = Number(total);
   }
   return data;
@@ -48,20 +53,20 @@ async function ok<T>(
 
 // Tasks and time logs
 const task: Schemas["Task"] = await ok("create_task", 201, api.POST("/api/tasks", { body: { title: "Plan" } }));
-await ok("list_tasks", 200, api.GET("/api/tasks", { params: { query: { status: "todo", limit: 10 } } }));
+await ok("list_tasks", 200, api.GET("/api/tasks", { params: { query: { status: "todo", limit: 10 }, header: counted } }));
 const byId = { params: { path: { id: task.id } } };
 await ok("get_task", 200, api.GET("/api/tasks/{id}", byId));
 const moved = await ok("update_task", 200, api.PATCH("/api/tasks/{id}", { ...byId, body: { status: "done" } }));
 if (moved.status !== "done") fail("update_task did not change the status");
 const taskPath = { params: { path: { task_id: task.id } } };
 await ok("add_time_log", 201, api.POST("/api/tasks/{task_id}/time-logs", { ...taskPath, body: { minutes: 15 } }));
-await ok("list_time_logs", 200, api.GET("/api/tasks/{task_id}/time-logs", taskPath));
+await ok("list_time_logs", 200, api.GET("/api/tasks/{task_id}/time-logs", { params: { ...taskPath.params, header: counted } }));
 
 // Tags
 const tag: Schemas["Tag"] = await ok("create_tag", 201, api.POST("/api/tags", { body: { name: "ts" } }));
 const tagPath = { params: { path: { id: tag.id } } };
 await ok("update_tag", 200, api.PATCH("/api/tags/{id}", { ...tagPath, body: { color: "#123456" } }));
-await ok("list_tags", 200, api.GET("/api/tags"));
+await ok("list_tags", 200, api.GET("/api/tags", { params: { header: counted } }));
 const entity = { entityType: "task", entityId: task.id } as const;
 await ok("assign_tags", 200, api.POST("/api/tags/entity", { body: { ...entity, tagIds: [tag.id] } }));
 const onTask = await ok("entity_tags_of", 200, api.GET("/api/tags/entity", { params: { query: entity } }));
@@ -74,10 +79,10 @@ const skill: Schemas["Skill"] = await ok(
   api.POST("/api/skills", { body: { name: "ts greeter", instructions: "Hello {{ input.name }}" } }),
 );
 const skillPath = { params: { path: { id: skill.id } } };
-await ok("list_skills", 200, api.GET("/api/skills"));
+await ok("list_skills", 200, api.GET("/api/skills", { params: { header: counted } }));
 await ok("get_skill", 200, api.GET("/api/skills/{id}", skillPath));
 await ok("update_skill", 200, api.PATCH("/api/skills/{id}", { ...skillPath, body: { instructions: "Hi {{ input.name }}" } }));
-await ok("list_skill_versions", 200, api.GET("/api/skills/{id}/versions", skillPath));
+await ok("list_skill_versions", 200, api.GET("/api/skills/{id}/versions", { params: { ...skillPath.params, header: counted } }));
 const run: Schemas["SkillRun"] = await ok(
   "run_skill",
   200,
@@ -86,7 +91,7 @@ const run: Schemas["SkillRun"] = await ok(
     body: { input: { name: "Grace" } },
   }),
 );
-await ok("list_skill_runs", 200, api.GET("/api/skills/{id}/runs", skillPath));
+await ok("list_skill_runs", 200, api.GET("/api/skills/{id}/runs", { params: { ...skillPath.params, header: counted } }));
 const budget: Schemas["TokenBudget"] = await ok("token_budget", 200, api.GET("/api/usage"));
 if (!(budget.limit > 0)) fail("token_budget");
 const toolsOff = await ok("update_tool_settings", 200, asAdmin.PUT("/api/tools/settings", { body: { enabled: false } }));
@@ -101,7 +106,7 @@ const item: Schemas["KnowledgeItem"] = await ok(
   api.POST("/api/knowledge", { body: { title: "Onboarding", content: "Read the handbook first." } }),
 );
 const itemPath = { params: { path: { id: item.id } } };
-await ok("list_knowledge", 200, api.GET("/api/knowledge"));
+await ok("list_knowledge", 200, api.GET("/api/knowledge", { params: { header: counted } }));
 await ok("get_knowledge", 200, api.GET("/api/knowledge/{id}", itemPath));
 await ok("update_knowledge", 200, api.PATCH("/api/knowledge/{id}", { ...itemPath, body: { content: "Read it twice." } }));
 const hits: Schemas["SearchHit"][] = await ok(
@@ -132,7 +137,7 @@ const status: Schemas["ConnectionStatus"] = await ok(
   200,
   api.GET("/api/connections/status/{provider}", { params: { path: { provider: "fake" } } }),
 );
-await ok("list_connections", 200, api.GET("/api/connections"));
+await ok("list_connections", 200, api.GET("/api/connections", { params: { header: counted } }));
 const connectionId = status.connection_id ?? fail("connection_status: not connected");
 await ok("disconnect", 200, api.DELETE("/api/connections/{id}", { params: { path: { id: connectionId } } }));
 
