@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Any, Generic, Literal, TypeVar, get_args, overload
+from functools import cache
+from types import UnionType
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin, overload
 from uuid import UUID
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
 
@@ -76,6 +80,34 @@ class PageQuery(BaseModel):
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="How many items to skip before the page starts")
 
 
+_PLAIN = (str, int, bool, dt.datetime, dt.date, UUID)
+
+
+@cache
+def _orjson_writes(model: type[BaseModel]) -> bool:
+    """Whether orjson writes this model's rows byte for byte as pydantic-core does: it does for text,
+    integers (a column's, so 64-bit), booleans, timestamps (`OPT_UTC_Z`), dates, UUIDs and enums, and
+    then takes less than half the time — at 50 tasks, a fifth of the list request's CPU was pydantic's
+    writer. Not for floats (`1e16` where pydantic writes `1e+16`) or JSON documents (which may hold
+    floats and integers past 64 bits): those models keep pydantic-core."""
+
+    def plain(annotation: Any) -> bool:
+        if annotation is None or annotation is type(None):
+            return True
+        if isinstance(annotation, type):
+            return issubclass(annotation, _PLAIN) or issubclass(annotation, Enum)
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            return plain(get_args(annotation)[0])
+        if origin is Literal:
+            return all(isinstance(arg, str) for arg in get_args(annotation))
+        if origin in (Union, UnionType):
+            return all(plain(arg) for arg in get_args(annotation))
+        return False
+
+    return all(plain(field.annotation) for field in model.model_fields.values())
+
+
 class Rows(Sequence[M]):
     """A list's rows as the database returned them, keyed and ordered like the model's fields. The REST
     edge writes them to JSON in one call (`json()`: pydantic-core, the serialiser the models use, so the
@@ -99,6 +131,8 @@ class Rows(Sequence[M]):
         return cls(model, [dict(zip(fields, row, strict=False)) for row in rows])
 
     def json(self) -> bytes:
+        if _orjson_writes(self.model):
+            return orjson.dumps(self.raw, option=orjson.OPT_UTC_Z)
         return to_json(self.raw)
 
     def _validated(self) -> list[M]:
