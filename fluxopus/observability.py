@@ -165,7 +165,7 @@ class Metrics:
         for pool, engine in (("requests", runtime.engine), ("service", runtime.service_engine)):
             if engine is None:
                 continue
-            stats = pool_stats(engine)
+            stats = pool_stats(engine, requests=pool == "requests")
             self.pool_size.labels(pool).set(stats.size)
             self.pool_in_use.labels(pool).set(stats.in_use)
             self.pool_waiting.labels(pool).set(stats.waiting)

@@ -20,6 +20,7 @@ from fluxopus.config import Settings
 from fluxopus.db.embedded import EmbeddedPostgres
 from fluxopus.db.engine import create_engine
 from fluxopus.db.migrate import migrate
+from fluxopus.db.session import _kept_of
 from tests.utils.builders import SECRET, Company, make_company
 from tests.utils.fake_jwks import FakeJWKS
 from tests.utils.fake_llm import FakeAnthropic, FakeOpenAI
@@ -186,8 +187,16 @@ def sql_counter(engine: AsyncEngine) -> Iterator[StatementCounter]:
             driver.add_query_logger(counter)
             logged.append(driver)
 
-    event.listen(engine.sync_engine, "checkout", on_checkout)
+    # Request transactions run on the kept pool's connections (db/session._Kept): those it keeps now,
+    # and those it opens from here on; anything else on the engine's own pool.
+    kept = _kept_of(engine)
+    for lease in kept._idle:
+        on_checkout(lease.conn.sync_connection.connection.dbapi_connection, None, None)  # type: ignore[union-attr]
+    engines = (engine.sync_engine, kept._opener.sync_engine)
+    for watched in engines:
+        event.listen(watched, "checkout", on_checkout)
     yield counter
-    event.remove(engine.sync_engine, "checkout", on_checkout)
+    for watched in engines:
+        event.remove(watched, "checkout", on_checkout)
     for driver in logged:
         driver.remove_query_logger(counter)

@@ -28,7 +28,7 @@ from fluxopus.app import create_app
 from fluxopus.config import Settings
 from fluxopus.db.engine import create_engine, operator_engine, sqlalchemy_url
 from fluxopus.db.migrate import migrate, migration_files
-from fluxopus.db.session import RlsTransaction
+from fluxopus.db.session import RlsTransaction, _kept_of
 from fluxopus.models.common import Deleted
 from fluxopus.resolvers.context import Context
 from fluxopus.rest_compat.generate import rest_routes
@@ -138,12 +138,17 @@ async def test_exhausted_pool_is_503_with_retry_after(settings: Settings, databa
     engine = create_engine(database_url, busy)
     try:
         transport = httpx.ASGITransport(app=create_app(busy, engine=engine))
-        async with engine.connect(), httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            response = await client.get("/api/tasks", headers=acme.alice.headers)
-            assert assert_error(response, 503) == "The server is busy; retry in a few seconds"
-            assert response.headers["Retry-After"] == "2"
-            result = await gql(client, acme.alice, "{ tasks { id } }")
-            assert error_codes(result) == ["UNAVAILABLE"]
+        holder = RlsTransaction(engine, _claims(acme.bob))
+        await holder.execute(text("select 1"))  # a request in progress holds the only connection
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                response = await client.get("/api/tasks", headers=acme.alice.headers)
+                assert assert_error(response, 503) == "The server is busy; retry in a few seconds"
+                assert response.headers["Retry-After"] == "2"
+                result = await gql(client, acme.alice, "{ tasks { id } }")
+                assert error_codes(result) == ["UNAVAILABLE"]
+        finally:
+            await holder.rollback()
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             assert (await client.get("/api/tasks", headers=acme.alice.headers)).status_code == 200
     finally:
@@ -424,7 +429,7 @@ async def test_unknown_user_sees_nothing(client: httpx.AsyncClient, engine: Asyn
 async def test_claims_and_role_do_not_leak_to_the_next_user_of_a_connection(
     database_url: str, acme: Company, end: str
 ) -> None:
-    # One pooled connection, so the raw connection afterwards is the one the RLS transaction used.
+    # One kept connection, so the one lent afterwards is the one the RLS transaction used.
     engine = create_async_engine(sqlalchemy_url(database_url), pool_size=1, max_overflow=0)
     try:
         tx = RlsTransaction(engine, _claims(acme.alice))
@@ -437,8 +442,13 @@ async def test_claims_and_role_do_not_leak_to_the_next_user_of_a_connection(
         assert role == "authenticated"
         assert json.loads(claims)["sub"] == acme.alice.id
 
-        async with engine.connect() as conn:
-            backend_after, role_after, claims_after = list((await conn.execute(probe)).one())
+        # What the next transaction finds before its own BEGIN: the connection as the kept pool lends it.
+        kept = _kept_of(engine)
+        lease = await kept.take()
+        try:
+            backend_after, role_after, claims_after = await lease.driver.fetchrow(str(probe))
+        finally:
+            await kept.give_back(lease)
         assert backend_after == backend, "the pool handed out a different connection; the check proves nothing"
         assert role_after != "authenticated"
         assert claims_after in (None, "")

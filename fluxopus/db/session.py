@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sys
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -15,22 +17,22 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text, type_coerce
+from sqlalchemy import event, select, text, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Connection, Result
+from sqlalchemy.engine import Result
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, QueuePool
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.util import greenlet_spawn
 
 from fluxopus.db.prepared import Prepared
 from fluxopus.errors import Conflict, DomainError, Forbidden, Invalid, QuotaExceeded, Unauthorized, Unavailable
 
 # connection_exception (08…), admin_shutdown, crash_shutdown, cannot_connect_now (starting up, recovering)
 _GONE_SQLSTATES = ("57P01", "57P02", "57P03")
+log = logging.getLogger(__name__)
 DATABASE_UNAVAILABLE = "The database is not available right now; retry in a few seconds"
 
 
@@ -66,105 +68,164 @@ async def connect(engine: AsyncEngine) -> AsyncConnection:
         raise
 
 
-async def _checkout(engine: AsyncEngine) -> tuple[AsyncConnection, Any]:
-    """A pooled connection, set to autocommit (the transaction is ours: _begin_as), and the asyncpg
-    connection under it, in one hand-over to SQLAlchemy's synchronous pool: each await on an
-    AsyncConnection is one (a greenlet started and switched to), and the three this takes one at a
-    time cost 35 µs of a 0.6 ms request. Unavailable as from connect()."""
-
-    def checkout() -> tuple[Connection, Any]:
-        conn = engine.sync_engine.connect()
-        try:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            driver = conn.connection.driver_connection
-        except BaseException:
-            conn.close()
-            raise
-        assert driver is not None
-        return conn, driver
-
-    try:
-        conn, driver = await greenlet_spawn(checkout)
-    except SATimeoutError:
-        raise Unavailable() from None
-    except (OSError, DBAPIError) as exc:
-        if database_gone(exc):
-            raise Unavailable(DATABASE_UNAVAILABLE) from exc
-        raise
-    return AsyncConnection(engine, conn), driver
+@dataclass(frozen=True)
+class _Lease:
+    conn: AsyncConnection
+    driver: Any  # the asyncpg connection under conn, for BEGIN, COMMIT, ROLLBACK and prepared reads
+    generation: int  # the engine's disposals when it was opened: an older one is closed when given back
 
 
-class _Turns:
-    """First come, first served for a pool's connections. SQLAlchemy's async pool hands a returned
-    connection to whoever asks next — a request just arrived takes it before those already waiting, and
-    a waiter woken for it goes to the back of the line — so under load some requests waited many
-    times longer than others (p99 2.4x the raw floor's at 32 clients on a pool of 20; 1.1x with this).
-    Requests take a turn here before they ask the pool, which then always has a connection for them."""
+class _Kept:
+    """The request pool: a transaction's connection, opened once, set to autocommit (the transaction is
+    ours: _begin_as) and kept between requests, handed out first come, first served.
 
-    def __init__(self, size: int, timeout: float) -> None:
-        self._free = size
-        self._timeout = timeout  # the pool's: waiting longer is Unavailable, as from the pool itself
-        self._waiting: deque[asyncio.Future[None]] = deque()
+    Kept, not checked out of SQLAlchemy's pool for each request: a checkout and its return were two
+    greenlets (each a fresh 16 KiB frame stack, mapped and unmapped: two page faults) and SQLAlchemy's
+    pool bookkeeping, ~70 µs of a 0.4 ms `GET`. The connections are the kept pool's own (opened through
+    an engine without a pool of its own, on the request engine's URL): kept out of the request engine's
+    pool, they would starve its other users (sign-in, session checks, the indexer), which keep it.
+    First come, first served because SQLAlchemy's async pool hands a returned connection to whoever asks
+    next — a request just arrived before those already waiting — so under load some requests waited many
+    times longer than others (p99 2.4x the raw floor's at 32 clients on a pool of 20; 1.1x in turn).
+    Sized as the request engine's pool (size + overflow, its timeout). Disposing the request engine
+    (shutdown, a database that restarted) closes the idle connections and those in use as they come back."""
 
-    async def take(self) -> None:
-        if self._free and not self._waiting:
-            self._free -= 1
-            return
-        turn = asyncio.get_running_loop().create_future()
+    def __init__(self, engine: AsyncEngine) -> None:
+        pool = engine.sync_engine.pool
+        # An engine without a pool (NullPool: the CLI's) keeps nothing: a connection per transaction.
+        self.keeps = isinstance(pool, QueuePool)
+        self.size, self.timeout, self._opener = sys.maxsize, 0.0, engine
+        if isinstance(pool, QueuePool):
+            self.size = pool.size() + max(getattr(pool, "_max_overflow", 0), 0)
+            self.timeout = pool.timeout()
+            self._opener = create_async_engine(engine.url, poolclass=NullPool)
+        self._idle: list[_Lease] = []
+        self._opened = 0  # idle and in use
+        self._waiting: deque[asyncio.Future[_Lease | None]] = deque()  # a lease, or None: a slot to open one in
+        self._generation = 0
+        if self.keeps:
+            event.listen(engine.sync_engine, "engine_disposed", self._disposed)
+
+    @property
+    def in_use(self) -> int:
+        return self._opened - len(self._idle)
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for turn in self._waiting if not turn.done())
+
+    async def take(self) -> _Lease:
+        if not self._waiting:
+            if self._idle:
+                return self._idle.pop()
+            if self._opened < self.size:
+                self._opened += 1
+                return await self._open()
+        turn: asyncio.Future[_Lease | None] = asyncio.get_running_loop().create_future()
         self._waiting.append(turn)
         try:
-            async with asyncio.timeout(self._timeout):
-                await turn
+            async with asyncio.timeout(self.timeout):
+                handed = await turn
         except BaseException as exc:
             if turn.done() and not turn.cancelled():
-                self.give_back()  # handed over as it was abandoned: pass it on
+                self._hand_on(turn.result())  # handed over as it was abandoned: pass it on
             else:
                 self._waiting.remove(turn)
             if isinstance(exc, TimeoutError):
                 raise Unavailable() from exc
             raise
+        return handed if handed is not None else await self._open()
 
-    def give_back(self) -> None:
+    async def give_back(self, lease: _Lease) -> None:
+        if (
+            not self.keeps
+            or lease.generation != self._generation
+            or lease.driver.is_closed()
+            or lease.driver.is_in_transaction()
+        ):
+            await self.drop(lease)  # never kept inside a transaction, nor from before a disposal
+            return
+        if lease.conn.in_transaction():  # SQLAlchemy's own bookkeeping of a write's statements; nothing is sent
+            await lease.conn.rollback()
+        self._hand_on(lease)
+
+    async def drop(self, lease: _Lease) -> None:
+        """Close it for good (dead, cancelled mid-statement, or stale); its slot opens a new one when asked."""
+        try:
+            await _drop(lease.conn)
+        finally:
+            self._hand_on(None)
+
+    async def _open(self) -> _Lease:
+        generation = self._generation
+        try:
+            conn = await connect(self._opener)
+        except BaseException:
+            self._hand_on(None)
+            raise
+        try:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            driver = (await conn.get_raw_connection()).driver_connection
+        except BaseException:
+            await self.drop(_Lease(conn, None, generation))
+            raise
+        return _Lease(conn, driver, generation)
+
+    def _hand_on(self, lease: _Lease | None) -> None:
+        """A connection (or, None, the slot of one closed) to the longest waiting, else kept idle (or freed)."""
         while self._waiting:
             turn = self._waiting.popleft()
             if not turn.done():
-                turn.set_result(None)  # straight to the longest waiting
+                turn.set_result(lease)
                 return
-        self._free += 1
+        if lease is None:
+            self._opened -= 1
+        else:
+            self._idle.append(lease)
+
+    def _disposed(self, engine: Any) -> None:
+        """SQLAlchemy's engine_disposed, inside AsyncEngine.dispose's greenlet: close the idle connections
+        (terminated first: after a restart they are dead), and those in use when they come back."""
+        self._generation += 1
+        idle, self._idle = self._idle, []
+        for lease in idle:
+            try:
+                lease.driver.terminate()
+                if (sync := lease.conn.sync_connection) is not None:
+                    sync.invalidate()
+                    sync.close()
+            except Exception:  # noqa: BLE001 - it is being thrown away either way
+                log.debug("closing a kept connection failed", exc_info=True)
+            self._hand_on(None)
 
 
-_turns: weakref.WeakKeyDictionary[Any, _Turns] = weakref.WeakKeyDictionary()
+_kept: weakref.WeakKeyDictionary[Any, _Kept] = weakref.WeakKeyDictionary()
 
 
-def _turns_of(engine: AsyncEngine) -> _Turns | None:
-    """The turns of the engine's pool (a new pool after dispose gets its own); None for a pool that
-    never runs out (NullPool: a connection per checkout)."""
-    pool = engine.sync_engine.pool
-    if not isinstance(pool, QueuePool):
-        return None
-    turns = _turns.get(pool)
-    if turns is None:
-        turns = _turns[pool] = _Turns(pool.size() + max(getattr(pool, "_max_overflow", 0), 0), pool.timeout())
-    return turns
+def _kept_of(engine: AsyncEngine) -> _Kept:
+    kept = _kept.get(engine.sync_engine)
+    if kept is None:
+        kept = _kept[engine.sync_engine] = _Kept(engine)
+    return kept
 
 
 @dataclass(frozen=True)
 class PoolStats:
     size: int  # connections it may open (pool size + overflow)
-    in_use: int  # checked out now
-    waiting: int  # requests waiting for a turn (a connection)
+    in_use: int  # held by a transaction now
+    waiting: int  # requests waiting for a connection
 
 
-def pool_stats(engine: AsyncEngine) -> PoolStats:
-    """For /metrics: the pool's connections, and the requests queued at its turns (see _Turns)."""
+def pool_stats(engine: AsyncEngine, *, requests: bool = False) -> PoolStats:
+    """For /metrics: the requests' kept pool (`requests`), or an engine's own pool."""
     pool = engine.sync_engine.pool
     if not isinstance(pool, QueuePool):
         return PoolStats(size=0, in_use=0, waiting=0)  # NullPool (CLI engines): nothing is kept or waited for
-    turns = _turns.get(pool)
-    waiting = sum(1 for turn in turns._waiting if not turn.done()) if turns is not None else 0
-    return PoolStats(
-        size=pool.size() + max(getattr(pool, "_max_overflow", 0), 0), in_use=pool.checkedout(), waiting=waiting
-    )
+    size = pool.size() + max(getattr(pool, "_max_overflow", 0), 0)
+    if not requests:
+        return PoolStats(size=size, in_use=pool.checkedout(), waiting=0)
+    kept = _kept.get(engine.sync_engine)
+    return PoolStats(size, kept.in_use, kept.waiting) if kept is not None else PoolStats(size, 0, 0)
 
 
 def _postgres_error(exc: BaseException) -> Any:
@@ -218,7 +279,7 @@ class RlsTransaction:
         self.auth_error = auth_error
         self._conn: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection under _conn, for BEGIN, COMMIT and ROLLBACK
-        self._turns: _Turns | None = None  # taken while this transaction holds a connection
+        self._lease: _Lease | None = None  # _conn and _driver, as the kept pool lent them
         self._lock = asyncio.Lock()
 
     def assume(self, claims: Mapping[str, Any]) -> None:
@@ -268,32 +329,22 @@ class RlsTransaction:
 
     async def _begin(self) -> None:
         """BEGIN and the claims in one round trip (the simple query protocol takes both at once), on a
-        connection SQLAlchemy treats as autocommit so it sends no BEGIN of its own: the transaction is
-        ours, ended by _end. The pool does not ping a connection before handing it out (a round trip
-        per request); a connection found dead here — the database restarted — is dropped with the rest
-        of its pool and the transaction opened on a fresh one."""
+        kept connection SQLAlchemy treats as autocommit so it sends no BEGIN of its own: the transaction
+        is ours, ended by _end. A kept connection is not pinged before use (a round trip per request); one
+        found dead here — the database restarted — is dropped with the engine's other connections, and
+        the transaction opened on a fresh one."""
         if self.claims is None:
             raise self.auth_error or Unauthorized("Missing Authorization header: send 'Authorization: Bearer <jwt>'")
         begin = _begin_as(self.claims)
-        turns = _turns_of(self.engine)
-        if turns is not None:
-            await turns.take()
-            self._turns = turns
-        try:
-            await self._open(begin)
-        except BaseException:
-            self._give_back()
-            raise
-
-    async def _open(self, begin: str) -> None:
+        kept = _kept_of(self.engine)
         for attempt in (1, 2):
-            conn, driver = await _checkout(self.engine)
+            lease = await kept.take()
             try:
-                await driver.execute(begin)
+                await lease.driver.execute(begin)
             except BaseException as exc:
                 # Dead, cancelled (GraphQL cancels a failed operation's other fields) or failed after BEGIN
-                # ran: the connection may be inside a transaction, so it is dropped, never pooled.
-                await _drop(conn)
+                # ran: the connection may be inside a transaction, so it is dropped, never kept.
+                await kept.drop(lease)
                 if attempt == 1 and isinstance(exc, Exception):
                     # Nothing has run yet, so opening again on a fresh connection is safe. (A backend
                     # killed under asyncpg may also surface as an InternalClientError, not only as "gone".)
@@ -303,7 +354,8 @@ class RlsTransaction:
                 if database_gone(exc):
                     raise Unavailable(DATABASE_UNAVAILABLE) from exc
                 raise
-            self._conn, self._driver = conn, driver
+            self._lease = lease
+            self._conn, self._driver = lease.conn, lease.driver
             return
 
     @asynccontextmanager
@@ -353,31 +405,19 @@ class RlsTransaction:
 
     async def _end(self, *, commit: bool) -> None:
         async with self._lock:
-            conn, driver = self._conn, self._driver
-            self._conn = self._driver = None
-            if conn is None or driver is None:
+            lease, driver = self._lease, self._driver
+            self._lease, self._conn, self._driver = None, None, None
+            if lease is None:
                 return
             try:
-                try:
-                    await driver.execute("commit" if commit else "rollback")
-                except Exception as exc:
-                    # A rollback on a connection that is gone (a cancelled statement can close it) has
-                    # nothing left to undo: PostgreSQL ended that transaction with the connection.
-                    if commit or not database_gone(exc):
-                        raise translate_db_error(exc) from exc
+                await driver.execute("commit" if commit else "rollback")
+            except Exception as exc:
+                # A rollback on a connection that is gone (a cancelled statement can close it) has
+                # nothing left to undo: PostgreSQL ended that transaction with the connection.
+                if commit or not database_gone(exc):
+                    raise translate_db_error(exc) from exc
             finally:
-                try:
-                    if driver.is_in_transaction() or driver.is_closed():
-                        await _drop(conn)  # never back to the pool inside a transaction
-                    else:
-                        await conn.close()
-                finally:
-                    self._give_back()
-
-    def _give_back(self) -> None:
-        turns, self._turns = self._turns, None
-        if turns is not None:
-            turns.give_back()
+                await _kept_of(self.engine).give_back(lease)  # dropped if still inside a transaction
 
 
 async def _drop(conn: AsyncConnection) -> None:
