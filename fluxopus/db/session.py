@@ -203,6 +203,8 @@ _kept: weakref.WeakKeyDictionary[Any, _Kept] = weakref.WeakKeyDictionary()
 
 
 def _kept_of(engine: AsyncEngine) -> _Kept:
+    if not isinstance(engine.sync_engine.pool, QueuePool):
+        return _Kept(engine)  # keeps nothing, so nothing to remember (and it holds the engine)
     kept = _kept.get(engine.sync_engine)
     if kept is None:
         kept = _kept[engine.sync_engine] = _Kept(engine)
