@@ -21,6 +21,7 @@ import pytest
 from fluxopus.db.engine import asyncpg_dsn
 from tests.conftest import StatementCounter
 from tests.utils.builders import Company, User
+from tests.utils.rls import value_as
 
 pytestmark = pytest.mark.slow  # seeds 100,000 tasks
 
@@ -88,16 +89,7 @@ def blocks(nodes: list[dict[str, Any]]) -> int:
 
 
 async def explain(database_url: str, user: User, statement: str, parameters: tuple[Any, ...]) -> dict[str, Any]:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        async with conn.transaction():
-            claims = json.dumps({"sub": user.id, "role": "authenticated", "aud": "authenticated"})
-            await conn.execute(
-                "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)", claims
-            )
-            found = await conn.fetchval(f"explain (analyze, buffers, format json) {statement}", *parameters)
-    finally:
-        await conn.close()
+    found = await value_as(database_url, user, f"explain (analyze, buffers, format json) {statement}", *parameters)
     plan: dict[str, Any] = json.loads(found)[0]["Plan"]
     return plan
 

@@ -21,6 +21,7 @@ from fluxopus.db.engine import asyncpg_dsn
 from fluxopus.resolvers._sql import ESTIMATED_EXACT_UP_TO
 from tests.conftest import StatementCounter
 from tests.utils.builders import Company, User, create_tag, create_task, unique
+from tests.utils.rls import value_as
 
 Prefer = str | Sequence[str] | None
 
@@ -174,16 +175,7 @@ async def superuser(database_url: str, sql: str, *args: Any) -> None:
 async def planner_rows(database_url: str, user: User, statement: str, arguments: tuple[Any, ...]) -> int:
     """The rows the planner expects the count `statement` (an EXPLAIN the app ran) to count, asked again
     here as the caller: the plan's aggregate's input."""
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        async with conn.transaction():
-            claims = json.dumps({"sub": user.id, "role": "authenticated", "aud": "authenticated"})
-            await conn.execute(
-                "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)", claims
-            )
-            found = await conn.fetchval(statement, *arguments)
-    finally:
-        await conn.close()
+    found = await value_as(database_url, user, statement, *arguments)
     plan = json.loads(found)[0]["Plan"]
     assert plan["Node Type"] == "Aggregate" and plan["Plan Rows"] == 1, plan
     [counted] = [p for p in plan["Plans"] if p["Parent Relationship"] == "Outer"]
