@@ -595,7 +595,7 @@ async def test_connections_go_to_requests_in_the_order_they_asked(
     settings: Settings, database_url: str, acme: Company
 ) -> None:
     """SQLAlchemy's async pool gives a returned connection to whoever asks next, before those already
-    waiting; RlsTransaction takes turns first (db/session._Turns). A request asking at the very moment
+    waiting; the kept pool lends first come, first served (db/session._Kept). A request asking at the very moment
     a connection comes back waits behind the three that were waiting for it."""
     engine = create_engine(database_url, settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
     order: list[str] = []
