@@ -279,25 +279,21 @@ class RlsTransaction:
         self.service_engine = service_engine or engine
         self.claims = claims
         self.auth_error = auth_error
-        self._conn: AsyncConnection | None = None
-        self._driver: Any = None  # the asyncpg connection under _conn, for BEGIN, COMMIT and ROLLBACK
-        self._lease: _Lease | None = None  # _conn and _driver, as the kept pool lent them
+        self._lease: _Lease | None = None  # the connection the kept pool lent this transaction
         self._lock = asyncio.Lock()
 
     def assume(self, claims: Mapping[str, Any]) -> None:
         """Act for this user from the first statement on: for a request that proves who it acts for
         by other means than a bearer token (an OAuth callback's single-use state)."""
-        if self._conn is not None:
+        if self._lease is not None:
             raise RuntimeError("a transaction is already open under other claims")
         self.claims, self.auth_error = claims, None
 
     async def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
         async with self._lock:
-            if self._conn is None:
-                await self._begin()
-            assert self._conn is not None
+            lease = self._lease or await self._begin()
             try:
-                return await self._conn.execute(statement, params)
+                return await lease.conn.execute(statement, params)
             except DBAPIError as exc:
                 raise translate_db_error(exc) from exc
 
@@ -305,10 +301,9 @@ class RlsTransaction:
         """Rows (asyncpg records, keyed as `prepared.keys`) of a statement compiled once (db/prepared.py),
         run on the driver: none of SQLAlchemy's per-execution work."""
         async with self._lock:
-            if self._conn is None:
-                await self._begin()
+            lease = self._lease or await self._begin()
             try:
-                rows: list[Any] = await self._driver.fetch(prepared.sql, *args)
+                rows: list[Any] = await lease.driver.fetch(prepared.sql, *args)
             except Exception as exc:
                 raise translate_db_error(exc) from exc
             return rows
@@ -329,7 +324,7 @@ class RlsTransaction:
         finally:
             await conn.close()
 
-    async def _begin(self) -> None:
+    async def _begin(self) -> _Lease:
         """BEGIN and the claims in one round trip (the simple query protocol takes both at once), on a
         kept connection SQLAlchemy treats as autocommit so it sends no BEGIN of its own: the transaction
         is ours, ended by _end. A kept connection is not pinged before use (a round trip per request); one
@@ -357,8 +352,8 @@ class RlsTransaction:
                     raise Unavailable(DATABASE_UNAVAILABLE) from exc
                 raise
             self._lease = lease
-            self._conn, self._driver = lease.conn, lease.driver
-            return
+            return lease
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     @asynccontextmanager
     async def apart(self) -> AsyncIterator[RlsTransaction]:
@@ -392,10 +387,8 @@ class RlsTransaction:
         """Undo what the block wrote if it raises, and carry on in the same transaction: how a resolver
         recovers from a refused write without deciding when the request's transaction ends."""
         async with self._lock:
-            if self._conn is None:
-                await self._begin()
-            assert self._conn is not None
-            nested = await self._conn.begin_nested()
+            lease = self._lease or await self._begin()
+            nested = await lease.conn.begin_nested()
         try:
             yield
         except BaseException:
@@ -407,12 +400,11 @@ class RlsTransaction:
 
     async def _end(self, *, commit: bool) -> None:
         async with self._lock:
-            lease, driver = self._lease, self._driver
-            self._lease, self._conn, self._driver = None, None, None
+            lease, self._lease = self._lease, None
             if lease is None:
                 return
             try:
-                await driver.execute("commit" if commit else "rollback")
+                await lease.driver.execute("commit" if commit else "rollback")
             except Exception as exc:
                 # A rollback on a connection that is gone (a cancelled statement can close it) has
                 # nothing left to undo: PostgreSQL ended that transaction with the connection.
